@@ -2,8 +2,29 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod backend;
+mod cache;
+mod capability;
 mod error;
+mod key;
+mod plugin;
+mod raw;
 pub mod serializer;
+mod ttl;
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use backend::{Backend, ClearScope, IntoBackend, OpSet};
+pub use cache::{Cache, CacheBuilder, DEFAULT_TIMEOUT, Scoped};
+pub use capability::Capability;
 pub use error::{Error, ErrorKind, Result};
+pub use key::{AiocacheFlavor, AiocacheKeyBuilder, DefaultKeyBuilder, KeyBuilder};
+pub use plugin::{Command, CommandInfo, Outcome, Plugin};
+pub use raw::RawValue;
 pub use serializer::{Json, RawBytes, Serializer, Utf8};
+pub use ttl::{KeyTtl, Ttl};
+
+/// Re-exported for backend implementations and the conformance macro.
+#[doc(hidden)]
+pub use async_trait::async_trait;

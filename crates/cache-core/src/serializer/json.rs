@@ -53,8 +53,8 @@ mod tests {
         let v: Option<u32> = None;
         let bytes = Json.encode(&v).unwrap();
         assert_eq!(bytes, b"null");
-        let back: Option<Option<u32>> = Json.decode(&bytes).unwrap();
-        assert_eq!(back, Some(None));
+        let back: Option<u32> = Json.decode(&bytes).unwrap();
+        assert_eq!(back, None);
     }
 
     #[test]

@@ -1,0 +1,139 @@
+//! The implementor's contract: what a storage backend must do.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{Capability, KeyTtl, RawValue, Result};
+
+/// What a [`Backend::clear`] call removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearScope<'a> {
+    /// Every key of one namespace.
+    Namespace {
+        /// The namespace as the user gave it.
+        namespace: &'a str,
+        /// The prefix every built key of the namespace starts with, and no other key does
+        /// (from [`KeyBuilder::namespace_prefix`](crate::KeyBuilder::namespace_prefix)).
+        prefix: &'a str,
+    },
+    /// Every key the backend holds, of every namespace and every other user of the server
+    /// (Redis `FLUSHDB`, memcached `flush_all`). Only [`Cache::wipe_all`](crate::Cache::wipe_all)
+    /// and, on an exclusive store, `clear` without a namespace ask for it.
+    All,
+}
+
+/// Options of a write ([`Backend::set`], [`Backend::add`], [`Backend::multi_set`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct OpSet {
+    /// Expiry of the written entries; `None` = never. Validated by the cache: never zero and
+    /// within [`Capability::max_ttl`].
+    pub ttl: Option<Duration>,
+}
+
+impl OpSet {
+    /// Options for a write with this expiry.
+    pub fn new(ttl: Option<Duration>) -> Self {
+        OpSet { ttl }
+    }
+}
+
+/// A storage backend: what the [`Cache`](crate::Cache) calls after it has built keys and
+/// encoded values.
+///
+/// Keys arrive fully built (namespace applied) and values as bytes. A backend must implement
+/// every operation; one it cannot do returns
+/// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) and says so in its
+/// [`Capability`], which the cache checks first. The contract of each operation is the one of
+/// the `Cache` method of the same name, and the conformance suite (`testkit` feature) checks it.
+///
+/// Methods take `&self`: backends are shared behind an `Arc` and called concurrently. A call
+/// may be cancelled at any `.await` (a timeout drops its future); a backend must leave no
+/// broken state behind when that happens — the next call must work.
+#[async_trait]
+pub trait Backend: Send + Sync + Debug + 'static {
+    /// A short lowercase name (`"memory"`, `"redis"`), used in errors, plugins and metrics.
+    fn name(&self) -> &'static str;
+
+    /// What this backend supports. Read once when a cache is built.
+    fn capability(&self) -> Capability;
+
+    /// The stored bytes of `key`, or `None` on a miss or an expired entry.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+
+    /// The stored bytes of each key, in order; same length as `keys`, duplicates allowed.
+    async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>>;
+
+    /// Stores `value`, replacing any value and TTL.
+    async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()>;
+
+    /// Stores `value` only if `key` is absent, atomically. Returns `false` if it was present.
+    async fn add(&self, key: &str, value: Bytes, op: OpSet) -> Result<bool>;
+
+    /// Stores every entry with the same TTL; atomically where
+    /// [`Capability::atomic_multi_set`] says so. A later duplicate key wins.
+    async fn multi_set(&self, entries: Vec<(String, Bytes)>, op: OpSet) -> Result<()>;
+
+    /// Removes `key`. Returns whether it existed.
+    async fn delete(&self, key: &str) -> Result<bool>;
+
+    /// Removes every key. Returns how many existed.
+    async fn multi_delete(&self, keys: &[String]) -> Result<u64>;
+
+    /// Whether `key` exists. Must not write anything.
+    async fn exists(&self, key: &str) -> Result<bool>;
+
+    /// Adds `delta` to the decimal integer stored at `key`, creating it with `delta` if
+    /// missing, keeping its TTL; returns the new value. Non-integer values and overflow are
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) and leave the value
+    /// untouched.
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64>;
+
+    /// Sets (`Some`) or removes (`None`) the expiry of `key`. Returns whether the key exists.
+    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool>;
+
+    /// The remaining lifetime of `key`.
+    async fn ttl(&self, key: &str) -> Result<KeyTtl>;
+
+    /// Replaces the value of `key` with `new` only if its current value equals `expected`
+    /// (`None`: only if the key is absent), atomically. Returns whether it wrote.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Bytes,
+        op: OpSet,
+    ) -> Result<bool>;
+
+    /// Removes the keys of `scope`. Returns how many were removed, where the backend can
+    /// count them.
+    async fn clear(&self, scope: ClearScope<'_>) -> Result<Option<u64>>;
+
+    /// Runs a backend-native command, without namespace or serializer.
+    async fn raw(&self, command: &str, args: Vec<RawValue>) -> Result<RawValue>;
+
+    /// Releases connections and resources. Idempotent; must not hang.
+    async fn close(&self) -> Result<()>;
+}
+
+/// Conversion into the shared form a [`Cache`](crate::Cache) holds.
+pub trait IntoBackend {
+    /// Wraps the backend in an `Arc`.
+    fn into_backend(self) -> Arc<dyn Backend>;
+}
+
+impl<B: Backend> IntoBackend for B {
+    fn into_backend(self) -> Arc<dyn Backend> {
+        Arc::new(self)
+    }
+}
+
+impl IntoBackend for Arc<dyn Backend> {
+    fn into_backend(self) -> Arc<dyn Backend> {
+        self
+    }
+}

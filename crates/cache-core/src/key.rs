@@ -1,0 +1,185 @@
+//! Key building: how a (namespace, key) pair becomes the key a backend stores.
+
+use std::borrow::Cow;
+use std::fmt::Debug;
+
+use crate::{Error, Result};
+
+/// Builds backend keys from user keys and namespaces.
+///
+/// A builder must be injective over the pairs it accepts: two different
+/// `(namespace, key)` pairs never give one backend key. It may refuse a pair with
+/// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) instead.
+pub trait KeyBuilder: Send + Sync + Debug + 'static {
+    /// The backend key for `key` in `namespace` (`None`: no namespace; the cache has already
+    /// resolved per-call overrides and turned an empty namespace into `None`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a pair this
+    /// builder cannot represent.
+    fn build<'a>(&self, key: &'a str, namespace: Option<&str>) -> Result<Cow<'a, str>>;
+
+    /// A prefix that every key built in `namespace` starts with and no key of another
+    /// namespace does, so that `clear` can remove exactly that namespace. `None` if the
+    /// builder cannot promise one (then `clear` of a namespace is unsupported).
+    fn namespace_prefix(&self, namespace: &str) -> Option<String>;
+}
+
+/// The default key format: `{namespace}:{key}`, or `key` when there is no namespace.
+///
+/// The namespace part is escaped so that the format stays injective: `%` becomes `%25` and
+/// `:` becomes `%3A` (so the namespace ends at the first `:`). Keys are never rewritten.
+/// Namespaces without `:` or `%` — the usual case — are stored exactly as written.
+///
+/// Keys without a namespace are stored verbatim, so a cache with no namespace sees the whole
+/// keyspace, including the keys of namespaced caches; that is intended.
+///
+/// ```
+/// use cache_core::{DefaultKeyBuilder, KeyBuilder};
+///
+/// let kb = DefaultKeyBuilder;
+/// assert_eq!(kb.build("42", Some("users")).unwrap(), "users:42");
+/// assert_eq!(kb.build("b:c", Some("a")).unwrap(), "a:b:c");
+/// assert_eq!(kb.build("c", Some("a:b")).unwrap(), "a%3Ab:c");
+/// assert_eq!(kb.build("42", None).unwrap(), "42");
+/// assert_eq!(kb.namespace_prefix("users").unwrap(), "users:");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DefaultKeyBuilder;
+
+fn escape_namespace(ns: &str) -> Cow<'_, str> {
+    if !ns.contains([':', '%']) {
+        return Cow::Borrowed(ns);
+    }
+    let mut out = String::with_capacity(ns.len() + 8);
+    for c in ns.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ':' => out.push_str("%3A"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+impl KeyBuilder for DefaultKeyBuilder {
+    fn build<'a>(&self, key: &'a str, namespace: Option<&str>) -> Result<Cow<'a, str>> {
+        match namespace {
+            None => Ok(Cow::Borrowed(key)),
+            Some(ns) => {
+                let ns = escape_namespace(ns);
+                let mut out = String::with_capacity(ns.len() + 1 + key.len());
+                out.push_str(&ns);
+                out.push(':');
+                out.push_str(key);
+                Ok(Cow::Owned(out))
+            }
+        }
+    }
+
+    fn namespace_prefix(&self, namespace: &str) -> Option<String> {
+        Some(format!("{}:", escape_namespace(namespace)))
+    }
+}
+
+/// Which of aiocache's key formats [`AiocacheKeyBuilder`] reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AiocacheFlavor {
+    /// aiocache's `RedisCache`: `ns:key`, or `key` without a namespace.
+    Redis,
+    /// aiocache's `SimpleMemoryCache`: `nskey` (plain concatenation).
+    Memory,
+    /// aiocache's `MemcachedCache`: `nskey`. aiocache also rewrites spaces to `_`, which is
+    /// not injective; this builder refuses keys with spaces instead.
+    Memcached,
+}
+
+/// Reproduces the keys aiocache 0.12 builds, so a Rust service can share a Redis or
+/// Memcached server with a Python aiocache service.
+///
+/// aiocache's formats are not injective when a namespace can end where a key begins
+/// (`("ab", "c")` and `("a", "bc")` with the memcached flavor); use them for interop only.
+/// `clear` of a namespace removes what aiocache's own `clear(namespace)` would: every key that
+/// starts with the prefix.
+///
+/// ```
+/// use cache_core::{AiocacheFlavor, AiocacheKeyBuilder, KeyBuilder};
+///
+/// let redis = AiocacheKeyBuilder::new(AiocacheFlavor::Redis);
+/// assert_eq!(redis.build("key", Some("test")).unwrap(), "test:key");
+/// let mc = AiocacheKeyBuilder::new(AiocacheFlavor::Memcached);
+/// assert_eq!(mc.build("key", Some("test")).unwrap(), "testkey");
+/// assert!(mc.build("a b", Some("test")).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AiocacheKeyBuilder {
+    flavor: AiocacheFlavor,
+}
+
+impl AiocacheKeyBuilder {
+    /// A builder for the given aiocache backend's format.
+    pub const fn new(flavor: AiocacheFlavor) -> Self {
+        AiocacheKeyBuilder { flavor }
+    }
+
+    /// The format reproduced.
+    pub const fn flavor(&self) -> AiocacheFlavor {
+        self.flavor
+    }
+}
+
+impl KeyBuilder for AiocacheKeyBuilder {
+    fn build<'a>(&self, key: &'a str, namespace: Option<&str>) -> Result<Cow<'a, str>> {
+        if self.flavor == AiocacheFlavor::Memcached && key.contains(' ') {
+            return Err(Error::invalid_argument(
+                "aiocache's memcached key format rewrites spaces to '_', which can make two keys \
+                 collide; keys with spaces are refused",
+            ));
+        }
+        Ok(match (namespace, self.flavor) {
+            (None, _) => Cow::Borrowed(key),
+            (Some(ns), AiocacheFlavor::Redis) => Cow::Owned(format!("{ns}:{key}")),
+            (Some(ns), _) => Cow::Owned(format!("{ns}{key}")),
+        })
+    }
+
+    fn namespace_prefix(&self, namespace: &str) -> Option<String> {
+        Some(match self.flavor {
+            AiocacheFlavor::Redis => format!("{namespace}:"),
+            _ => namespace.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_builder_is_injective_on_tricky_pairs() {
+        let kb = DefaultKeyBuilder;
+        let pairs = [
+            ("a:b", "c"),
+            ("a", "b:c"),
+            ("a%3Ab", "c"),
+            ("a%", "c"),
+            ("a", "%c"),
+            ("", "x"),
+            ("x", ""),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (ns, key) in pairs {
+            let built = kb.build(key, Some(ns)).unwrap().into_owned();
+            assert!(seen.insert(built.clone()), "collision on {built}");
+            assert!(built.starts_with(&kb.namespace_prefix(ns).unwrap()));
+        }
+    }
+
+    #[test]
+    fn prefix_of_one_namespace_never_matches_another() {
+        let kb = DefaultKeyBuilder;
+        let p = kb.namespace_prefix("a").unwrap();
+        assert!(!kb.build("x", Some("a:b")).unwrap().starts_with(&p));
+        assert!(!kb.build("x", Some("ab")).unwrap().starts_with(&p));
+    }
+}

@@ -1,0 +1,167 @@
+//! Plugins: hooks that run before and after every command.
+//!
+//! # Order
+//!
+//! For each command the cache runs, all under the command's timeout:
+//!
+//! 1. resolve the namespace, build the key(s), encode the value(s);
+//! 2. every plugin's [`Plugin::before`], in the order the plugins were added;
+//! 3. the backend call;
+//! 4. every plugin's [`Plugin::after`], in the same order, with the [`Outcome`] — on success
+//!    and on error alike;
+//! 5. decode the value(s).
+//!
+//! If the deadline passes before step 4 began, the `after` hooks still run once, after the
+//! deadline, with an outcome of kind [`ErrorKind::Timeout`], so timing and error metrics see
+//! timeouts too. Commands refused before reaching the backend (an invalid argument, an
+//! unsupported operation, a closed cache) run no hooks.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::ErrorKind;
+
+/// The command a hook is called for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Command {
+    /// `get` (and `get_counter`).
+    Get,
+    /// `multi_get`.
+    MultiGet,
+    /// `set`.
+    Set,
+    /// `add`.
+    Add,
+    /// `multi_set`.
+    MultiSet,
+    /// `delete`.
+    Delete,
+    /// `multi_delete`.
+    MultiDelete,
+    /// `exists`.
+    Exists,
+    /// `increment`.
+    Increment,
+    /// `expire`.
+    Expire,
+    /// `ttl`.
+    Ttl,
+    /// `compare_and_set`.
+    CompareAndSet,
+    /// `clear`.
+    Clear,
+    /// `wipe_all`.
+    WipeAll,
+    /// `raw`.
+    Raw,
+    /// `close`.
+    Close,
+}
+
+impl Command {
+    /// The command's name in snake case, for logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Command::Get => "get",
+            Command::MultiGet => "multi_get",
+            Command::Set => "set",
+            Command::Add => "add",
+            Command::MultiSet => "multi_set",
+            Command::Delete => "delete",
+            Command::MultiDelete => "multi_delete",
+            Command::Exists => "exists",
+            Command::Increment => "increment",
+            Command::Expire => "expire",
+            Command::Ttl => "ttl",
+            Command::CompareAndSet => "compare_and_set",
+            Command::Clear => "clear",
+            Command::WipeAll => "wipe_all",
+            Command::Raw => "raw",
+            Command::Close => "close",
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a hook learns about the command being run.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandInfo<'a> {
+    /// The command.
+    pub command: Command,
+    /// The resolved namespace (`None`: no namespace).
+    pub namespace: Option<&'a str>,
+    /// The keys as the caller gave them (before key building); empty for `clear`, `raw`,
+    /// `close`.
+    pub keys: &'a [&'a str],
+    /// The backend's name.
+    pub backend: &'static str,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Time from just before the first `before` hook to just before the first `after` hook.
+    pub took: Duration,
+    /// Keys found by a read (`get`, `multi_get`).
+    pub hits: u64,
+    /// Keys not found by a read.
+    pub misses: u64,
+    /// `None` on success, else the kind of the error.
+    pub error: Option<ErrorKind>,
+}
+
+impl Outcome {
+    /// Whether the command succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// A hook run before and after every command.
+///
+/// Both methods default to doing nothing. Hooks run inside the command's timeout, so keep
+/// them short. Any `Fn(&CommandInfo, &Outcome)` closure is a plugin whose `after` is the
+/// closure.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use cache_core::{Cache, CommandInfo, Outcome};
+/// # #[derive(Debug)] struct NoBackend;
+///
+/// let errors = Arc::new(AtomicU64::new(0));
+/// let counter = errors.clone();
+/// let plugin = move |_: &CommandInfo<'_>, outcome: &Outcome| {
+///     if !outcome.is_ok() {
+///         counter.fetch_add(1, Ordering::Relaxed);
+///     }
+/// };
+/// # fn takes_plugin(_p: impl cache_core::Plugin) {}
+/// takes_plugin(plugin);
+/// ```
+#[async_trait]
+pub trait Plugin: Send + Sync + 'static {
+    /// Runs before the backend call.
+    async fn before(&self, _info: &CommandInfo<'_>) {}
+
+    /// Runs after the backend call, with its outcome.
+    async fn after(&self, _info: &CommandInfo<'_>, _outcome: &Outcome) {}
+}
+
+#[async_trait]
+impl<F> Plugin for F
+where
+    F: Fn(&CommandInfo<'_>, &Outcome) + Send + Sync + 'static,
+{
+    async fn after(&self, info: &CommandInfo<'_>, outcome: &Outcome) {
+        self(info, outcome)
+    }
+}
