@@ -354,15 +354,15 @@ impl<'a, S: Serializer> Scoped<'a, S> {
             .key_builder
             .build(key, ns)
             .map_err(|e| e.with_context_once("key", key))?;
-        if let Some(max) = self.inner.capability.max_key_len {
-            if built.len() > max {
-                return Err(Error::invalid_argument(format!(
-                    "built key is {} bytes; the {} backend holds at most {max}",
-                    built.len(),
-                    self.inner.backend_name
-                ))
-                .with_context("key", key));
-            }
+        if let Some(max) = self.inner.capability.max_key_len
+            && built.len() > max
+        {
+            return Err(Error::invalid_argument(format!(
+                "built key is {} bytes; the {} backend holds at most {max}",
+                built.len(),
+                self.inner.backend_name
+            ))
+            .with_context("key", key));
         }
         Ok(built)
     }
@@ -837,7 +837,9 @@ impl<'a, S: Serializer> Scoped<'a, S> {
             Command::CompareAndSet,
             ns,
             &[key],
-            self.inner.backend.compare_and_set(&built, expected, new, op),
+            self.inner
+                .backend
+                .compare_and_set(&built, expected, new, op),
             |_| (0, 0),
         )
         .await

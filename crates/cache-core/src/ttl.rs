@@ -118,19 +118,34 @@ mod tests {
         };
         let s = |n| Duration::from_secs(n);
         assert_eq!(Ttl::Default.resolve(Ttl::Default, &cap).unwrap(), None);
-        assert_eq!(Ttl::Default.resolve(Ttl::After(s(5)), &cap).unwrap(), Some(s(5)));
+        assert_eq!(
+            Ttl::Default.resolve(Ttl::After(s(5)), &cap).unwrap(),
+            Some(s(5))
+        );
         assert_eq!(Ttl::Never.resolve(Ttl::After(s(5)), &cap).unwrap(), None);
-        assert_eq!(Ttl::After(s(7)).resolve(Ttl::After(s(5)), &cap).unwrap(), Some(s(7)));
         assert_eq!(
-            Ttl::After(Duration::ZERO).resolve(Ttl::Never, &cap).unwrap_err().kind(),
+            Ttl::After(s(7)).resolve(Ttl::After(s(5)), &cap).unwrap(),
+            Some(s(7))
+        );
+        assert_eq!(
+            Ttl::After(Duration::ZERO)
+                .resolve(Ttl::Never, &cap)
+                .unwrap_err()
+                .kind(),
             ErrorKind::InvalidArgument
         );
         assert_eq!(
-            Ttl::Default.resolve(Ttl::After(Duration::ZERO), &cap).unwrap_err().kind(),
+            Ttl::Default
+                .resolve(Ttl::After(Duration::ZERO), &cap)
+                .unwrap_err()
+                .kind(),
             ErrorKind::InvalidArgument
         );
         assert_eq!(
-            Ttl::After(s(101)).resolve(Ttl::Never, &cap).unwrap_err().kind(),
+            Ttl::After(s(101))
+                .resolve(Ttl::Never, &cap)
+                .unwrap_err()
+                .kind(),
             ErrorKind::InvalidArgument
         );
     }

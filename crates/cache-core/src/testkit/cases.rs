@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Harness;
 use crate::{
-    Cache, Command, CommandInfo, ErrorKind, KeyBuilder, KeyTtl, Outcome, Plugin, RawBytes,
-    Result, Ttl, Utf8,
+    Cache, Command, CommandInfo, ErrorKind, KeyBuilder, KeyTtl, Outcome, Plugin, RawBytes, Result,
+    Ttl, Utf8,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,7 +72,10 @@ pub async fn set_then_get_returns_value(h: Harness) {
 pub async fn get_stored_null_is_a_value_not_a_miss(h: Harness) {
     let cache = h.cache();
     cache.set("nothing", &None::<u32>).await.unwrap();
-    assert_eq!(cache.get::<Option<u32>>("nothing").await.unwrap(), Some(None));
+    assert_eq!(
+        cache.get::<Option<u32>>("nothing").await.unwrap(),
+        Some(None)
+    );
     assert!(cache.exists("nothing").await.unwrap());
     assert_eq!(cache.delete("nothing").await.unwrap(), 1);
 }
@@ -190,20 +193,18 @@ pub async fn multi_set_stores_every_pair(h: Harness) {
     for (k, v) in &pairs {
         assert_eq!(cache.get::<User>(k).await.unwrap().as_ref(), Some(v));
     }
-    cache
-        .multi_set([("dup", 1), ("dup", 2)])
-        .await
-        .unwrap();
-    assert_eq!(cache.get::<i32>("dup").await.unwrap(), Some(2), "last duplicate wins");
+    cache.multi_set([("dup", 1), ("dup", 2)]).await.unwrap();
+    assert_eq!(
+        cache.get::<i32>("dup").await.unwrap(),
+        Some(2),
+        "last duplicate wins"
+    );
 }
 
 /// `multi_set` of no pairs succeeds and writes nothing.
 pub async fn multi_set_empty_input_is_ok(h: Harness) {
     let cache = h.cache();
-    cache
-        .multi_set(Vec::<(String, i32)>::new())
-        .await
-        .unwrap();
+    cache.multi_set(Vec::<(String, i32)>::new()).await.unwrap();
 }
 
 /// `multi_set` applies its TTL to every key.
@@ -253,11 +254,11 @@ pub async fn delete_returns_count(h: Harness) {
 /// `multi_delete` answers how many of the keys existed (a repeated key counts once).
 pub async fn multi_delete_returns_count(h: Harness) {
     let cache = h.cache();
-    cache.multi_set([("a", 1), ("b", 2), ("c", 3)]).await.unwrap();
-    assert_eq!(
-        cache.multi_delete(["a", "b", "x", "a"]).await.unwrap(),
-        2
-    );
+    cache
+        .multi_set([("a", 1), ("b", 2), ("c", 3)])
+        .await
+        .unwrap();
+    assert_eq!(cache.multi_delete(["a", "b", "x", "a"]).await.unwrap(), 2);
     assert_eq!(cache.multi_delete(Vec::<&str>::new()).await.unwrap(), 0);
     let got: Vec<Option<i32>> = cache.multi_get(["a", "b", "c"]).await.unwrap();
     assert_eq!(got, vec![None, None, Some(3)]);
@@ -290,17 +291,20 @@ pub async fn exists_does_not_write(h: Harness) {
         assert!(cache.exists("k").await.unwrap());
     }
     assert!(!cache.exists("absent").await.unwrap());
-    assert!(!cache.exists("absent").await.unwrap(), "exists must not create");
-    assert_eq!(cache.get::<String>("k").await.unwrap().as_deref(), Some("v"));
+    assert!(
+        !cache.exists("absent").await.unwrap(),
+        "exists must not create"
+    );
+    assert_eq!(
+        cache.get::<String>("k").await.unwrap().as_deref(),
+        Some("v")
+    );
     if let Some(before) = before {
         let after = cache.ttl("k").await.unwrap().remaining().expect("ttl kept");
         assert!(after <= before);
     }
     if h.capability().compare_and_set {
-        assert!(cache
-            .compare_and_set("k", Some("v"), "w")
-            .await
-            .unwrap());
+        assert!(cache.compare_and_set("k", Some("v"), "w").await.unwrap());
     }
 }
 
@@ -354,10 +358,16 @@ pub async fn increment_overflow_is_invalid_argument_and_value_untouched(h: Harne
         return;
     }
     cache.increment("max", i64::MAX).await.unwrap();
-    assert_eq!(kind(cache.increment("max", 1).await), ErrorKind::InvalidArgument);
+    assert_eq!(
+        kind(cache.increment("max", 1).await),
+        ErrorKind::InvalidArgument
+    );
     assert_eq!(cache.get_counter("max").await.unwrap(), Some(i64::MAX));
     cache.increment("min", i64::MIN).await.unwrap();
-    assert_eq!(kind(cache.increment("min", -1).await), ErrorKind::InvalidArgument);
+    assert_eq!(
+        kind(cache.increment("min", -1).await),
+        ErrorKind::InvalidArgument
+    );
     assert_eq!(cache.get_counter("min").await.unwrap(), Some(i64::MIN));
 }
 
@@ -368,13 +378,19 @@ pub async fn increment_non_integer_is_invalid_argument_and_value_untouched(h: Ha
         return;
     }
     cache.set("s", &"hello").await.unwrap();
-    assert_eq!(kind(cache.increment("s", 1).await), ErrorKind::InvalidArgument);
+    assert_eq!(
+        kind(cache.increment("s", 1).await),
+        ErrorKind::InvalidArgument
+    );
     assert_eq!(
         cache.get::<String>("s").await.unwrap().as_deref(),
         Some("hello")
     );
     cache.set("f", &1.5).await.unwrap();
-    assert_eq!(kind(cache.increment("f", 1).await), ErrorKind::InvalidArgument);
+    assert_eq!(
+        kind(cache.increment("f", 1).await),
+        ErrorKind::InvalidArgument
+    );
     assert_eq!(cache.get::<f64>("f").await.unwrap(), Some(1.5));
 }
 
@@ -396,7 +412,11 @@ pub async fn increment_keeps_ttl(h: Harness) {
     cache.with_ttl(ttl).set("t", &7).await.unwrap();
     assert_eq!(cache.increment("t", 1).await.unwrap(), 8);
     h.sleep_past(ttl).await;
-    assert_eq!(cache.get_counter("t").await.unwrap(), None, "the TTL still applies");
+    assert_eq!(
+        cache.get_counter("t").await.unwrap(),
+        None,
+        "the TTL still applies"
+    );
 }
 
 /// Concurrent increments of one key are atomic: none is lost.
@@ -432,10 +452,16 @@ pub async fn counter_reads_back_right_or_errors_with_every_serializer(h: Harness
         cache.increment(key, n).await.unwrap();
         assert_eq!(cache.get_counter(key).await.unwrap(), Some(n));
         assert_eq!(cache.get::<i64>(key).await.unwrap(), Some(n));
-        assert_eq!(cache.with_serializer(Utf8).get::<i64>(key).await.unwrap(), Some(n));
+        assert_eq!(
+            cache.with_serializer(Utf8).get::<i64>(key).await.unwrap(),
+            Some(n)
+        );
     }
     cache.set("text", &"six").await.unwrap();
-    assert_eq!(kind(cache.get_counter("text").await), ErrorKind::Serialization);
+    assert_eq!(
+        kind(cache.get_counter("text").await),
+        ErrorKind::Serialization
+    );
     assert_eq!(cache.get_counter("none").await.unwrap(), None);
 }
 
@@ -507,7 +533,10 @@ pub async fn ttl_distinguishes_missing_no_expiry_and_remaining(h: Harness) {
         .unwrap();
     match cache.ttl("soon").await.unwrap() {
         KeyTtl::Remaining(d) => {
-            assert!(d <= Duration::from_secs(30) && d > Duration::from_secs(25), "{d:?}")
+            assert!(
+                d <= Duration::from_secs(30) && d > Duration::from_secs(25),
+                "{d:?}"
+            )
         }
         other => panic!("expected Remaining, got {other:?}"),
     }
@@ -567,7 +596,10 @@ pub async fn ttl_keeps_backend_precision(h: Harness) {
             .unwrap();
         if cap.ttl {
             let left = cache.ttl("k").await.unwrap().remaining().expect("ttl");
-            assert!(left >= Duration::from_millis(1_200), "rounded up, got {left:?}");
+            assert!(
+                left >= Duration::from_millis(1_200),
+                "rounded up, got {left:?}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         assert!(cache.exists("k").await.unwrap(), "must not expire early");
@@ -610,7 +642,12 @@ pub async fn default_ttl_applies_and_per_call_ttl_overrides(h: Harness) {
     }
     let cache = h.builder().ttl(Duration::from_secs(60)).build();
     cache.set("d", &1).await.unwrap();
-    let left = cache.ttl("d").await.unwrap().remaining().expect("default ttl");
+    let left = cache
+        .ttl("d")
+        .await
+        .unwrap()
+        .remaining()
+        .expect("default ttl");
     assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(50));
     cache.with_ttl(Ttl::Never).set("n", &1).await.unwrap();
     assert_eq!(cache.ttl("n").await.unwrap(), KeyTtl::NoExpiry);
@@ -627,7 +664,10 @@ pub async fn default_ttl_applies_and_per_call_ttl_overrides(h: Harness) {
 pub async fn clear_removes_only_its_namespace(h: Harness) {
     let mine = h.cache();
     let other = h.builder().namespace(format!("{}x", h.namespace())).build();
-    let sub = h.builder().namespace(format!("{}:sub", h.namespace())).build();
+    let sub = h
+        .builder()
+        .namespace(format!("{}:sub", h.namespace()))
+        .build();
     if !h.capability().clear_namespace {
         assert_eq!(kind(mine.clear().await), ErrorKind::Unsupported);
         return;
@@ -703,7 +743,10 @@ pub async fn namespace_override_per_call(h: Harness) {
     let other_ns = format!("{}-other", h.namespace());
     cache.namespace(&other_ns).set("k", &1).await.unwrap();
     assert_eq!(cache.get::<i32>("k").await.unwrap(), None);
-    assert_eq!(cache.namespace(&other_ns).get::<i32>("k").await.unwrap(), Some(1));
+    assert_eq!(
+        cache.namespace(&other_ns).get::<i32>("k").await.unwrap(),
+        Some(1)
+    );
     let other = h.builder().namespace(other_ns.clone()).build();
     assert_eq!(other.get::<i32>("k").await.unwrap(), Some(1));
     other.delete("k").await.unwrap();
@@ -728,8 +771,14 @@ pub async fn namespaces_never_collide(h: Harness) {
     let b = h.builder().namespace(ns.clone()).build();
     a.set("c", &"from a").await.unwrap();
     b.set("b:c", &"from b").await.unwrap();
-    assert_eq!(a.get::<String>("c").await.unwrap().as_deref(), Some("from a"));
-    assert_eq!(b.get::<String>("b:c").await.unwrap().as_deref(), Some("from b"));
+    assert_eq!(
+        a.get::<String>("c").await.unwrap().as_deref(),
+        Some("from a")
+    );
+    assert_eq!(
+        b.get::<String>("b:c").await.unwrap().as_deref(),
+        Some("from b")
+    );
     a.clear().await.ok();
 }
 
@@ -739,7 +788,11 @@ struct RecordingKeyBuilder {
 }
 
 impl KeyBuilder for Arc<RecordingKeyBuilder> {
-    fn build<'a>(&self, key: &'a str, namespace: Option<&str>) -> Result<std::borrow::Cow<'a, str>> {
+    fn build<'a>(
+        &self,
+        key: &'a str,
+        namespace: Option<&str>,
+    ) -> Result<std::borrow::Cow<'a, str>> {
         self.calls
             .lock()
             .unwrap()
@@ -804,8 +857,16 @@ pub async fn long_key_is_stored_or_refused_clearly(h: Harness) {
         let rb = cache.set(b, &2).await;
         match (ra, rb) {
             (Ok(()), Ok(())) => {
-                assert_eq!(cache.get::<i32>(a).await.unwrap(), Some(1), "{a:?} vs {b:?}");
-                assert_eq!(cache.get::<i32>(b).await.unwrap(), Some(2), "{a:?} vs {b:?}");
+                assert_eq!(
+                    cache.get::<i32>(a).await.unwrap(),
+                    Some(1),
+                    "{a:?} vs {b:?}"
+                );
+                assert_eq!(
+                    cache.get::<i32>(b).await.unwrap(),
+                    Some(2),
+                    "{a:?} vs {b:?}"
+                );
             }
             (ra, rb) => {
                 for r in [ra, rb] {
@@ -835,13 +896,20 @@ pub async fn undecodable_bytes_are_a_serialization_error_naming_the_key(h: Harne
     assert_eq!(err.kind(), ErrorKind::Serialization);
     // a value of the wrong shape
     cache.set("shape", &"a string").await.unwrap();
-    assert_eq!(kind(cache.get::<User>("shape").await), ErrorKind::Serialization);
+    assert_eq!(
+        kind(cache.get::<User>("shape").await),
+        ErrorKind::Serialization
+    );
 }
 
 /// A per-call serializer writes and reads that call's bytes.
 pub async fn per_call_serializer_override(h: Harness) {
     let cache = h.cache();
-    cache.with_serializer(Utf8).set("t", &"plain").await.unwrap();
+    cache
+        .with_serializer(Utf8)
+        .set("t", &"plain")
+        .await
+        .unwrap();
     let raw: Option<Vec<u8>> = cache.with_serializer(RawBytes).get("t").await.unwrap();
     assert_eq!(raw.as_deref(), Some(&b"plain"[..]));
     assert_eq!(
@@ -953,10 +1021,10 @@ struct Recorder {
 #[async_trait]
 impl Plugin for Recorder {
     async fn before(&self, info: &CommandInfo<'_>) {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("{} before {} {:?}", self.name, info.command, info.keys));
+        self.log.lock().unwrap().push(format!(
+            "{} before {} {:?}",
+            self.name, info.command, info.keys
+        ));
     }
 
     async fn after(&self, info: &CommandInfo<'_>, outcome: &Outcome) {

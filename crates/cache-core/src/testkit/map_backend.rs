@@ -54,7 +54,11 @@ impl Backend for MapBackend {
     }
 
     async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        Ok(self.with(|m| keys.iter().map(|k| m.get(k).map(|(v, _)| v.clone())).collect()))
+        Ok(self.with(|m| {
+            keys.iter()
+                .map(|k| m.get(k).map(|(v, _)| v.clone()))
+                .collect()
+        }))
     }
 
     async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()> {
