@@ -1,0 +1,333 @@
+//! `cargo x test | ci | bench | lint | doc | deny | hack | fmt | tools`.
+
+use std::env;
+use std::time::{Duration, Instant};
+
+use crate::services::{self, SERVICES, Service};
+use crate::util::{self, Failure, Result};
+
+/// Set to `1` to run cargo-deny's advisories check (it downloads the RustSec database).
+const ADVISORIES_VAR: &str = "STRATACACHE_DENY_ADVISORIES";
+
+fn all_services() -> Vec<&'static Service> {
+    SERVICES.iter().collect()
+}
+
+/// The `-p NAME` / `--package NAME` / `--package=NAME` options in `args`.
+fn package_selection(args: &[String]) -> Vec<String> {
+    let mut picked = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "-p" || arg == "--package" {
+            if let Some(name) = iter.next() {
+                picked.push(arg.clone());
+                picked.push(name.clone());
+            }
+        } else if arg.starts_with("--package=") || (arg.starts_with("-p") && arg.len() > 2) {
+            picked.push(arg.clone());
+        }
+    }
+    picked
+}
+
+fn has_profile(args: &[String]) -> bool {
+    args.iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--profile" || a == "-P" || a.starts_with("--profile="))
+}
+
+/// Whether `.config/nextest.toml` defines the `ci` profile.
+fn has_ci_profile() -> bool {
+    let config = util::workspace_root().join(".config").join("nextest.toml");
+    std::fs::read_to_string(config).is_ok_and(|text| text.contains("[profile.ci]"))
+}
+
+/// `cargo x test [NEXTEST ARGS]`: services up, nextest, doc tests, services down.
+pub(crate) fn test(extra: &[String]) -> Result {
+    util::ensure_cargo_tool("nextest", "cargo-nextest")?;
+    let services = all_services();
+
+    util::header("test: services up");
+    let held = services::hold(&services)?;
+    let mut failures: Vec<Failure> = Vec::new();
+    let packages = package_selection(extra);
+
+    util::header("test: cargo nextest");
+    let mut nextest = util::cargo();
+    nextest.args(["nextest", "run"]);
+    if packages.is_empty() {
+        nextest.arg("--workspace");
+    }
+    nextest.args(["--all-features", "--no-fail-fast"]);
+    if util::is_ci() && !has_profile(extra) && has_ci_profile() {
+        nextest.args(["--profile", "ci"]);
+    }
+    nextest.args(extra);
+    services::set_env(&mut nextest, &services);
+    if let Err(e) = util::run(&mut nextest) {
+        failures.push(e);
+    }
+
+    util::header("test: doc tests");
+    let mut doc = util::cargo();
+    doc.args(["test", "--doc"]);
+    if packages.is_empty() {
+        // xtask is a binary: it has no doc tests, and alone it would make cargo fail.
+        doc.args(["--workspace", "--exclude", "xtask"]);
+    } else {
+        doc.args(&packages);
+    }
+    doc.arg("--all-features");
+    services::set_env(&mut doc, &services);
+    if let Err(e) = util::run(&mut doc) {
+        failures.push(e);
+    }
+
+    util::header("test: services down");
+    if let Err(e) = held.release() {
+        failures.push(e);
+    }
+
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        _ => {
+            let code = failures[0].code;
+            let messages: Vec<String> = failures.into_iter().map(|f| f.message).collect();
+            Err(Failure::with_code(messages.join("\n"), code))
+        }
+    }
+}
+
+fn fmt_check() -> Result {
+    util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))
+}
+
+fn clippy() -> Result {
+    util::run(util::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+/// `cargo x lint`: rustfmt check and clippy.
+pub(crate) fn lint() -> Result {
+    util::header("fmt");
+    fmt_check()?;
+    util::header("clippy");
+    clippy()
+}
+
+/// `cargo x fmt`: formats the workspace.
+pub(crate) fn fmt() -> Result {
+    util::run(util::cargo().args(["fmt", "--all"]))
+}
+
+/// `cargo x doc`: rustdoc with warnings denied.
+pub(crate) fn doc() -> Result {
+    let mut flags = env::var("RUSTDOCFLAGS").unwrap_or_default();
+    if !flags.is_empty() {
+        flags.push(' ');
+    }
+    flags.push_str("-D warnings");
+    util::run(
+        util::cargo()
+            .args(["doc", "--workspace", "--all-features", "--no-deps"])
+            .env("RUSTDOCFLAGS", flags),
+    )
+}
+
+/// `cargo x deny`: licenses, bans and sources; advisories only when asked for.
+pub(crate) fn deny() -> Result {
+    util::ensure_cargo_tool("deny", "cargo-deny")?;
+    let advisories = env::var(ADVISORIES_VAR).is_ok_and(|v| v.trim() == "1");
+    let mut cmd = util::cargo();
+    cmd.args(["deny", "check"]);
+    if advisories {
+        cmd.arg("advisories");
+    } else {
+        println!(
+            "advisories: skipped (the check downloads the RustSec database from GitHub; \
+             set {ADVISORIES_VAR}=1 where that is reachable)"
+        );
+    }
+    cmd.args(["bans", "licenses", "sources"]);
+    util::run(&mut cmd)
+}
+
+/// `cargo x hack`: every library crate builds alone with each of its features.
+pub(crate) fn hack() -> Result {
+    util::ensure_cargo_tool("hack", "cargo-hack")?;
+    util::run(util::cargo().args([
+        "hack",
+        "check",
+        "--each-feature",
+        "--no-dev-deps",
+        "--workspace",
+        "--exclude",
+        "xtask",
+    ]))
+}
+
+/// `cargo x tools`: installs the cargo subcommands the tasks use, when missing.
+pub(crate) fn tools() -> Result {
+    for (subcommand, krate) in [
+        ("nextest", "cargo-nextest"),
+        ("deny", "cargo-deny"),
+        ("hack", "cargo-hack"),
+    ] {
+        util::ensure_cargo_tool(subcommand, krate)?;
+        println!("{krate}: installed");
+    }
+    Ok(())
+}
+
+/// A `cargo x ci` step: its name and what it runs.
+type Step = (&'static str, fn() -> Result);
+
+/// How a `cargo x ci` step ended.
+enum Outcome {
+    Passed(Duration),
+    Failed(Duration),
+    NotRun,
+}
+
+/// `cargo x ci`: every gate in order, stopping at the first failure, then a timing summary.
+pub(crate) fn ci() -> Result {
+    let steps: [Step; 6] = [
+        ("fmt", fmt_check),
+        ("clippy", clippy),
+        ("test", || test(&[])),
+        ("doc", doc),
+        ("deny", deny),
+        ("hack", hack),
+    ];
+    let started = Instant::now();
+    let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
+    let mut failure: Option<Failure> = None;
+    for (name, step) in steps {
+        if failure.is_some() {
+            outcomes.push((name, Outcome::NotRun));
+            continue;
+        }
+        util::header(name);
+        let t = Instant::now();
+        match step() {
+            Ok(()) => outcomes.push((name, Outcome::Passed(t.elapsed()))),
+            Err(e) => {
+                outcomes.push((name, Outcome::Failed(t.elapsed())));
+                failure = Some(e);
+            }
+        }
+    }
+
+    util::header("summary");
+    for (name, outcome) in &outcomes {
+        match outcome {
+            Outcome::Passed(d) => println!("{name:<8} ok      {:>7.1} s", d.as_secs_f64()),
+            Outcome::Failed(d) => println!("{name:<8} FAILED  {:>7.1} s", d.as_secs_f64()),
+            Outcome::NotRun => println!("{name:<8} not run"),
+        }
+    }
+    println!(
+        "{:<8} {:<7} {:>7.1} s",
+        "total",
+        if failure.is_some() { "FAILED" } else { "ok" },
+        started.elapsed().as_secs_f64()
+    );
+    failure.map_or(Ok(()), Err)
+}
+
+/// Whether a `cargo x bench` run needs the servers: every workload but `memory` does, and
+/// running without a workload means all of them.
+fn bench_needs_services(args: &[String]) -> bool {
+    let workloads: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    workloads.is_empty() || workloads.iter().any(|w| *w != "memory")
+}
+
+/// `cargo x bench [WORKLOAD] [--quick] …`: runs the `cache-bench` crate, with the services it
+/// needs.
+pub(crate) fn bench(args: &[String]) -> Result {
+    let manifest = util::workspace_root()
+        .join("crates")
+        .join("cache-bench")
+        .join("Cargo.toml");
+    if !manifest.is_file() {
+        println!("no benchmark crate yet (crates/cache-bench): nothing to run");
+        return Ok(());
+    }
+    let services = all_services();
+    let held = if bench_needs_services(args) {
+        util::header("bench: services up");
+        Some(services::hold(&services)?)
+    } else {
+        None
+    };
+
+    util::header("bench");
+    let mut cmd = util::cargo();
+    cmd.args(["run", "--release", "-p", "cache-bench", "--"])
+        .args(args);
+    if held.is_some() {
+        services::set_env(&mut cmd, &services);
+    }
+    let result = util::run(&mut cmd);
+
+    if let Some(held) = held {
+        util::header("bench: services down");
+        let stopped = held.release();
+        result?;
+        stopped
+    } else {
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn finds_package_selection() {
+        let args = strings(&[
+            "-p",
+            "cache-core",
+            "--package=cache-serde",
+            "-pfoo",
+            "-E",
+            "x",
+        ]);
+        assert_eq!(
+            package_selection(&args),
+            strings(&["-p", "cache-core", "--package=cache-serde", "-pfoo"])
+        );
+        assert!(package_selection(&strings(&["--", "-p", "x"])).is_empty());
+    }
+
+    #[test]
+    fn finds_profile() {
+        assert!(has_profile(&strings(&["--profile", "default"])));
+        assert!(has_profile(&strings(&["--profile=ci"])));
+        assert!(!has_profile(&strings(&["--", "--profile"])));
+    }
+
+    #[test]
+    fn memory_bench_needs_no_server() {
+        assert!(!bench_needs_services(&strings(&["memory", "--quick"])));
+        assert!(bench_needs_services(&strings(&["all"])));
+        assert!(bench_needs_services(&strings(&["--quick"])));
+        assert!(bench_needs_services(&[]));
+    }
+}
