@@ -29,6 +29,8 @@ const LOG_TAIL_LINES: usize = 25;
 pub(crate) enum Kind {
     /// A standalone `redis-server`.
     Redis,
+    /// One node of a Redis cluster; the service's ports form one cluster of primaries.
+    RedisClusterNode,
     /// A `memcached`.
     Memcached,
 }
@@ -67,13 +69,29 @@ pub(crate) const SERVICES: &[Service] = &[
         env_var: "CACHE_TEST_MEMCACHED_URL",
         packages: &["memcached"],
     },
+    Service {
+        name: "redis-cluster",
+        kind: Kind::RedisClusterNode,
+        ports: &[17001, 17002, 17003],
+        url: "redis-cluster://127.0.0.1:17001?node=127.0.0.1:17002&node=127.0.0.1:17003",
+        env_var: "CACHE_TEST_REDIS_CLUSTER_URL",
+        packages: &["redis-server", "redis-tools"],
+    },
+    Service {
+        name: "memcached-trio",
+        kind: Kind::Memcached,
+        ports: &[21212, 21213, 21214],
+        url: "memcached://127.0.0.1:21212,127.0.0.1:21213,127.0.0.1:21214",
+        env_var: "CACHE_TEST_MEMCACHED_CLUSTER_URL",
+        packages: &["memcached"],
+    },
 ];
 
 impl Kind {
     /// The server binary.
     fn binary(self) -> &'static str {
         match self {
-            Kind::Redis => "redis-server",
+            Kind::Redis | Kind::RedisClusterNode => "redis-server",
             Kind::Memcached => "memcached",
         }
     }
@@ -82,6 +100,7 @@ impl Kind {
     fn required_programs(self) -> &'static [&'static str] {
         match self {
             Kind::Redis => &["redis-server"],
+            Kind::RedisClusterNode => &["redis-server", "redis-cli"],
             Kind::Memcached => &["memcached"],
         }
     }
@@ -91,7 +110,7 @@ impl Kind {
         let port = port.to_string();
         let mut args: Vec<OsString> = Vec::new();
         match self {
-            Kind::Redis => {
+            Kind::Redis | Kind::RedisClusterNode => {
                 for a in [
                     "--port",
                     &port,
@@ -112,6 +131,18 @@ impl Kind {
                 args.push(files.dir.clone().into());
                 args.push("--logfile".into());
                 args.push(files.log.clone().into());
+                if self == Kind::RedisClusterNode {
+                    for a in [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                    ] {
+                        args.push(a.into());
+                    }
+                }
             }
             Kind::Memcached => {
                 // -v keeps stderr open after daemonizing, so errors reach the log.
@@ -150,7 +181,7 @@ impl Kind {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
         let (request, expected): (&[u8], &str) = match self {
-            Kind::Redis => (b"*1\r\n$4\r\nPING\r\n", "+PONG"),
+            Kind::Redis | Kind::RedisClusterNode => (b"*1\r\n$4\r\nPING\r\n", "+PONG"),
             Kind::Memcached => (b"version\r\n", "VERSION "),
         };
         if let Err(e) = stream.write_all(request) {
@@ -450,9 +481,52 @@ pub(crate) fn up(services: &[&'static Service]) -> Result {
         }
     }
     for svc in services {
+        if svc.kind == Kind::RedisClusterNode {
+            form_cluster(svc)?;
+        }
+    }
+    for svc in services {
         println!("{}={}", svc.env_var, svc.url);
     }
     Ok(())
+}
+
+/// Whether every node of the cluster service reports `cluster_state:ok`.
+fn cluster_ok(svc: &Service) -> bool {
+    svc.ports.iter().all(|port| {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "cluster", "info"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+    })
+}
+
+/// Joins the nodes of a cluster service into one cluster of primaries (idempotent).
+fn form_cluster(svc: &Service) -> Result {
+    if cluster_ok(svc) {
+        println!("{}: cluster already formed", svc.name);
+        return Ok(());
+    }
+    let nodes: Vec<String> = svc.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut cmd = Command::new("redis-cli");
+    cmd.arg("--cluster")
+        .arg("create")
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdin(Stdio::null());
+    util::run(&mut cmd)?;
+    if wait_until(READY_TIMEOUT, || cluster_ok(svc)) {
+        println!("{}: cluster of {} primaries formed", svc.name, nodes.len());
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "{}: the cluster did not reach cluster_state:ok within {} s",
+            svc.name,
+            READY_TIMEOUT.as_secs()
+        )))
+    }
 }
 
 fn occupied(svc: &Service, port: u16, why: &str) -> Failure {

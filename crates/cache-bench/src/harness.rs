@@ -1,0 +1,127 @@
+//! Interleaved rounds, statistics and report plumbing shared by every workload.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Median, minimum and maximum of repeated measurements.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    pub fn of(samples: &[f64]) -> Stats {
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        let median = if n == 0 {
+            f64::NAN
+        } else if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        };
+        Stats {
+            median,
+            min: s.first().copied().unwrap_or(f64::NAN),
+            max: s.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// Formats ops/s as `1.23 M` / `456 k`.
+pub fn rate(ops_per_sec: f64) -> String {
+    if ops_per_sec >= 1e6 {
+        format!("{:.2} M", ops_per_sec / 1e6)
+    } else if ops_per_sec >= 1e3 {
+        format!("{:.1} k", ops_per_sec / 1e3)
+    } else {
+        format!("{ops_per_sec:.0}")
+    }
+}
+
+/// A markdown table row for one contender.
+pub fn row(name: &str, s: Stats, base: Option<f64>) -> String {
+    let ratio = base
+        .map(|b| format!("{:.2}×", s.median / b))
+        .unwrap_or_else(|| "—".into());
+    format!(
+        "| {name} | {} | {} – {} | {ratio} |",
+        rate(s.median),
+        rate(s.min),
+        rate(s.max)
+    )
+}
+
+/// The machine the numbers come from.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| format!("{:.0} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "? GiB".into());
+    let mut out = String::new();
+    let _ = write!(out, "{cpu}, {cores} cores, {mem}, {}", rustc_version());
+    out
+}
+
+fn rustc_version() -> String {
+    std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "rustc ?".into())
+}
+
+/// Replaces the section between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` in
+/// `file` (creating the file or appending the section when missing).
+pub fn write_section(file: &Path, name: &str, body: &str) -> std::io::Result<()> {
+    let start = format!("<!-- bench:{name}:start -->");
+    let end = format!("<!-- bench:{name}:end -->");
+    let current = std::fs::read_to_string(file).unwrap_or_else(|_| {
+        "# Benchmarks\n\nEvery table on this page is written by `cargo x bench`; none is edited by hand.\n".to_owned()
+    });
+    let section = format!("{start}\n{}\n{end}", body.trim_end());
+    let updated = match (current.find(&start), current.find(&end)) {
+        (Some(a), Some(b)) if b > a => {
+            format!("{}{}{}", &current[..a], section, &current[b + end.len()..])
+        }
+        _ => format!("{}\n{}\n", current.trim_end(), section),
+    };
+    std::fs::write(file, updated)
+}
+
+/// Resident set size of this process in bytes (Linux).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}

@@ -1,0 +1,71 @@
+//! `cache-bench`: the numbers in docs/benchmarks.md. Run through `cargo x bench`.
+
+// A binary: `pub` in its modules means "used by main".
+#![allow(unreachable_pub)]
+
+mod harness;
+mod memory;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cache-bench <memory|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>"
+    );
+    std::process::exit(2)
+}
+
+fn docs_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(what) = args.first().map(String::as_str) else {
+        usage()
+    };
+    if what == "footprint" {
+        let (Some(store), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse().ok())) else {
+            usage()
+        };
+        match memory::footprint(store, n) {
+            Ok(b) => println!("{b:.1}"),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1)
+            }
+        }
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let write = !quick && !args.iter().any(|a| a == "--no-write");
+    let (rounds, dur, entries) = if quick {
+        (1, Duration::from_millis(100), 10_000)
+    } else {
+        (5, Duration::from_secs(1), 1_000_000)
+    };
+    let mut sections: Vec<(&str, String)> = Vec::new();
+    if matches!(what, "memory" | "all") {
+        let mut body = format!(
+            "## Memory backend\n\nCommand: `cargo x bench memory`. Machine: {}.\n\nWorkload: {} threads, 100k keys, 64-byte values, 90 % get / 10 % set with a 300 s TTL; async contenders run as 2 tasks on a 2-worker Tokio runtime, quick_cache on 2 OS threads.\n",
+            harness::machine(),
+            2
+        );
+        body.push_str(&memory::throughput(rounds, dur));
+        body.push_str(&memory::footprint_table(entries));
+        sections.push(("memory", body));
+    }
+    if sections.is_empty() {
+        usage()
+    }
+    for (name, body) in &sections {
+        println!("{body}");
+        if write {
+            if let Err(e) = harness::write_section(&docs_file(), name, body) {
+                eprintln!("cannot write docs/benchmarks.md: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}

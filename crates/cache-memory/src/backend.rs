@@ -1,0 +1,256 @@
+//! The [`Backend`] implementation over the [`Store`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cache_core::{
+    Backend, Capability, ClearScope, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
+};
+
+use crate::clock::{Clock, SystemClock};
+use crate::store::{self, IncrementError, Store, StoreConfig, TooLarge};
+
+/// The longest TTL the memory backend accepts: 100 years.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The in-process backend: a sharded, bounded store with per-entry TTL and S3-FIFO eviction.
+///
+/// Build it with [`MemoryBackend::new`] and the bound setters, then hand it to
+/// `Cache::builder`. Clones share one store.
+#[doc = include_str!("docs.md")]
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend::new()
+    }
+}
+
+impl MemoryBackend {
+    /// An empty, unbounded store on the system clock. Set a bound with
+    /// [`max_entries`](Self::max_entries) and/or [`max_bytes`](Self::max_bytes) for anything
+    /// that runs for long.
+    pub fn new() -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        MemoryBackend {
+            store: Arc::new(Store::new(StoreConfig::default(), clock.clone())),
+            clock,
+        }
+    }
+
+    fn rebuild(self, config: StoreConfig, clock: Arc<dyn Clock>) -> Self {
+        MemoryBackend {
+            store: Arc::new(Store::new(config, clock.clone())),
+            clock,
+        }
+    }
+
+    /// Holds at most `n` entries; beyond that, entries are evicted (S3-FIFO). Replaces the
+    /// store, so call it before storing anything.
+    #[must_use]
+    pub fn max_entries(self, n: u64) -> Self {
+        let config = StoreConfig {
+            max_entries: Some(n),
+            ..self.store.config()
+        };
+        let clock = self.clock.clone();
+        self.rebuild(config, clock)
+    }
+
+    /// Holds at most `n` bytes, counting each entry's key and value lengths; beyond that,
+    /// entries are evicted. A single entry larger than `n` is refused with
+    /// `InvalidArgument`. Replaces the store, so call it before storing anything.
+    #[must_use]
+    pub fn max_bytes(self, n: u64) -> Self {
+        let config = StoreConfig {
+            max_bytes: Some(n),
+            ..self.store.config()
+        };
+        let clock = self.clock.clone();
+        self.rebuild(config, clock)
+    }
+
+    /// Reads time from `clock` instead of the system clock (tests drive expiry with a
+    /// [`ManualClock`](crate::ManualClock)). Replaces the store, so call it before storing
+    /// anything.
+    #[must_use]
+    pub fn clock(self, clock: impl Clock) -> Self {
+        let config = self.store.config();
+        self.rebuild(config, Arc::new(clock))
+    }
+
+    /// Entries held now (expired ones not yet reclaimed included); never above the bound.
+    pub fn len(&self) -> u64 {
+        self.store.len()
+    }
+
+    /// Whether the store holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    /// Bytes held now (keys plus values); never above the bound.
+    pub fn weight(&self) -> u64 {
+        self.store.weight()
+    }
+
+    /// Reclaims every expired entry now; returns how many. Never needed for correctness.
+    pub fn remove_expired(&self) -> u64 {
+        self.store.remove_expired()
+    }
+
+    fn too_large(&self, key: &str, len: usize) -> Error {
+        Error::invalid_argument(format!(
+            "entry of {} bytes (key + value) can never fit the memory backend's bound of {} bytes",
+            key.len() + len,
+            self.store.config().max_bytes.unwrap_or(u64::MAX)
+        ))
+    }
+}
+
+fn key_ttl(t: store::KeyTtl) -> KeyTtl {
+    match t {
+        store::KeyTtl::Missing => KeyTtl::Missing,
+        store::KeyTtl::NoExpiry => KeyTtl::NoExpiry,
+        store::KeyTtl::Remaining(d) => KeyTtl::Remaining(d),
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn capability(&self) -> Capability {
+        let config = self.store.config();
+        Capability {
+            atomic_multi_set: false,
+            exclusive_store: true,
+            max_ttl: Some(MAX_TTL),
+            max_value_len: config
+                .max_bytes
+                .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+            ..Capability::all()
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.store.get(key))
+    }
+
+    async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        Ok(keys.iter().map(|k| self.store.get(k)).collect())
+    }
+
+    async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+        let len = value.len();
+        self.store
+            .set(key, value, op.ttl)
+            .map_err(|TooLarge| self.too_large(key, len))
+    }
+
+    async fn add(&self, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
+        let len = value.len();
+        self.store
+            .add(key, value, op.ttl)
+            .map_err(|TooLarge| self.too_large(key, len))
+    }
+
+    async fn multi_set(&self, entries: Vec<(String, Bytes)>, op: OpSet) -> Result<()> {
+        // Refuse before writing anything, so a bad entry never leaves a partial write.
+        if let Some(max) = self.store.config().max_bytes
+            && let Some((k, v)) = entries
+                .iter()
+                .find(|(k, v)| (k.len() + v.len()) as u64 > max)
+        {
+            return Err(self.too_large(k, v.len()));
+        }
+        for (k, v) in entries {
+            let len = v.len();
+            self.store
+                .set(&k, v, op.ttl)
+                .map_err(|TooLarge| self.too_large(&k, len))?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(self.store.delete(key))
+    }
+
+    async fn multi_delete(&self, keys: &[String]) -> Result<u64> {
+        Ok(keys.iter().filter(|k| self.store.delete(k)).count() as u64)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.store.contains(key))
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+        self.store.increment(key, delta).map_err(|e| match e {
+            IncrementError::NotInteger => {
+                Error::invalid_argument("stored value is not a decimal integer; cannot increment")
+            }
+            IncrementError::Overflow => {
+                Error::invalid_argument("increment would overflow a 64-bit signed integer")
+            }
+            IncrementError::TooLarge => self.too_large(key, 20),
+        })
+    }
+
+    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        Ok(self.store.expire(key, ttl))
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        Ok(key_ttl(self.store.ttl(key)))
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Bytes,
+        op: OpSet,
+    ) -> Result<bool> {
+        let len = new.len();
+        self.store
+            .compare_and_set(key, expected.as_deref(), new, op.ttl)
+            .map_err(|TooLarge| self.too_large(key, len))
+    }
+
+    async fn clear(&self, scope: ClearScope<'_>) -> Result<Option<u64>> {
+        Ok(Some(match scope {
+            ClearScope::All => self.store.clear(),
+            ClearScope::Namespace { prefix, .. } => self.store.clear_prefix(prefix),
+        }))
+    }
+
+    async fn raw(&self, command: &str, _args: Vec<RawValue>) -> Result<RawValue> {
+        let int = |n: u64| RawValue::Int(i64::try_from(n).unwrap_or(i64::MAX));
+        match command.to_ascii_uppercase().as_str() {
+            "PING" => Ok(RawValue::Text("PONG".into())),
+            "LEN" | "DBSIZE" => Ok(int(self.store.len())),
+            "WEIGHT" => Ok(int(self.store.weight())),
+            "REMOVE_EXPIRED" => Ok(int(self.store.remove_expired())),
+            _ => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "unknown memory command {command:?}; known: PING, LEN (or DBSIZE), WEIGHT, REMOVE_EXPIRED"
+                ),
+            )),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.store.clear();
+        Ok(())
+    }
+}
