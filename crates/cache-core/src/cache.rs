@@ -493,6 +493,30 @@ impl<'a, S: Serializer> Scoped<'a, S> {
     /// [`ErrorKind::Serialization`] when the stored bytes do not decode as `V` (the error
     /// names the key); backend errors; [`ErrorKind::Timeout`].
     pub async fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
+        self.get_decoded(key, |bytes| self.serializer.decode(bytes))
+            .await
+    }
+
+    /// Like [`get`](Self::get), decoding the stored bytes with `decode` instead of the
+    /// serializer (aiocache's `loads_fn`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// # let cache = cache_core::Cache::new(cache_core::testkit::MapBackend::new());
+    /// cache.set("k", &"hello").await?;
+    /// let len = cache.get_decoded("k", |bytes| Ok(bytes.len())).await?;
+    /// assert_eq!(len, Some(7)); // "hello" with its JSON quotes
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// What `decode` returns (the key is added to the error); the errors of
+    /// [`get`](Self::get).
+    pub async fn get_decoded<V, F>(&self, key: &str, decode: F) -> Result<Option<V>>
+    where
+        F: FnOnce(&[u8]) -> Result<V>,
+    {
         self.check_open()?;
         let ns = self.resolved_namespace();
         let built = self.build_key(key, ns)?;
@@ -507,7 +531,9 @@ impl<'a, S: Serializer> Scoped<'a, S> {
             .await?;
         match raw {
             None => Ok(None),
-            Some(bytes) => self.decode(&bytes, key).map(Some),
+            Some(bytes) => decode(&bytes)
+                .map(Some)
+                .map_err(|e| e.with_context_once("key", key)),
         }
     }
 
@@ -591,16 +617,43 @@ impl<'a, S: Serializer> Scoped<'a, S> {
     /// [`ErrorKind::InvalidArgument`] for a zero TTL, an empty or oversize key or an oversize
     /// value; [`ErrorKind::Serialization`] when the value cannot be encoded; backend errors.
     pub async fn set<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Result<()> {
+        self.set_encoded(key, value, |v| self.serializer.encode(v))
+            .await
+    }
+
+    /// Like [`set`](Self::set), encoding the value with `encode` instead of the serializer
+    /// (aiocache's `dumps_fn`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use cache_core::RawBytes;
+    /// # let cache = cache_core::Cache::new(cache_core::testkit::MapBackend::new());
+    /// cache.set_encoded("k", "v4lu3", |s: &str| Ok(s.to_uppercase().into_bytes())).await?;
+    /// let raw: Option<Vec<u8>> = cache.with_serializer(RawBytes).get("k").await?;
+    /// assert_eq!(raw.as_deref(), Some(&b"V4LU3"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// What `encode` returns (the key is added to the error); the errors of
+    /// [`set`](Self::set).
+    pub async fn set_encoded<V, F>(&self, key: &str, value: &V, encode: F) -> Result<()>
+    where
+        V: ?Sized,
+        F: FnOnce(&V) -> Result<Vec<u8>>,
+    {
         self.check_open()?;
         let ns = self.resolved_namespace();
         let built = self.build_key(key, ns)?;
-        let bytes = self.encode(value, key)?;
+        let bytes = encode(value).map_err(|e| e.with_context_once("key", key))?;
+        self.check_value_len(bytes.len(), key)?;
         let op = self.write_op()?;
         self.execute(
             Command::Set,
             ns,
             &[key],
-            self.inner.backend.set(&built, bytes, op),
+            self.inner.backend.set(&built, Bytes::from(bytes), op),
             |_| (0, 0),
         )
         .await
@@ -1157,6 +1210,29 @@ impl<S: Serializer> Cache<S> {
     /// See [`Scoped::get`].
     pub async fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
         self.scoped().get(key).await
+    }
+
+    /// See [`Scoped::get_decoded`].
+    ///
+    /// # Errors
+    /// See [`Scoped::get_decoded`].
+    pub async fn get_decoded<V, F>(&self, key: &str, decode: F) -> Result<Option<V>>
+    where
+        F: FnOnce(&[u8]) -> Result<V>,
+    {
+        self.scoped().get_decoded(key, decode).await
+    }
+
+    /// See [`Scoped::set_encoded`].
+    ///
+    /// # Errors
+    /// See [`Scoped::set_encoded`].
+    pub async fn set_encoded<V, F>(&self, key: &str, value: &V, encode: F) -> Result<()>
+    where
+        V: ?Sized,
+        F: FnOnce(&V) -> Result<Vec<u8>>,
+    {
+        self.scoped().set_encoded(key, value, encode).await
     }
 
     /// See [`Scoped::get_counter`].

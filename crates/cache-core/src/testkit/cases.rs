@@ -925,6 +925,35 @@ pub async fn per_call_serializer_override(h: Harness) {
     assert_eq!(custom.get::<i64>("n").await.unwrap(), Some(5));
 }
 
+/// Per-call encode and decode functions replace the serializer for that call only.
+pub async fn per_call_encode_and_decode_functions(h: Harness) {
+    let cache = h.cache();
+    cache
+        .set_encoded("k", "v4lu3", |s: &str| Ok(s.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let raw: Option<Vec<u8>> = cache.with_serializer(RawBytes).get("k").await.unwrap();
+    assert_eq!(raw.as_deref(), Some(&b"v4lu3"[..]));
+    let upper = cache
+        .get_decoded("k", |b| Ok(String::from_utf8_lossy(b).to_uppercase()))
+        .await
+        .unwrap();
+    assert_eq!(upper.as_deref(), Some("V4LU3"));
+    let err = cache
+        .get_decoded::<(), _>("k", |_| {
+            Err(crate::Error::serialization("custom decoder refused"))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Serialization);
+    assert_eq!(err.context_value("key"), Some("k"));
+    assert_eq!(
+        cache.get_decoded("missing", |_| Ok(1)).await.unwrap(),
+        None,
+        "the decoder does not run on a miss"
+    );
+}
+
 /// Binary values (all 256 byte values, CR LF inside) round-trip exactly.
 pub async fn binary_values_round_trip_exactly(h: Harness) {
     let owner = h.cache();

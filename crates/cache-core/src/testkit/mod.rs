@@ -165,6 +165,7 @@ macro_rules! conformance_tests {
             long_key_is_stored_or_refused_clearly,
             undecodable_bytes_are_a_serialization_error_naming_the_key,
             per_call_serializer_override,
+            per_call_encode_and_decode_functions,
             binary_values_round_trip_exactly,
             timeout_fires_and_next_call_succeeds,
             zero_timeout_disables_deadline,

@@ -1,0 +1,216 @@
+//! The documented pipeline order: namespace → key → encode → before → backend → after →
+//! decode, for reads and writes, and hooks on timeouts.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cache_core::testkit::MapBackend;
+use cache_core::{
+    Backend, Cache, Capability, ClearScope, CommandInfo, ErrorKind, Json, KeyBuilder, KeyTtl,
+    OpSet, Outcome, Plugin, RawValue, Result, Serializer,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn push(log: &Log, s: impl Into<String>) {
+    log.lock().unwrap().push(s.into());
+}
+
+#[derive(Debug, Clone)]
+struct LoggingSerializer(Log);
+
+impl Serializer for LoggingSerializer {
+    fn name(&self) -> &'static str {
+        "logging"
+    }
+    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
+        push(&self.0, "encode");
+        Json.encode(value)
+    }
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        push(&self.0, "decode");
+        Json.decode(bytes)
+    }
+}
+
+#[derive(Debug)]
+struct LoggingKeys(Log);
+
+impl KeyBuilder for LoggingKeys {
+    fn build<'a>(&self, key: &'a str, namespace: Option<&str>) -> Result<Cow<'a, str>> {
+        push(&self.0, format!("key {key} in {namespace:?}"));
+        Ok(Cow::Owned(format!("{}:{key}", namespace.unwrap_or(""))))
+    }
+    fn namespace_prefix(&self, namespace: &str) -> Option<String> {
+        Some(format!("{namespace}:"))
+    }
+}
+
+struct LoggingPlugin(Log, Duration);
+
+#[async_trait]
+impl Plugin for LoggingPlugin {
+    async fn before(&self, info: &CommandInfo<'_>) {
+        push(&self.0, format!("before {}", info.command));
+        tokio::time::sleep(self.1).await;
+    }
+    async fn after(&self, info: &CommandInfo<'_>, outcome: &Outcome) {
+        push(
+            &self.0,
+            format!("after {} error={:?}", info.command, outcome.error),
+        );
+    }
+}
+
+#[derive(Debug)]
+struct LoggingBackend(Log, MapBackend);
+
+#[async_trait]
+impl Backend for LoggingBackend {
+    fn name(&self) -> &'static str {
+        "logging"
+    }
+    fn capability(&self) -> Capability {
+        self.1.capability()
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        push(&self.0, format!("backend get {key}"));
+        self.1.get(key).await
+    }
+    async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        self.1.multi_get(keys).await
+    }
+    async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+        push(&self.0, format!("backend set {key}"));
+        self.1.set(key, value, op).await
+    }
+    async fn add(&self, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
+        self.1.add(key, value, op).await
+    }
+    async fn multi_set(&self, entries: Vec<(String, Bytes)>, op: OpSet) -> Result<()> {
+        self.1.multi_set(entries, op).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.1.delete(key).await
+    }
+    async fn multi_delete(&self, keys: &[String]) -> Result<u64> {
+        self.1.multi_delete(keys).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool> {
+        self.1.exists(key).await
+    }
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+        self.1.increment(key, delta).await
+    }
+    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        self.1.expire(key, ttl).await
+    }
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.1.ttl(key).await
+    }
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Bytes,
+        op: OpSet,
+    ) -> Result<bool> {
+        self.1.compare_and_set(key, expected, new, op).await
+    }
+    async fn clear(&self, scope: ClearScope<'_>) -> Result<Option<u64>> {
+        self.1.clear(scope).await
+    }
+    async fn raw(&self, command: &str, args: Vec<RawValue>) -> Result<RawValue> {
+        self.1.raw(command, args).await
+    }
+    async fn close(&self) -> Result<()> {
+        self.1.close().await
+    }
+}
+
+fn cache(log: &Log, hook_delay: Duration) -> Cache<LoggingSerializer> {
+    Cache::builder(LoggingBackend(log.clone(), MapBackend::new()))
+        .namespace("ns")
+        .key_builder(LoggingKeys(log.clone()))
+        .plugin(LoggingPlugin(log.clone(), hook_delay))
+        .serializer(LoggingSerializer(log.clone()))
+        .build()
+}
+
+#[tokio::test]
+async fn write_and_read_follow_the_documented_order() {
+    let log: Log = Arc::default();
+    let cache = cache(&log, Duration::ZERO);
+    cache.set("k", &1).await.unwrap();
+    assert_eq!(
+        cache.namespace("other").get::<i32>("k").await.unwrap(),
+        None
+    );
+    assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(1));
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "key k in Some(\"ns\")",
+            "encode",
+            "before set",
+            "backend set ns:k",
+            "after set error=None",
+            "key k in Some(\"other\")",
+            "before get",
+            "backend get other:k",
+            "after get error=None",
+            "key k in Some(\"ns\")",
+            "before get",
+            "backend get ns:k",
+            "after get error=None",
+            "decode",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn hooks_run_inside_the_deadline_and_after_hooks_see_the_timeout() {
+    let log: Log = Arc::default();
+    let cache = cache(&log, Duration::from_millis(200));
+    let err = cache
+        .with_timeout(Duration::from_millis(20))
+        .get::<i32>("k")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(err.context_value("op"), Some("get"));
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "key k in Some(\"ns\")",
+            "before get",
+            "after get error=Some(Timeout)",
+        ],
+        "the slow before hook counts against the deadline; the backend is never reached"
+    );
+}
+
+#[tokio::test]
+async fn refused_arguments_run_no_hooks() {
+    let log: Log = Arc::default();
+    let cache = cache(&log, Duration::ZERO);
+    let err = cache
+        .with_ttl(Duration::ZERO)
+        .set("k", &1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let log = log.lock().unwrap().clone();
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("before") || l.starts_with("backend")),
+        "{log:?}"
+    );
+}
