@@ -61,11 +61,9 @@ fn main() {
     }
     for (name, body) in &sections {
         println!("{body}");
-        if write {
-            if let Err(e) = harness::write_section(&docs_file(), name, body) {
-                eprintln!("cannot write docs/benchmarks.md: {e}");
-                std::process::exit(1);
-            }
+        if write && let Err(e) = harness::write_section(&docs_file(), name, body) {
+            eprintln!("cannot write docs/benchmarks.md: {e}");
+            std::process::exit(1);
         }
     }
 }
