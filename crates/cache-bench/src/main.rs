@@ -20,6 +20,33 @@ fn docs_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks.md")
 }
 
+/// Runs the memory backend's hit-ratio study (`examples/hit_ratio.rs`) and returns its section.
+fn eviction_study() -> String {
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "cache-memory",
+            "--example",
+            "hit_ratio",
+        ])
+        .output();
+    let table = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => format!(
+            "hit-ratio study failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => format!("hit-ratio study could not run: {e}"),
+    };
+    format!(
+        "## Eviction policy of the memory backend\n\nCommand: `cargo run --release -p cache-memory --example hit_ratio` (run by `cargo x bench memory`).\n\nHit ratio of the real store (S3-FIFO) against exact LRU, CLOCK, FIFO and random eviction on the same request streams: 100,000 keys, 2,000,000 requests, a miss is followed by a set.\n\n{}",
+        table.trim()
+    )
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(what) = args.first().map(String::as_str) else {
@@ -55,6 +82,9 @@ fn main() {
         body.push_str(&memory::throughput(rounds, dur));
         body.push_str(&memory::footprint_table(entries));
         sections.push(("memory", body));
+        if !quick {
+            sections.push(("eviction", eviction_study()));
+        }
     }
     if sections.is_empty() {
         usage()
