@@ -671,25 +671,21 @@ impl<'a, S: Serializer> Scoped<'a, S> {
         let built = self.build_key(key, ns)?;
         let bytes = self.encode(value, key)?;
         let op = self.write_op()?;
-        let stored = self
-            .execute(
-                Command::Add,
-                ns,
-                &[key],
-                self.inner.backend.add(&built, bytes, op),
-                |_| (0, 0),
-            )
-            .await?;
-        if stored {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::AlreadyExists,
-                "key already exists; use set to replace its value",
-            )
-            .with_context("key", key)
-            .with_context("backend", self.inner.backend_name))
-        }
+        let backend_name = self.inner.backend_name;
+        let call = async {
+            if self.inner.backend.add(&built, bytes, op).await? {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    "key already exists; use set to replace its value",
+                )
+                .with_context("key", key)
+                .with_context("backend", backend_name))
+            }
+        };
+        self.execute(Command::Add, ns, &[key], call, |_| (0, 0))
+            .await
     }
 
     /// Stores every pair with the same TTL, atomically where the backend can

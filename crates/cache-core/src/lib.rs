@@ -8,6 +8,7 @@ mod capability;
 mod error;
 mod key;
 mod plugin;
+pub mod plugins;
 mod raw;
 pub mod serializer;
 mod ttl;
@@ -21,6 +22,9 @@ pub use capability::Capability;
 pub use error::{Error, ErrorKind, Result};
 pub use key::{AiocacheFlavor, AiocacheKeyBuilder, DefaultKeyBuilder, KeyBuilder};
 pub use plugin::{Command, CommandInfo, Outcome, Plugin};
+#[cfg(feature = "metrics")]
+pub use plugins::MetricsPlugin;
+pub use plugins::{HitMissRatioPlugin, TimingPlugin, TracingPlugin};
 pub use raw::RawValue;
 pub use serializer::{Json, RawBytes, Serializer, Utf8};
 pub use ttl::{KeyTtl, Ttl};

@@ -9,6 +9,10 @@ pub use cache_core::{
     Ttl, Utf8, async_trait,
 };
 
+#[cfg(feature = "metrics")]
+pub use cache_core::plugins::MetricsPlugin;
+pub use cache_core::plugins::{self, HitMissRatioPlugin, TimingPlugin, TracingPlugin};
+
 /// The backends compiled in, one module each.
 pub mod backends {
     #[cfg(feature = "memory")]

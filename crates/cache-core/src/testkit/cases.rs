@@ -1106,8 +1106,8 @@ pub async fn plugins_run_in_order_with_outcome(h: Harness) {
         expected.extend([
             "p1 before add [\"a\"]".to_owned(),
             "p2 before add [\"a\"]".to_owned(),
-            "p1 after add hits=0 misses=0 error=None".to_owned(),
-            "p2 after add hits=0 misses=0 error=None".to_owned(),
+            "p1 after add hits=0 misses=0 error=Some(AlreadyExists)".to_owned(),
+            "p2 after add hits=0 misses=0 error=Some(AlreadyExists)".to_owned(),
         ]);
     }
     assert_eq!(log, expected);
