@@ -4,6 +4,7 @@
 #![allow(unreachable_pub)]
 
 mod harness;
+mod memcached;
 mod memory;
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cache-bench <memory|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>"
+        "usage: cache-bench <memory|memcached|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>"
     );
     std::process::exit(2)
 }
@@ -84,6 +85,22 @@ fn main() {
         sections.push(("memory", body));
         if !quick {
             sections.push(("eviction", eviction_study()));
+        }
+    }
+    if matches!(what, "memcached" | "all") {
+        let url = std::env::var("CACHE_TEST_MEMCACHED_URL")
+            .unwrap_or_else(|_| "memcached://127.0.0.1:21211".into());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        match rt.block_on(memcached::run(&url, quick)) {
+            Ok(body) => sections.push(("memcached", body)),
+            Err(e) => {
+                eprintln!("memcached benchmark failed against {url}: {e}");
+                std::process::exit(1);
+            }
         }
     }
     if sections.is_empty() {

@@ -1,0 +1,1085 @@
+//! [`MemcachedBackend`]: the `Backend` implementation.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_memcached::{AsciiProtocol, Error as ClientError, MetaProtocol, Status, Value};
+use async_trait::async_trait;
+use bytes::Bytes;
+use cache_core::{
+    Backend, Capability, ClearScope, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
+};
+use futures_util::future::join_all;
+
+use crate::config::MemcachedConfig;
+use crate::error::McError;
+use crate::generations::{Generations, initial_generation};
+use crate::keys;
+use crate::pool::{Conn, Server};
+use crate::ring::Ring;
+
+/// Bytes of an item that are not the value, kept free below `max_item_size`: memcached 1.6
+/// needs 59 bytes plus the key (309 with a 250-byte key); the rest is margin.
+pub(crate) const ITEM_OVERHEAD: usize = 384;
+/// Memcached reads expiry times above 30 days as absolute Unix times.
+const RELATIVE_TTL_LIMIT: u64 = 30 * 24 * 3600;
+/// Attempts of a compare-and-swap loop before giving up with `Conflict`.
+const CAS_ATTEMPTS: usize = 1000;
+
+/// The memcached backend: a pool of connections per server, keys spread over the servers by
+/// ketama consistent hashing.
+///
+/// Build it with [`MemcachedBuilder`](crate::MemcachedBuilder) or from a
+/// [`MemcachedConfig`]; hand it to [`Cache::builder`](cache_core::Cache::builder). Cloning is
+/// cheap and clones share the pools.
+#[derive(Clone)]
+pub struct MemcachedBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    servers: Vec<Server>,
+    /// `None` with one server: every key goes to it without hashing.
+    ring: Option<Ring>,
+    command_timeout: Option<Duration>,
+    generations: Option<Generations>,
+    miss_on_server_down: bool,
+    capability: Capability,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for MemcachedBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("MemcachedBackend")
+            .field("servers", &i.servers)
+            .field("command_timeout", &i.command_timeout)
+            .field("namespace_generations", &i.generations.is_some())
+            .field("miss_on_server_down", &i.miss_on_server_down)
+            .field("closed", &i.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Connections of one server, as reported by [`MemcachedBackend::status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStatus {
+    /// The server's `host:port`.
+    pub address: String,
+    /// Connections open now (idle or in use), at most the pool size.
+    pub connections: usize,
+    /// Open connections waiting in the pool.
+    pub idle: usize,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Memcached's exptime for `secs` seconds from now on the server's clock (at least 1).
+fn server_exptime(secs: u64) -> i64 {
+    let secs = secs.max(1);
+    if secs <= RELATIVE_TTL_LIMIT {
+        secs as i64
+    } else {
+        (unix_now() + secs) as i64
+    }
+}
+
+/// Memcached's exptime for a TTL: whole seconds rounded up, plus one second because memcached's
+/// clock ticks once a second (an item given `n` seconds may expire after `n - 1` and a bit);
+/// above 30 days as an absolute Unix time. `None` → 0, no expiry.
+pub(crate) fn exptime(ttl: Option<Duration>) -> i64 {
+    match ttl {
+        None => 0,
+        Some(d) => server_exptime(d.as_secs() + u64::from(d.subsec_nanos() > 0) + 1),
+    }
+}
+
+/// The TTL memcached reports (`t` flag) as the lifetime the caller asked for: the extra second
+/// of [`exptime`] is taken off again.
+fn key_ttl(remaining: Option<i64>) -> KeyTtl {
+    match remaining {
+        None | Some(-1) => KeyTtl::NoExpiry,
+        Some(t) => KeyTtl::Remaining(Duration::from_secs((t.max(2) - 1) as u64)),
+    }
+}
+
+/// Counter text as memcached keeps it: decimal, possibly padded with spaces by a native
+/// `decr`. Anything else is not a counter.
+fn parse_counter(data: Option<&[u8]>) -> Option<i64> {
+    let text = std::str::from_utf8(data?).ok()?.trim_end_matches(' ');
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    if canonical { text.parse().ok() } else { None }
+}
+
+fn not_a_counter() -> McError {
+    McError::Invalid("the stored value is not a decimal integer counter".into())
+}
+
+/// Puts the values of a `get k1 k2 …` answer back in the order of `keys`. Memcached answers in
+/// request order and skips misses, so one forward pass matches them; a hash map is the
+/// fallback should a server ever answer out of order.
+fn align<K: AsRef<str>>(keys: &[K], values: Vec<Value>) -> Vec<Option<Bytes>> {
+    let mut out: Vec<Option<Bytes>> = Vec::with_capacity(keys.len());
+    let mut values = values.into_iter().peekable();
+    for k in keys {
+        match values.peek() {
+            Some(v) if v.key == k.as_ref().as_bytes() => {
+                let v = values.next().and_then(|v| v.data).unwrap_or_default();
+                out.push(Some(Bytes::from(v)));
+            }
+            _ => out.push(None),
+        }
+    }
+    let rest: Vec<Value> = values.collect();
+    if rest.is_empty() {
+        return out;
+    }
+    // out of order: fall back to matching by key
+    let mut by_key: std::collections::HashMap<Vec<u8>, Bytes> = rest
+        .into_iter()
+        .map(|v| (v.key, Bytes::from(v.data.unwrap_or_default())))
+        .collect();
+    for (slot, k) in out.iter_mut().zip(keys) {
+        if slot.is_none() {
+            *slot = by_key.get(k.as_ref().as_bytes()).cloned();
+        }
+    }
+    by_key.clear();
+    out
+}
+
+impl MemcachedBackend {
+    /// Connects per `config` (validated first). Used by the builder.
+    pub(crate) async fn connect(config: MemcachedConfig) -> Result<Self> {
+        config.validate().map_err(Error::config)?;
+        let mut servers = Vec::with_capacity(config.servers.len());
+        let mut named = Vec::with_capacity(config.servers.len());
+        for s in &config.servers {
+            let address = crate::config::normalize_address(&s.address).map_err(Error::config)?;
+            named.push((address.clone(), s.weight));
+            servers.push(Server::new(
+                address,
+                config.pool_size,
+                config.connect_timeout,
+                config.retry_backoff,
+            ));
+        }
+        let ring = (servers.len() > 1).then(|| {
+            let refs: Vec<(&str, u32)> = named.iter().map(|(a, w)| (a.as_str(), *w)).collect();
+            Ring::new(&refs)
+        });
+        let max_ttl = Duration::from_secs(
+            (i32::MAX as u64)
+                .saturating_sub(unix_now() + 2 * 86_400)
+                .max(RELATIVE_TTL_LIMIT),
+        );
+        let capability = Capability {
+            add: true,
+            increment: true,
+            expire: true,
+            ttl: true,
+            ttl_millis: false,
+            max_ttl: Some(max_ttl),
+            native_multi: true,
+            atomic_multi_set: false,
+            compare_and_set: true,
+            clear_namespace: config.namespace_generations,
+            exclusive_store: false,
+            raw: true,
+            max_key_len: None,
+            max_value_len: Some(config.max_item_size - ITEM_OVERHEAD),
+        };
+        let backend = MemcachedBackend {
+            inner: Arc::new(Inner {
+                servers,
+                ring,
+                command_timeout: config.command_timeout,
+                generations: config
+                    .namespace_generations
+                    .then(|| Generations::new(config.generation_refresh)),
+                miss_on_server_down: config.miss_on_server_down,
+                capability,
+                closed: AtomicBool::new(false),
+            }),
+        };
+        backend.warm_up(config.connect_timeout).await?;
+        Ok(backend)
+    }
+
+    /// Opens one connection per server and asks for its version. Fails only if no server
+    /// answers; unreachable servers are logged and retried on use.
+    async fn warm_up(&self, connect_timeout: Duration) -> Result<()> {
+        let inner = &*self.inner;
+        // connect + one round trip; the command timeout is for commands, not for this check
+        let limit = connect_timeout.saturating_mul(2);
+        let checks = inner.servers.iter().map(|server| async move {
+            let check = async {
+                let mut c = server.conn().await?;
+                c.version().await?;
+                Ok(())
+            };
+            let r = tokio::time::timeout(limit, check)
+                .await
+                .unwrap_or(Err(McError::Timeout(limit)));
+            (server, r)
+        });
+        let mut failures = Vec::new();
+        for (server, r) in join_all(checks).await {
+            if let Err(e) = r {
+                tracing::warn!(server = server.address(), error = %e, "memcached server unreachable at start");
+                failures.push(e.into_error(server.address()));
+            }
+        }
+        if failures.len() == inner.servers.len() {
+            let first = failures.swap_remove(0);
+            return Err(Error::new(
+                ErrorKind::Connection,
+                format!(
+                    "none of the {} memcached servers answered",
+                    inner.servers.len()
+                ),
+            )
+            .with_shared_source(Arc::new(first)));
+        }
+        Ok(())
+    }
+
+    /// A builder; the same as [`MemcachedBuilder::new`](crate::MemcachedBuilder::new).
+    pub fn builder() -> crate::MemcachedBuilder {
+        crate::MemcachedBuilder::new()
+    }
+
+    /// The addresses of the servers, in configuration order.
+    pub fn servers(&self) -> Vec<&str> {
+        self.inner.servers.iter().map(Server::address).collect()
+    }
+
+    /// The server that holds the built key `key` (the namespace applied, as the
+    /// [`Cache`](cache_core::Cache) passes it).
+    pub fn server_for_key(&self, key: &str) -> &str {
+        self.inner.server_for(key).address()
+    }
+
+    /// The connections of each server's pool.
+    pub fn status(&self) -> Vec<ServerStatus> {
+        self.inner
+            .servers
+            .iter()
+            .map(|s| {
+                let (connections, idle) = s.connections();
+                ServerStatus {
+                    address: s.address().to_owned(),
+                    connections,
+                    idle,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Inner {
+    #[inline]
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(McError::Closed.into_error("-"))
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    fn server_index(&self, key: &str) -> usize {
+        match &self.ring {
+            None => 0,
+            Some(ring) => ring.server_for(key.as_bytes()),
+        }
+    }
+
+    #[inline]
+    fn server_for(&self, key: &str) -> &Server {
+        &self.servers[self.server_index(key)]
+    }
+
+    /// Runs `fut` under the command timeout, if one is set.
+    #[inline]
+    async fn timed<T>(&self, fut: impl Future<Output = Result<T, McError>>) -> Result<T, McError> {
+        match self.command_timeout {
+            None => fut.await,
+            Some(d) => tokio::time::timeout(d, fut)
+                .await
+                .unwrap_or_else(|_| Err(McError::Timeout(d))),
+        }
+    }
+
+    /// Converts a failure on `server`, dropping its idle connections when the failure says
+    /// they are probably dead.
+    #[cold]
+    fn fail(&self, server: &Server, e: McError) -> Error {
+        if e.breaks_connections() {
+            server.discard_idle();
+        }
+        e.into_error(server.address())
+    }
+
+    /// Turns an unreachable server into a miss on reads when `miss_on_server_down` is set.
+    #[cold]
+    fn read_failed<T>(&self, server: &Server, e: McError, miss: T) -> Result<T> {
+        if self.miss_on_server_down && e.is_unreachable() {
+            tracing::warn!(server = server.address(), error = %e, "memcached server unreachable; answering a miss");
+            if e.breaks_connections() {
+                server.discard_idle();
+            }
+            Ok(miss)
+        } else {
+            Err(self.fail(server, e))
+        }
+    }
+
+    /// The memcached key of the built key `key`: encoded, and with namespace generations its
+    /// generation folded in. Without generations, or with the generation known, no I/O
+    /// happens; a generation read is boxed so that it does not grow every command's future.
+    #[inline]
+    async fn wire_key<'k>(&self, key: &'k str) -> Result<Cow<'k, str>> {
+        let Some(generations) = &self.generations else {
+            return Ok(keys::encode(key));
+        };
+        let Some(group) = keys::group(key) else {
+            return Ok(keys::encode(key));
+        };
+        let generation = match generations.fresh(group) {
+            Some(g) => g,
+            None => Box::pin(self.read_generation(generations, group, false)).await?,
+        };
+        let folded = keys::fold(key, group.len(), generation);
+        Ok(Cow::Owned(match keys::encode(&folded) {
+            Cow::Borrowed(_) => folded,
+            Cow::Owned(hashed) => hashed,
+        }))
+    }
+
+    async fn wire_keys<'k, K: AsRef<str>>(&self, keys: &'k [K]) -> Result<Vec<Cow<'k, str>>> {
+        if self.generations.is_none() {
+            return Ok(keys.iter().map(|k| keys::encode(k.as_ref())).collect());
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.wire_key(k.as_ref()).await?);
+        }
+        Ok(out)
+    }
+
+    /// Reads (or with `bump`, increments) the generation of `group`, creating it with a
+    /// random value when missing. A failed read falls back to the last known generation.
+    async fn read_generation(
+        &self,
+        generations: &Generations,
+        group: &str,
+        bump: bool,
+    ) -> Result<u64> {
+        let key = keys::generation_key(group);
+        let server = self.server_for(&key);
+        let r = self
+            .timed(async {
+                let mut c = server.conn().await?;
+                if !bump
+                    && let Some(v) = c
+                        .meta_get(key.as_bytes(), false, None, Some(&["v"]))
+                        .await?
+                {
+                    return parse_generation(v.data.as_deref());
+                }
+                let initial = format!("J{}", initial_generation());
+                let flags = ["N0", initial.as_str(), "v"];
+                let v = c
+                    .meta_increment(
+                        key.as_bytes(),
+                        false,
+                        None,
+                        Some(u64::from(bump)),
+                        Some(&flags),
+                    )
+                    .await?;
+                parse_generation(v.and_then(|v| v.data).as_deref())
+            })
+            .await;
+        match r {
+            Ok(g) => {
+                generations.store(group, g);
+                Ok(g)
+            }
+            Err(e) => match generations.last(group) {
+                Some(g) if !bump => {
+                    tracing::warn!(group, error = %e, "cannot read a namespace generation; using the last one read");
+                    Ok(g)
+                }
+                _ => Err(self.fail(server, e)),
+            },
+        }
+    }
+
+    /// `get k1 k2 …` on one server, answers in the order of `keys`.
+    async fn get_many<K: AsRef<str>>(
+        &self,
+        server: &Server,
+        keys: &[K],
+    ) -> Result<Vec<Option<Bytes>>, McError> {
+        let wire: Vec<&[u8]> = keys.iter().map(|k| k.as_ref().as_bytes()).collect();
+        let mut c = server.conn().await?;
+        match c.get_multi(wire).await {
+            Ok(values) => Ok(align(keys, values)),
+            Err(ClientError::Protocol(Status::NotFound)) => Ok(vec![None; keys.len()]),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Groups `keys` by server: `(server index, positions in keys)`, servers in order.
+    fn split<K: AsRef<str>>(&self, keys: &[K]) -> Vec<(usize, Vec<usize>)> {
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.servers.len()];
+        for (i, k) in keys.iter().enumerate() {
+            groups[self.server_index(k.as_ref())].push(i);
+        }
+        groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .collect()
+    }
+
+    /// The result of per-server calls: the first error (after every call finished), if any.
+    fn first_error<T>(&self, results: Vec<(usize, Result<T, McError>)>) -> Result<Vec<(usize, T)>> {
+        let mut ok = Vec::with_capacity(results.len());
+        let mut first: Option<Error> = None;
+        for (s, r) in results {
+            match r {
+                Ok(v) => ok.push((s, v)),
+                Err(e) => {
+                    let e = self.fail(&self.servers[s], e);
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(ok),
+        }
+    }
+
+    async fn get_group(
+        &self,
+        s: usize,
+        positions: Vec<usize>,
+        wires: &[Cow<'_, str>],
+    ) -> (usize, Vec<usize>, Result<Vec<Option<Bytes>>, McError>) {
+        let batch: Vec<&str> = positions.iter().map(|&i| &*wires[i]).collect();
+        let r = self.timed(self.get_many(&self.servers[s], &batch)).await;
+        (s, positions, r)
+    }
+
+    async fn set_group(
+        &self,
+        s: usize,
+        positions: Vec<usize>,
+        wires: &[Cow<'_, str>],
+        entries: &[(String, Bytes)],
+        ttl: &str,
+    ) -> (usize, Result<(), McError>) {
+        let items: Vec<(&str, &[u8])> = positions
+            .iter()
+            .map(|&i| (&*wires[i], &entries[i].1[..]))
+            .collect();
+        let r = self
+            .timed(async {
+                let mut c = self.servers[s].conn().await?;
+                let refused = c.meta_set_multi(&items, Some(&[ttl])).await?;
+                if refused.is_empty() {
+                    Ok(())
+                } else {
+                    Err(McError::Unexpected(format!(
+                        "{} of {} items not stored",
+                        refused.len(),
+                        items.len()
+                    )))
+                }
+            })
+            .await;
+        (s, r)
+    }
+
+    async fn delete_group(
+        &self,
+        s: usize,
+        positions: Vec<usize>,
+        wires: &[Cow<'_, str>],
+    ) -> (usize, Result<u64, McError>) {
+        let r = self
+            .timed(async {
+                let mut c = self.servers[s].conn().await?;
+                let mut deleted = 0u64;
+                for &i in &positions {
+                    match c.delete(wires[i].as_bytes()).await {
+                        Ok(()) => deleted += 1,
+                        Err(ClientError::Protocol(Status::NotFound)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(deleted)
+            })
+            .await;
+        (s, r)
+    }
+
+    async fn flush_server(&self, s: usize) -> (usize, Result<(), McError>) {
+        let r = self
+            .timed(async {
+                let mut c = self.servers[s].conn().await?;
+                Ok(c.flush_all().await?)
+            })
+            .await;
+        (s, r)
+    }
+
+    async fn increment_on(&self, c: &mut Conn<'_>, key: &str, delta: i64) -> Result<i64, McError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let current = c
+                .meta_get(key.as_bytes(), false, None, Some(&["v", "c", "t"]))
+                .await?;
+            let Some(current) = current else {
+                // missing: create it holding delta, without expiry
+                let text = delta.to_string();
+                match c
+                    .meta_set(key.as_bytes(), text.as_str(), false, None, Some(&["ME"]))
+                    .await
+                {
+                    Ok(_) => return Ok(delta),
+                    Err(ClientError::Protocol(Status::NotStored)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let value = parse_counter(current.data.as_deref()).ok_or_else(not_a_counter)?;
+            let next = value.checked_add(delta).ok_or_else(|| {
+                McError::Invalid(format!(
+                    "incrementing {value} by {delta} would overflow a 64-bit signed integer"
+                ))
+            })?;
+            let cas = current
+                .cas
+                .ok_or_else(|| McError::Unexpected("no CAS token in a meta get answer".into()))?;
+            let compare = format!("C{cas}");
+            let written = if value >= 0 && delta >= 0 {
+                // memcached's own unsigned arithmetic is exact here (no floor, no wrap) and
+                // keeps the TTL
+                c.meta_increment(
+                    key.as_bytes(),
+                    false,
+                    None,
+                    Some(delta as u64),
+                    Some(&[compare.as_str(), "v"]),
+                )
+                .await
+                .map(|_| ())
+            } else {
+                // negative values are plain text to memcached: write the exact result, with
+                // the remaining TTL the server reported
+                let text = next.to_string();
+                let ttl = match current.ttl_remaining {
+                    Some(t) if t >= 0 => Some(format!("T{}", server_exptime(t as u64))),
+                    _ => None,
+                };
+                let mut flags = vec![compare.as_str()];
+                if let Some(t) = &ttl {
+                    flags.push(t.as_str());
+                }
+                c.meta_set(key.as_bytes(), text.as_str(), false, None, Some(&flags))
+                    .await
+                    .map(|_| ())
+            };
+            match written {
+                Ok(()) => return Ok(next),
+                Err(ClientError::Protocol(Status::Exists | Status::NotFound)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(McError::Conflict(format!(
+            "increment lost {CAS_ATTEMPTS} compare-and-swap races in a row"
+        )))
+    }
+
+    async fn compare_and_set_on(
+        &self,
+        c: &mut Conn<'_>,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        exptime: i64,
+    ) -> Result<bool, McError> {
+        let ttl = format!("T{exptime}");
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(current) = c
+                .meta_get(key.as_bytes(), false, None, Some(&["v", "c"]))
+                .await?
+            else {
+                return Ok(false);
+            };
+            if current.data.as_deref().unwrap_or_default() != expected {
+                return Ok(false);
+            }
+            let cas = current
+                .cas
+                .ok_or_else(|| McError::Unexpected("no CAS token in a meta get answer".into()))?;
+            let compare = format!("C{cas}");
+            match c
+                .meta_set(
+                    key.as_bytes(),
+                    new,
+                    false,
+                    None,
+                    Some(&[compare.as_str(), ttl.as_str()]),
+                )
+                .await
+            {
+                Ok(_) => return Ok(true),
+                // changed or removed since the read: look again
+                Err(ClientError::Protocol(Status::Exists | Status::NotFound)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(McError::Conflict(format!(
+            "compare_and_set lost {CAS_ATTEMPTS} compare-and-swap races in a row"
+        )))
+    }
+}
+
+fn parse_generation(data: Option<&[u8]>) -> Result<u64, McError> {
+    data.and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|s| s.trim_end_matches(' ').parse::<u64>().ok())
+        .ok_or_else(|| McError::Unexpected("a namespace generation record is not a number".into()))
+}
+
+#[async_trait]
+impl Backend for MemcachedBackend {
+    fn name(&self) -> &'static str {
+        "memcached"
+    }
+
+    fn capability(&self) -> Capability {
+        self.inner.capability
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = inner.wire_key(key).await?;
+        let r = inner
+            .timed(async {
+                let mut c = server.conn().await?;
+                Ok(c.get(wire.as_bytes()).await?)
+            })
+            .await;
+        match r {
+            Ok(v) => Ok(v.map(|v| Bytes::from(v.data.unwrap_or_default()))),
+            Err(e) => inner.read_failed(server, e, None),
+        }
+    }
+
+    async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wires = inner.wire_keys(keys).await?;
+        if inner.servers.len() == 1 {
+            let server = &inner.servers[0];
+            return match inner.timed(inner.get_many(server, &wires)).await {
+                Ok(v) => Ok(v),
+                Err(e) => inner.read_failed(server, e, vec![None; keys.len()]),
+            };
+        }
+        let groups = inner.split(keys);
+        let calls: Vec<_> = groups
+            .into_iter()
+            .map(|(s, positions)| inner.get_group(s, positions, &wires))
+            .collect();
+        let mut out: Vec<Option<Bytes>> = vec![None; keys.len()];
+        let mut first: Option<Error> = None;
+        for (s, positions, r) in join_all(calls).await {
+            match r {
+                Ok(values) => {
+                    for (i, v) in positions.into_iter().zip(values) {
+                        out[i] = v;
+                    }
+                }
+                Err(e) => {
+                    if let Err(e) = inner.read_failed(&inner.servers[s], e, ()) {
+                        first.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = inner.wire_key(key).await?;
+        inner
+            .timed(async {
+                let mut c = server.conn().await?;
+                Ok(
+                    c.set(wire.as_bytes(), &value[..], Some(exptime(op.ttl)), None)
+                        .await?,
+                )
+            })
+            .await
+            .map_err(|e| inner.fail(server, e))
+    }
+
+    async fn add(&self, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = inner.wire_key(key).await?;
+        inner
+            .timed(async {
+                let mut c = server.conn().await?;
+                match c
+                    .add(wire.as_bytes(), &value[..], Some(exptime(op.ttl)), None)
+                    .await
+                {
+                    Ok(()) => Ok(true),
+                    Err(ClientError::Protocol(Status::NotStored)) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await
+            .map_err(|e| inner.fail(server, e))
+    }
+
+    async fn multi_set(&self, entries: Vec<(String, Bytes)>, op: OpSet) -> Result<()> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let ttl = format!("T{}", exptime(op.ttl));
+        let built: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        let wires = inner.wire_keys(&built).await?;
+        let groups = inner.split(&built);
+        let calls: Vec<_> = groups
+            .into_iter()
+            .map(|(s, positions)| inner.set_group(s, positions, &wires, &entries, &ttl))
+            .collect();
+        inner.first_error(join_all(calls).await).map(|_| ())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = inner.wire_key(key).await?;
+        inner
+            .timed(async {
+                let mut c = server.conn().await?;
+                match c.delete(wire.as_bytes()).await {
+                    Ok(()) => Ok(true),
+                    Err(ClientError::Protocol(Status::NotFound)) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await
+            .map_err(|e| inner.fail(server, e))
+    }
+
+    async fn multi_delete(&self, keys: &[String]) -> Result<u64> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let wires = inner.wire_keys(keys).await?;
+        let groups = inner.split(keys);
+        let calls: Vec<_> = groups
+            .into_iter()
+            .map(|(s, positions)| inner.delete_group(s, positions, &wires))
+            .collect();
+        let counts = inner.first_error(join_all(calls).await)?;
+        Ok(counts.into_iter().map(|(_, n)| n).sum())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = inner.wire_key(key).await?;
+        // `mg <key> s`: reads the item's size only; no value transfer, no write, CAS unchanged
+        let r = inner
+            .timed(async {
+                let mut c = server.conn().await?;
+                Ok(c.meta_get(wire.as_bytes(), false, None, Some(&["s"]))
+                    .await?
+                    .is_some())
+            })
+            .await;
+        match r {
+            Ok(b) => Ok(b),
+            Err(e) => inner.read_failed(server, e, false),
+        }
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = inner.wire_key(key).await?;
+        inner
+            .timed(async {
+                let mut c = server.conn().await?;
+                inner.increment_on(&mut c, &wire, delta).await
+            })
+            .await
+            .map_err(|e| inner.fail(server, e))
+    }
+
+    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = inner.wire_key(key).await?;
+        let touch = format!("T{}", exptime(ttl));
+        inner
+            .timed(async {
+                let mut c = server.conn().await?;
+                Ok(
+                    c.meta_get(wire.as_bytes(), false, None, Some(&[touch.as_str(), "t"]))
+                        .await?
+                        .is_some(),
+                )
+            })
+            .await
+            .map_err(|e| inner.fail(server, e))
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = inner.wire_key(key).await?;
+        let r = inner
+            .timed(async {
+                let mut c = server.conn().await?;
+                Ok(c.meta_get(wire.as_bytes(), false, None, Some(&["t"]))
+                    .await?)
+            })
+            .await;
+        match r {
+            Ok(None) => Ok(KeyTtl::Missing),
+            Ok(Some(v)) => Ok(key_ttl(v.ttl_remaining)),
+            Err(e) => inner.read_failed(server, e, KeyTtl::Missing),
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Bytes,
+        op: OpSet,
+    ) -> Result<bool> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = inner.wire_key(key).await?;
+        let exptime = exptime(op.ttl);
+        inner
+            .timed(async {
+                let mut c = server.conn().await?;
+                match &expected {
+                    None => match c.add(wire.as_bytes(), &new[..], Some(exptime), None).await {
+                        Ok(()) => Ok(true),
+                        Err(ClientError::Protocol(Status::NotStored)) => Ok(false),
+                        Err(e) => Err(e.into()),
+                    },
+                    Some(expected) => {
+                        inner
+                            .compare_and_set_on(&mut c, &wire, expected, &new, exptime)
+                            .await
+                    }
+                }
+            })
+            .await
+            .map_err(|e| inner.fail(server, e))
+    }
+
+    async fn clear(&self, scope: ClearScope<'_>) -> Result<Option<u64>> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        match scope {
+            ClearScope::All => {
+                let calls: Vec<_> = (0..inner.servers.len())
+                    .map(|s| inner.flush_server(s))
+                    .collect();
+                let r = inner.first_error(join_all(calls).await);
+                if let Some(g) = &inner.generations {
+                    g.forget_all();
+                }
+                r.map(|_| None)
+            }
+            ClearScope::Namespace { namespace, prefix } => {
+                let Some(generations) = &inner.generations else {
+                    return Err(Error::unsupported(
+                        "memcached cannot list or delete keys by prefix; enable \
+                         namespace_generations to clear one namespace",
+                    )
+                    .with_context("namespace", namespace));
+                };
+                if !keys::is_group(prefix) {
+                    return Err(Error::unsupported(format!(
+                        "namespace generations scope keys by their text up to the first ':'; \
+                         the key builder's prefix {prefix:?} has another shape"
+                    ))
+                    .with_context("namespace", namespace));
+                }
+                inner.read_generation(generations, prefix, true).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn raw(&self, command: &str, args: Vec<RawValue>) -> Result<RawValue> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        crate::raw::run(self, command, args).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        if !self.inner.closed.swap(true, Ordering::AcqRel) {
+            for s in &self.inner.servers {
+                s.close();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`crate::raw`] needs from the backend.
+impl MemcachedBackend {
+    pub(crate) fn raw_server(&self, key: &[u8]) -> &Server {
+        match &self.inner.ring {
+            None => &self.inner.servers[0],
+            Some(ring) => &self.inner.servers[ring.server_for(key)],
+        }
+    }
+
+    pub(crate) fn raw_servers(&self) -> &[Server] {
+        &self.inner.servers
+    }
+
+    pub(crate) async fn raw_timed<T>(
+        &self,
+        server: &Server,
+        fut: impl Future<Output = Result<T, McError>>,
+    ) -> Result<T> {
+        self.inner
+            .timed(fut)
+            .await
+            .map_err(|e| self.inner.fail(server, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_conversion_rounds_up_and_adds_the_clock_second() {
+        assert_eq!(exptime(None), 0);
+        assert_eq!(exptime(Some(Duration::from_millis(1))), 2);
+        assert_eq!(exptime(Some(Duration::from_secs(1))), 2);
+        assert_eq!(exptime(Some(Duration::from_millis(1200))), 3);
+        assert_eq!(exptime(Some(Duration::from_secs(30))), 31);
+        let month = Duration::from_secs(RELATIVE_TTL_LIMIT - 1);
+        assert_eq!(exptime(Some(month)), RELATIVE_TTL_LIMIT as i64);
+        let long = exptime(Some(Duration::from_secs(RELATIVE_TTL_LIMIT)));
+        let now = unix_now() as i64;
+        assert!(
+            (now + RELATIVE_TTL_LIMIT as i64..=now + RELATIVE_TTL_LIMIT as i64 + 3).contains(&long)
+        );
+    }
+
+    #[test]
+    fn reported_ttl_takes_the_clock_second_off() {
+        assert_eq!(key_ttl(Some(-1)), KeyTtl::NoExpiry);
+        assert_eq!(key_ttl(None), KeyTtl::NoExpiry);
+        assert_eq!(
+            key_ttl(Some(31)),
+            KeyTtl::Remaining(Duration::from_secs(30))
+        );
+        assert_eq!(key_ttl(Some(1)), KeyTtl::Remaining(Duration::from_secs(1)));
+        assert_eq!(key_ttl(Some(0)), KeyTtl::Remaining(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn counters_parse_strictly() {
+        let p = |s: &str| parse_counter(Some(s.as_bytes()));
+        assert_eq!(p("42"), Some(42));
+        assert_eq!(p("-5"), Some(-5));
+        assert_eq!(p("9 "), Some(9), "padding left by a native decr");
+        assert_eq!(p("0"), Some(0));
+        for bad in [
+            "",
+            "-",
+            "-0",
+            "007",
+            "+1",
+            "1.5",
+            "\"5\"",
+            " 5",
+            "x",
+            "99999999999999999999",
+        ] {
+            assert_eq!(p(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_counter(None), None);
+    }
+
+    #[test]
+    fn align_matches_in_order_and_out_of_order() {
+        let v = |k: &str, d: &str| Value {
+            key: k.as_bytes().to_vec(),
+            cas: None,
+            flags: None,
+            data: Some(d.as_bytes().to_vec()),
+        };
+        let keys = ["a", "b", "a", "c"];
+        let got = align(&keys, vec![v("a", "1"), v("a", "1"), v("c", "3")]);
+        assert_eq!(
+            got,
+            vec![Some("1".into()), None, Some("1".into()), Some("3".into())]
+        );
+        let got = align(&keys, vec![v("c", "3"), v("a", "1")]);
+        assert_eq!(
+            got,
+            vec![Some("1".into()), None, Some("1".into()), Some("3".into())]
+        );
+    }
+}

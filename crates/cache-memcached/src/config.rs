@@ -1,0 +1,651 @@
+//! Configuration as data: [`MemcachedConfig`] (serde) and `memcached://` URLs.
+
+use std::fmt;
+use std::time::Duration;
+
+use cache_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::MemcachedBuilder;
+
+/// The URL scheme of this backend: `memcached://host1:11211,host2:11212?pool_size=4`.
+pub const MEMCACHED_SCHEME: &str = "memcached";
+
+/// The port used when an address gives none.
+pub const DEFAULT_PORT: u16 = 11211;
+
+pub(crate) const DEFAULT_POOL_SIZE: usize = 8;
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_GENERATION_REFRESH: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
+/// Largest pool per server this crate accepts.
+pub(crate) const MAX_POOL_SIZE: usize = 1024;
+
+/// One memcached server and its share of the keys.
+///
+/// In a config file a server is either a string (`"10.0.0.1:11211"`, weight 1) or a table
+/// (`{ address = "10.0.0.1:11211", weight = 2 }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ServerRepr")]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// `host:port` or `host` (port 11211). IPv4 addresses and host names; the client cannot
+    /// connect to IPv6 addresses.
+    pub address: String,
+    /// Relative share of the keys (ketama weight), at least 1. Default 1.
+    pub weight: u32,
+}
+
+impl ServerConfig {
+    /// A server with weight 1.
+    pub fn new(address: impl Into<String>) -> Self {
+        ServerConfig {
+            address: address.into(),
+            weight: 1,
+        }
+    }
+
+    /// A server with the given weight.
+    pub fn weighted(address: impl Into<String>, weight: u32) -> Self {
+        ServerConfig {
+            address: address.into(),
+            weight,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ServerRepr {
+    Address(String),
+    Full {
+        address: String,
+        #[serde(default = "one")]
+        weight: u32,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl From<ServerRepr> for ServerConfig {
+    fn from(r: ServerRepr) -> Self {
+        match r {
+            ServerRepr::Address(address) => ServerConfig::new(address),
+            ServerRepr::Full { address, weight } => ServerConfig { address, weight },
+        }
+    }
+}
+
+/// Everything a [`MemcachedBackend`](crate::MemcachedBackend) is built from; every field has
+/// a default, so a config file names only what it changes.
+///
+/// ```
+/// use cache_memcached::MemcachedConfig;
+///
+/// let cfg = MemcachedConfig::from_url(
+///     "memcached://10.0.0.1:11211,10.0.0.2?pool_size=4&weights=2,1&command_timeout=250ms",
+/// )?;
+/// assert_eq!(cfg.servers.len(), 2);
+/// assert_eq!(cfg.servers[1].address, "10.0.0.2:11211");
+/// assert_eq!(cfg.servers[0].weight, 2);
+/// assert_eq!(cfg.pool_size, 4);
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MemcachedConfig {
+    /// The servers; keys are spread over them by ketama consistent hashing. Default: none
+    /// (building fails until one is given).
+    pub servers: Vec<ServerConfig>,
+    /// Connections per server, at most. Default 8.
+    pub pool_size: usize,
+    /// How long a connect may take. Default 1 s.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Deadline of each backend command, covering the wait for a pooled connection. Default
+    /// none: the [`Cache`](cache_core::Cache)'s own per-command timeout (5 s unless changed)
+    /// bounds every call.
+    #[serde(with = "opt_duration")]
+    pub command_timeout: Option<Duration>,
+    /// After a failed connect, calls for that server's keys fail at once for this long before
+    /// the next connect attempt. Zero retries on every call. Default 1 s.
+    #[serde(with = "duration")]
+    pub retry_backoff: Duration,
+    /// Scoped `clear()` through namespace generations. Default false: `clear()` of a namespace
+    /// is `Unsupported`.
+    pub namespace_generations: bool,
+    /// How long a process trusts its copy of a namespace's generation before reading it again.
+    /// Zero reads it on every call (one more round trip per call). Default 1 s.
+    #[serde(with = "duration")]
+    pub generation_refresh: Duration,
+    /// The servers' item size limit (memcached `-I`), in bytes. Larger values are refused
+    /// before they are sent. Default 1 MiB, memcached's default.
+    pub max_item_size: usize,
+    /// Reads (`get`, `multi_get`, `exists`, `ttl`) of keys on a server that cannot be reached
+    /// answer as misses instead of failing. Default false.
+    pub miss_on_server_down: bool,
+}
+
+impl Default for MemcachedConfig {
+    fn default() -> Self {
+        MemcachedConfig {
+            servers: Vec::new(),
+            pool_size: DEFAULT_POOL_SIZE,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            command_timeout: None,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+            namespace_generations: false,
+            generation_refresh: DEFAULT_GENERATION_REFRESH,
+            max_item_size: DEFAULT_MAX_ITEM_SIZE,
+            miss_on_server_down: false,
+        }
+    }
+}
+
+fn config_error(url: &str, msg: impl fmt::Display) -> Error {
+    Error::config(format!("invalid memcached URL: {msg}")).with_context("url", redact(url))
+}
+
+fn redact(url: &str) -> String {
+    // memcached URLs carry no credentials, but never echo userinfo if someone adds one
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(a)) if a > s => format!("{}://***{}", &url[..s], &url[a..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl MemcachedConfig {
+    /// Parses `memcached://host1:11211,host2:11212?pool_size=4&...`.
+    ///
+    /// Hosts are comma-separated `host[:port]` (port 11211 by default). Query parameters:
+    /// `pool_size`, `weights` (one per server, comma-separated), `connect_timeout`,
+    /// `command_timeout` (`none` or `0` disables it), `retry_backoff`,
+    /// `namespace_generations` (`true`/`false`), `generation_refresh`, `max_item_size` (bytes,
+    /// or with `k`/`m` suffix), `miss_on_server_down`. Durations take a unit: `250ms`, `2s`,
+    /// `1m`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](cache_core::ErrorKind::Config), naming the problem: another
+    /// scheme, no host, a bad port, an IPv6 address, credentials, a path, an unknown or
+    /// repeated parameter, a bad value.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let err = |m: String| config_error(url, m);
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| err(format!("expected {MEMCACHED_SCHEME}://host:port")))?;
+        if !scheme.eq_ignore_ascii_case(MEMCACHED_SCHEME) {
+            return Err(err(format!(
+                "scheme is {scheme:?}, expected {MEMCACHED_SCHEME:?}"
+            )));
+        }
+        if rest.contains('#') {
+            return Err(err("a fragment (#...) has no meaning here".into()));
+        }
+        let (authority_path, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, path) = match authority_path.find('/') {
+            Some(i) => authority_path.split_at(i),
+            None => (authority_path, ""),
+        };
+        if !path.is_empty() && path != "/" {
+            return Err(err(format!(
+                "memcached has no databases or paths; remove {path:?}"
+            )));
+        }
+        if authority.contains('@') {
+            return Err(err(
+                "memcached's text protocol has no authentication; remove the credentials".into(),
+            ));
+        }
+        if authority.is_empty() {
+            return Err(err("no server given".into()));
+        }
+        let mut cfg = MemcachedConfig::default();
+        for address in authority.split(',') {
+            let normalized = normalize_address(address).map_err(&err)?;
+            cfg.servers.push(ServerConfig::new(normalized));
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if seen.contains(&name) {
+                return Err(err(format!("parameter {name:?} is given twice")));
+            }
+            seen.push(name);
+            let bad = |e: String| err(format!("parameter {name}={value:?}: {e}"));
+            match name {
+                "pool_size" => cfg.pool_size = parse_count(value).map_err(bad)?,
+                "weights" => {
+                    let weights: Vec<&str> = value.split(',').collect();
+                    if weights.len() != cfg.servers.len() {
+                        return Err(bad(format!(
+                            "{} weights for {} servers",
+                            weights.len(),
+                            cfg.servers.len()
+                        )));
+                    }
+                    for (server, w) in cfg.servers.iter_mut().zip(weights) {
+                        server.weight =
+                            w.parse::<u32>().ok().filter(|w| *w >= 1).ok_or_else(|| {
+                                bad(format!("weight {w:?} is not an integer >= 1"))
+                            })?;
+                    }
+                }
+                "connect_timeout" => cfg.connect_timeout = parse_duration(value).map_err(bad)?,
+                "command_timeout" => {
+                    cfg.command_timeout = match value {
+                        "none" | "off" => None,
+                        v => Some(parse_duration(v).map_err(bad)?).filter(|d| !d.is_zero()),
+                    }
+                }
+                "retry_backoff" => cfg.retry_backoff = parse_duration(value).map_err(bad)?,
+                "namespace_generations" => {
+                    cfg.namespace_generations = parse_bool(value).map_err(bad)?
+                }
+                "generation_refresh" => {
+                    cfg.generation_refresh = parse_duration(value).map_err(bad)?
+                }
+                "max_item_size" => cfg.max_item_size = parse_size(value).map_err(bad)?,
+                "miss_on_server_down" => {
+                    cfg.miss_on_server_down = parse_bool(value).map_err(bad)?
+                }
+                other => {
+                    return Err(err(format!(
+                        "unknown parameter {other:?}; known: pool_size, weights, \
+                         connect_timeout, command_timeout, retry_backoff, namespace_generations, \
+                         generation_refresh, max_item_size, miss_on_server_down"
+                    )));
+                }
+            }
+        }
+        cfg.validate().map_err(err)?;
+        Ok(cfg)
+    }
+
+    /// A builder with these settings.
+    pub fn into_builder(self) -> MemcachedBuilder {
+        MemcachedBuilder::from_config(self)
+    }
+
+    /// Checks every setting; the message names the first bad one.
+    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
+        if self.servers.is_empty() {
+            return Err("no memcached server configured".into());
+        }
+        let mut addresses = Vec::with_capacity(self.servers.len());
+        for s in &self.servers {
+            let a = normalize_address(&s.address)?;
+            if s.weight == 0 {
+                return Err(format!("server {a} has weight 0; weights start at 1"));
+            }
+            if addresses.contains(&a) {
+                return Err(format!("server {a} is listed twice"));
+            }
+            addresses.push(a);
+        }
+        if self.pool_size == 0 || self.pool_size > MAX_POOL_SIZE {
+            return Err(format!(
+                "pool_size is {}; it must be between 1 and {MAX_POOL_SIZE}",
+                self.pool_size
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err("connect_timeout must be greater than zero".into());
+        }
+        if self.max_item_size < 1024 {
+            return Err(format!(
+                "max_item_size is {} bytes; memcached's smallest is 1024",
+                self.max_item_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `host[:port]` → `host:port`, refusing what the client cannot connect to.
+pub(crate) fn normalize_address(address: &str) -> std::result::Result<String, String> {
+    let a = address.trim();
+    if a.is_empty() {
+        return Err("an empty server address".into());
+    }
+    if a.starts_with('[') || a.matches(':').count() > 1 {
+        return Err(format!(
+            "server {a:?}: IPv6 addresses are not supported by the memcached client; use an \
+             IPv4 address or a host name"
+        ));
+    }
+    if a.contains("://") {
+        return Err(format!("server {a:?}: give host:port, without a scheme"));
+    }
+    let (host, port) = match a.split_once(':') {
+        Some((h, p)) => {
+            let port = p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                format!("server {a:?}: port {p:?} is not a number from 1 to 65535")
+            })?;
+            (h, port)
+        }
+        None => (a, DEFAULT_PORT),
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err(format!(
+            "server {a:?}: {host:?} is not a host name or IPv4 address"
+        ));
+    }
+    Ok(format!("{host}:{port}"))
+}
+
+fn parse_count(v: &str) -> std::result::Result<usize, String> {
+    v.parse::<usize>()
+        .map_err(|_| "not a whole number".to_owned())
+}
+
+fn parse_bool(v: &str) -> std::result::Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn parse_size(v: &str) -> std::result::Result<usize, String> {
+    let lower = v.to_ascii_lowercase();
+    let (digits, factor) = if let Some(d) = lower.strip_suffix('k') {
+        (d, 1024)
+    } else if let Some(d) = lower.strip_suffix('m') {
+        (d, 1024 * 1024)
+    } else {
+        (lower.as_str(), 1)
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| "expected bytes, like 1048576 or 1m".into())
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h`, `500us`, `0`.
+pub(crate) fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
+    let v = v.trim();
+    if v == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{v:?} has no unit; write it like 250ms, 2s or 1m"))?;
+    let (number, unit) = v.split_at(split);
+    let nanos_per_unit: u64 = match unit {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return Err(format!("unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    let bad = || format!("{v:?} is not a duration like 250ms or 2s");
+    if number.is_empty() {
+        return Err(bad());
+    }
+    let nanos = if number.contains('.') {
+        let f: f64 = number.parse().map_err(|_| bad())?;
+        let n = (f * nanos_per_unit as f64).round();
+        if !n.is_finite() || n > u64::MAX as f64 {
+            return Err(bad());
+        }
+        n as u64
+    } else {
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(nanos_per_unit))
+            .ok_or_else(bad)?
+    };
+    Ok(Duration::from_nanos(nanos))
+}
+
+/// Formats a duration the way [`parse_duration`] reads it.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        "0".into()
+    } else if nanos.is_multiple_of(1_000_000_000) {
+        format!("{}s", nanos / 1_000_000_000)
+    } else if nanos.is_multiple_of(1_000_000) {
+        format!("{}ms", nanos / 1_000_000)
+    } else if nanos.is_multiple_of(1_000) {
+        format!("{}us", nanos / 1_000)
+    } else {
+        format!("{nanos}ns")
+    }
+}
+
+/// Durations in config files: `"250ms"`, `"2s"`, or an integer number of milliseconds.
+mod duration {
+    use std::time::Duration;
+
+    use serde::Serializer;
+    use serde::de::{self, Deserializer, Visitor};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    pub(super) struct DurationVisitor;
+
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a duration like \"250ms\" or \"2s\", or milliseconds as an integer")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            super::parse_duration(v).map_err(E::custom)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_millis(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            u64::try_from(v)
+                .map(Duration::from_millis)
+                .map_err(|_| E::custom("a duration cannot be negative"))
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(DurationVisitor)
+    }
+}
+
+/// Optional durations: as [`duration`], plus `null`, `"none"`, `"off"` or zero for none.
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::Serializer;
+    use serde::de::{self, Deserializer, Visitor};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&super::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    struct OptVisitor;
+
+    impl<'de> Visitor<'de> for OptVisitor {
+        type Value = Option<Duration>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a duration like \"250ms\", milliseconds, \"none\" or null")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(OptVisitor)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match v {
+                "none" | "off" => Ok(None),
+                v => super::duration::DurationVisitor
+                    .visit_str(v)
+                    .map(|d| Some(d).filter(|d| !d.is_zero())),
+            }
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(Duration::from_millis(v)).filter(|d| !d.is_zero()))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            super::duration::DurationVisitor
+                .visit_i64(v)
+                .map(|d| Some(d).filter(|d| !d.is_zero()))
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        d.deserialize_option(OptVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cache_core::ErrorKind;
+
+    #[test]
+    fn full_url() {
+        let cfg = MemcachedConfig::from_url(
+            "memcached://a:1,b,c.example:3/?pool_size=4&weights=1,2,3&connect_timeout=250ms\
+             &command_timeout=1.5s&retry_backoff=0&namespace_generations=true\
+             &generation_refresh=2s&max_item_size=2m&miss_on_server_down=yes",
+        )
+        .unwrap();
+        let addrs: Vec<_> = cfg.servers.iter().map(|s| s.address.as_str()).collect();
+        assert_eq!(addrs, ["a:1", "b:11211", "c.example:3"]);
+        let weights: Vec<_> = cfg.servers.iter().map(|s| s.weight).collect();
+        assert_eq!(weights, [1, 2, 3]);
+        assert_eq!(cfg.pool_size, 4);
+        assert_eq!(cfg.connect_timeout, Duration::from_millis(250));
+        assert_eq!(cfg.command_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(cfg.retry_backoff, Duration::ZERO);
+        assert!(cfg.namespace_generations);
+        assert_eq!(cfg.generation_refresh, Duration::from_secs(2));
+        assert_eq!(cfg.max_item_size, 2 << 20);
+        assert!(cfg.miss_on_server_down);
+    }
+
+    #[test]
+    fn defaults() {
+        let cfg = MemcachedConfig::from_url("memcached://127.0.0.1").unwrap();
+        assert_eq!(cfg.servers, vec![ServerConfig::new("127.0.0.1:11211")]);
+        assert_eq!(
+            cfg,
+            MemcachedConfig {
+                servers: cfg.servers.clone(),
+                ..MemcachedConfig::default()
+            }
+        );
+        let off = MemcachedConfig::from_url("memcached://h?command_timeout=none").unwrap();
+        assert_eq!(off.command_timeout, None);
+    }
+
+    #[test]
+    fn bad_urls_name_the_problem() {
+        for (url, needle) in [
+            ("redis://h:1", "scheme"),
+            ("memcached://", "no server"),
+            ("memcached://h:0", "port"),
+            ("memcached://h:99999", "port"),
+            ("memcached://h:x", "port"),
+            ("memcached://[::1]:11211", "IPv6"),
+            ("memcached://user:pw@h", "authentication"),
+            ("memcached://h/0", "path"),
+            ("memcached://h?pool_size=0", "pool_size"),
+            ("memcached://h?pool_size=x", "pool_size"),
+            ("memcached://h?bogus=1", "unknown parameter"),
+            ("memcached://h?pool_size=1&pool_size=2", "twice"),
+            ("memcached://a,b?weights=1", "weights"),
+            ("memcached://a,b?weights=1,0", "weight"),
+            ("memcached://h?connect_timeout=5", "unit"),
+            ("memcached://h?connect_timeout=0", "connect_timeout"),
+            ("memcached://h?command_timeout=5parsecs", "unit"),
+            ("memcached://h?namespace_generations=maybe", "true or false"),
+            ("memcached://a,a", "twice"),
+            ("memcached://a b", "host name"),
+            ("memcached://h?max_item_size=12", "max_item_size"),
+            ("memcached:h", "memcached://"),
+        ] {
+            let e = MemcachedConfig::from_url(url).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}");
+            assert!(e.to_string().contains(needle), "{url}: {e}");
+        }
+        let e = MemcachedConfig::from_url("memcached://u:secret@h").unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("50ms").unwrap(), Duration::from_millis(50));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("0.25s").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("-1s").is_err());
+        for d in [
+            Duration::from_millis(1500),
+            Duration::from_secs(3),
+            Duration::from_micros(7),
+            Duration::from_nanos(9),
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn serde_round_trip_and_short_forms() {
+        let json = r#"{
+            "servers": ["10.0.0.1:11211", {"address": "10.0.0.2", "weight": 3}],
+            "pool_size": 2,
+            "connect_timeout": "300ms",
+            "command_timeout": 750,
+            "namespace_generations": true
+        }"#;
+        let cfg: MemcachedConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(cfg.servers[0], ServerConfig::new("10.0.0.1:11211"));
+        assert_eq!(cfg.servers[1], ServerConfig::weighted("10.0.0.2", 3));
+        assert_eq!(cfg.connect_timeout, Duration::from_millis(300));
+        assert_eq!(cfg.command_timeout, Some(Duration::from_millis(750)));
+        assert_eq!(cfg.retry_backoff, DEFAULT_RETRY_BACKOFF);
+        let back: MemcachedConfig =
+            serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(back, cfg);
+        let none: MemcachedConfig = serde_json::from_str(r#"{"command_timeout": null}"#).unwrap();
+        assert_eq!(none.command_timeout, None);
+        assert!(serde_json::from_str::<MemcachedConfig>(r#"{"pool": 1}"#).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! The conformance suite against one memcached server (`CACHE_TEST_MEMCACHED_URL`), once with
+//! the default settings and once with namespace generations (scoped `clear`).
+
+use cache_memcached::{MemcachedBackend, MemcachedConfig};
+
+async fn backend(generations: bool) -> Option<MemcachedBackend> {
+    let url = cache_core::testkit::server_url("CACHE_TEST_MEMCACHED_URL")?;
+    let backend = MemcachedConfig::from_url(&url)
+        .expect("CACHE_TEST_MEMCACHED_URL is a memcached:// URL")
+        .into_builder()
+        .namespace_generations(generations)
+        .build()
+        .await
+        .expect("memcached at CACHE_TEST_MEMCACHED_URL answers");
+    Some(backend)
+}
+
+mod plain {
+    cache_core::conformance_tests!(super::backend(false));
+}
+
+mod generations {
+    cache_core::conformance_tests!(super::backend(true));
+}
