@@ -546,6 +546,10 @@ fn start(svc: &Service, port: u16) -> Result {
     };
     fs::create_dir_all(&files.dir).map_err(|e| io_err("create", &files.dir, e))?;
     let _ = fs::remove_file(&files.pid);
+    if svc.kind == Kind::RedisClusterNode {
+        // A node that remembers an old cluster refuses to join a new one.
+        let _ = fs::remove_file(files.dir.join("nodes.conf"));
+    }
     File::create(&files.log).map_err(|e| io_err("create", &files.log, e))?;
     let log = OpenOptions::new()
         .append(true)

@@ -6,13 +6,14 @@
 mod harness;
 mod memcached;
 mod memory;
+mod redis;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cache-bench <memory|memcached|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>"
+        "usage: cache-bench <memory|redis|memcached|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>"
     );
     std::process::exit(2)
 }
@@ -85,6 +86,22 @@ fn main() {
         sections.push(("memory", body));
         if !quick {
             sections.push(("eviction", eviction_study()));
+        }
+    }
+    if matches!(what, "redis" | "all") {
+        let url = std::env::var("CACHE_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:16379".into());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        match rt.block_on(redis::run(&url, quick)) {
+            Ok(body) => sections.push(("redis", body)),
+            Err(e) => {
+                eprintln!("redis benchmark failed against {url}: {e}");
+                std::process::exit(1);
+            }
         }
     }
     if matches!(what, "memcached" | "all") {

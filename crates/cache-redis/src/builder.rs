@@ -1,0 +1,387 @@
+//! [`RedisBuilder`]: validates a [`RedisConfig`] and connects.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cache_core::{Error, Result};
+use fred::error::{Error as FredError, ErrorKind as FredKind};
+use fred::prelude::{ClientLike, Config, ServerConfig, TcpConfig};
+use fred::types::{Builder, ConnectHandle};
+use socket2::TcpKeepalive;
+
+use crate::backend::RedisBackend;
+use crate::config::{ReconnectConfig, RedisConfig, RedisMode, RespProtocol, parse_node};
+use crate::error;
+
+/// Builds a [`RedisBackend`]: set what differs from the defaults, then [`build`](Self::build)
+/// connects.
+///
+#[doc = include_str!("docs.md")]
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until .build()"]
+pub struct RedisBuilder {
+    config: RedisConfig,
+}
+
+impl RedisBuilder {
+    /// A builder for a standalone server on `127.0.0.1:6379`, database 0.
+    pub fn new() -> Self {
+        RedisBuilder::default()
+    }
+
+    /// A builder holding `config`.
+    pub fn from_config(config: RedisConfig) -> Self {
+        RedisBuilder { config }
+    }
+
+    /// A builder from a URL; see [`RedisConfig::from_url`] for the syntax.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](cache_core::ErrorKind::Config) naming what is wrong with the URL.
+    pub fn from_url(url: &str) -> Result<Self> {
+        RedisConfig::from_url(url).map(Self::from_config)
+    }
+
+    /// The configuration built so far.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// Host name or IP address of the server (cluster: a seed node; sentinel: a sentinel).
+    pub fn endpoint(mut self, host: impl Into<String>) -> Self {
+        self.config.endpoint = host.into();
+        self
+    }
+
+    /// Port of the endpoint.
+    pub fn port(mut self, port: u16) -> Self {
+        self.config.port = port;
+        self
+    }
+
+    /// Database number (standalone, sentinel and Unix socket only).
+    pub fn db(mut self, db: u8) -> Self {
+        self.config.db = db;
+        self
+    }
+
+    /// ACL user name.
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.config.username = Some(username.into());
+        self
+    }
+
+    /// Password.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.config.password = Some(password.into());
+        self
+    }
+
+    /// Connects to a Redis Cluster: the endpoint and `nodes` (`host:port`) are seed nodes.
+    pub fn cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.mode = RedisMode::Cluster;
+        self.config.nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Finds the primary named `service` through Redis Sentinel: the endpoint and `nodes`
+    /// (`host:port`) are sentinels.
+    pub fn sentinel<I, S>(mut self, service: impl Into<String>, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.mode = RedisMode::Sentinel;
+        self.config.sentinel_service = Some(service.into());
+        self.config.nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Connects over the Unix domain socket at `path`.
+    pub fn unix_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.mode = RedisMode::Unix;
+        self.config.socket_path = Some(path.into());
+        self
+    }
+
+    /// Turns TLS on or off (needs the `tls` feature).
+    pub fn tls(mut self, on: bool) -> Self {
+        self.config.tls = on;
+        self
+    }
+
+    /// Trusts the certificate authorities in this PEM file instead of the system's roots, and
+    /// turns TLS on.
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.tls = true;
+        self.config.tls_ca_file = Some(path.into());
+        self
+    }
+
+    /// Authenticates with this PEM client certificate chain and private key, and turns TLS
+    /// on.
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.config.tls = true;
+        self.config.tls_cert_file = Some(cert.into());
+        self.config.tls_key_file = Some(key.into());
+        self
+    }
+
+    /// Wire protocol version.
+    pub fn protocol(mut self, protocol: RespProtocol) -> Self {
+        self.config.protocol = protocol;
+        self
+    }
+
+    /// Number of connections (1 to 256).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.config.pool_size = size;
+        self
+    }
+
+    /// Deadline of a connection attempt.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Client-side deadline of every command; zero turns it off (see
+    /// [`RedisConfig::command_timeout`]).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.config.command_timeout = timeout;
+        self
+    }
+
+    /// Reconnection policy.
+    pub fn reconnect(mut self, policy: ReconnectConfig) -> Self {
+        self.config.reconnect = policy;
+        self
+    }
+
+    /// Checks the configuration, connects every connection of the pool and loads nothing
+    /// else; the backend is ready when this returns.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](cache_core::ErrorKind::Config) for an invalid setting, unreadable
+    /// TLS files or credentials the server refuses;
+    /// [`ErrorKind::Connection`](cache_core::ErrorKind::Connection) when the server cannot be
+    /// reached (or the TLS handshake fails) within the connect timeout.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the connections made so far; nothing keeps running.
+    pub async fn build(self) -> Result<RedisBackend> {
+        let config = self.config;
+        config.validate()?;
+        let fred_config = fred_config(&config)?;
+        let mut builder = Builder::from_config(fred_config);
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = config.connect_timeout;
+                c.internal_command_timeout = config.connect_timeout;
+                // idempotent commands are retried once more on a fresh connection if theirs
+                // broke while they were in flight; the others opt out per call
+                c.max_command_attempts = 3;
+                c.tcp = tcp_config(config.command_timeout);
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = config.command_timeout;
+            })
+            .set_policy(config.reconnect.to_fred());
+        let mut clients = Vec::with_capacity(config.pool_size);
+        for _ in 0..config.pool_size {
+            clients.push(builder.build().map_err(error::convert)?);
+        }
+        // Each connection's task is held before it is awaited, so that dropping this future
+        // (or failing on a later connection) aborts every task started so far.
+        let mut tasks = AbortOnDrop(Vec::with_capacity(clients.len()));
+        for client in &clients {
+            let task = tasks.push(client.connect());
+            let connected = tokio::select! {
+                r = client.wait_for_connect() => r,
+                // with fail_fast the task ends with the first connection's error
+                ended = task => Err(match ended {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => FredError::new(FredKind::Canceled, "the connection task ended"),
+                    Err(join) => FredError::new(FredKind::Unknown, join.to_string()),
+                }),
+            };
+            connected.map_err(|e| connect_error(e, &config))?;
+        }
+        let tasks = std::mem::take(&mut tasks.0);
+        Ok(RedisBackend::new(clients, tasks, &config))
+    }
+}
+
+/// `TCP_NODELAY`, keepalive probes on idle connections, and (Linux) `TCP_USER_TIMEOUT`, so
+/// that a peer that vanished without closing the connection is noticed by the kernel and the
+/// connection replaced, at no cost per command. (fred's own "unresponsive connection" check
+/// would arm a timer on every pass of its I/O loop.)
+#[cfg_attr(
+    not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")),
+    allow(unused_variables)
+)]
+fn tcp_config(command_timeout: Duration) -> TcpConfig {
+    let keepalive = TcpKeepalive::new().with_time(Duration::from_secs(30));
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let keepalive = keepalive
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    TcpConfig {
+        nodelay: Some(true),
+        keepalive: Some(keepalive),
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        user_timeout: Some(command_timeout.max(Duration::from_secs(10))),
+        ..TcpConfig::default()
+    }
+}
+
+/// Connection tasks aborted when dropped, unless taken out.
+struct AbortOnDrop(Vec<ConnectHandle>);
+
+impl AbortOnDrop {
+    fn push(&mut self, task: ConnectHandle) -> &mut ConnectHandle {
+        self.0.push(task);
+        let last = self.0.len() - 1;
+        &mut self.0[last]
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// An error of the first connection, with where it tried to connect.
+fn connect_error(e: FredError, config: &RedisConfig) -> Error {
+    error::convert_connect(e).with_context("server", config.describe())
+}
+
+/// fred's configuration for `config` (already validated).
+fn fred_config(config: &RedisConfig) -> Result<Config> {
+    let nodes = || -> Result<Vec<(String, u16)>> {
+        let mut hosts = vec![(config.endpoint.clone(), config.port)];
+        for n in &config.nodes {
+            hosts.push(parse_node(n)?);
+        }
+        Ok(hosts)
+    };
+    let server = match config.mode {
+        RedisMode::Standalone => {
+            ServerConfig::new_centralized(config.endpoint.clone(), config.port)
+        }
+        RedisMode::Cluster => ServerConfig::new_clustered(nodes()?),
+        RedisMode::Sentinel => ServerConfig::new_sentinel(
+            nodes()?,
+            config.sentinel_service.clone().unwrap_or_default(),
+        ),
+        RedisMode::Unix => {
+            ServerConfig::new_unix_socket(config.socket_path.clone().unwrap_or_default())
+        }
+    };
+    Ok(Config {
+        server,
+        username: config.username.clone(),
+        password: config.password.clone(),
+        database: (config.mode != RedisMode::Cluster && config.db != 0).then_some(config.db),
+        version: match config.protocol {
+            RespProtocol::Resp2 => fred::types::RespVersion::RESP2,
+            RespProtocol::Resp3 => fred::types::RespVersion::RESP3,
+        },
+        fail_fast: true,
+        #[cfg(feature = "tls")]
+        tls: if config.tls {
+            Some(tls::config(config)?)
+        } else {
+            None
+        },
+        ..Config::default()
+    })
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use cache_core::{Error, Result};
+    use fred::rustls::pki_types::pem::PemObject;
+    use fred::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use fred::rustls::{ClientConfig, RootCertStore, crypto};
+    use fred::types::config::{TlsConfig, TlsConnector, TlsHostMapping};
+
+    use crate::RedisConfig;
+
+    /// A rustls client configuration (ring provider) with the configured roots and client
+    /// certificate.
+    pub(super) fn config(config: &RedisConfig) -> Result<TlsConfig> {
+        let mut roots = RootCertStore::empty();
+        match &config.tls_ca_file {
+            Some(path) => {
+                for cert in read_certs(path)? {
+                    roots.add(cert).map_err(|e| {
+                        Error::config(format!(
+                            "tls_ca_file {}: unusable certificate: {e}",
+                            path.display()
+                        ))
+                    })?;
+                }
+            }
+            None => {
+                let found = fred::rustls_native_certs::load_native_certs();
+                for cert in found.certs {
+                    // a system store may hold certificates rustls cannot use; skip them
+                    let _ = roots.add(cert);
+                }
+                if roots.is_empty() {
+                    return Err(Error::config(
+                        "no system certificate authorities found for TLS; set tls_ca_file",
+                    ));
+                }
+            }
+        }
+        let provider = Arc::new(crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::config(format!("TLS setup failed: {e}")))?
+            .with_root_certificates(roots);
+        let client = match (&config.tls_cert_file, &config.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                let chain = read_certs(cert)?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    Error::config(format!(
+                        "tls_key_file {}: no usable private key: {e}",
+                        key.display()
+                    ))
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| Error::config(format!("tls client certificate refused: {e}")))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        Ok(TlsConfig {
+            connector: TlsConnector::from(client),
+            hostnames: TlsHostMapping::None,
+        })
+    }
+
+    fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(Error::config(format!(
+                "{} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        Ok(certs)
+    }
+}

@@ -1,0 +1,945 @@
+//! [`RedisConfig`]: every setting of the backend as one serde struct, and its URL syntax.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cache_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::RedisBuilder;
+
+/// The scheme of a standalone server over TCP: `redis://`.
+pub const REDIS_SCHEME: &str = "redis";
+/// The scheme of a standalone server over TLS: `rediss://`.
+pub const REDIS_TLS_SCHEME: &str = "rediss";
+/// The scheme of a Redis Cluster: `redis-cluster://`.
+pub const REDIS_CLUSTER_SCHEME: &str = "redis-cluster";
+/// The scheme of a Redis Cluster over TLS: `rediss-cluster://`.
+pub const REDIS_CLUSTER_TLS_SCHEME: &str = "rediss-cluster";
+/// The scheme of a primary found through Redis Sentinel: `redis-sentinel://`.
+pub const REDIS_SENTINEL_SCHEME: &str = "redis-sentinel";
+/// The scheme of a primary found through Redis Sentinel, over TLS: `rediss-sentinel://`.
+pub const REDIS_SENTINEL_TLS_SCHEME: &str = "rediss-sentinel";
+/// The scheme of a server on a Unix domain socket: `redis+unix://`.
+pub const REDIS_UNIX_SCHEME: &str = "redis+unix";
+
+/// Every scheme [`RedisConfig::from_url`] accepts, including the `valkey` spellings of each
+/// (`valkey://`, `valkeys://`, `valkey-cluster://`, …), for a caller that picks a backend by
+/// scheme.
+pub const SCHEMES: &[&str] = &[
+    REDIS_SCHEME,
+    REDIS_TLS_SCHEME,
+    REDIS_CLUSTER_SCHEME,
+    REDIS_CLUSTER_TLS_SCHEME,
+    REDIS_SENTINEL_SCHEME,
+    REDIS_SENTINEL_TLS_SCHEME,
+    REDIS_UNIX_SCHEME,
+    "valkey",
+    "valkeys",
+    "valkey-cluster",
+    "valkeys-cluster",
+    "valkey-sentinel",
+    "valkeys-sentinel",
+    "valkey+unix",
+];
+
+/// The default port of a Redis server.
+pub(crate) const DEFAULT_PORT: u16 = 6379;
+/// The default port of a Redis Sentinel.
+pub(crate) const DEFAULT_SENTINEL_PORT: u16 = 26379;
+
+/// How the server is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RedisMode {
+    /// One server (or a primary behind a proxy) at `endpoint:port`.
+    #[default]
+    Standalone,
+    /// A Redis Cluster; `endpoint:port` and `nodes` are seed nodes, the rest is discovered.
+    Cluster,
+    /// A primary found through Redis Sentinel; `endpoint:port` and `nodes` are sentinels and
+    /// `sentinel_service` names the primary.
+    Sentinel,
+    /// One server on the Unix domain socket `socket_path`.
+    Unix,
+}
+
+/// The wire protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RespProtocol {
+    /// RESP2: every Redis version, and proxies that do not speak `HELLO`.
+    Resp2,
+    /// RESP3 (Redis 6 and later, Valkey), negotiated with `HELLO 3`. Replies of
+    /// [`raw`](cache_core::Cache::raw) keep their types (double, boolean, map). The default.
+    #[default]
+    Resp3,
+}
+
+/// How the backend reconnects after a connection breaks: exponential backoff with jitter,
+/// forever by default. Delays between attempts are `min_delay`, `min_delay × factor`,
+/// `min_delay × factor²`, … capped at `max_delay`, each plus a random jitter of up to `jitter`.
+///
+/// After the server comes back, the next attempt (so at most `max_delay + jitter` later)
+/// reconnects; commands issued meanwhile wait for it, up to their timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ReconnectConfig {
+    /// Delay before the first attempt. Default: 100 ms.
+    #[serde(with = "duration_text")]
+    pub min_delay: Duration,
+    /// Longest delay between two attempts. Default: 2 s.
+    #[serde(with = "duration_text")]
+    pub max_delay: Duration,
+    /// Growth factor of the delay; 1 keeps it constant. Default: 2.
+    pub factor: u32,
+    /// Largest random delay added to each attempt, so that many clients do not reconnect in
+    /// lockstep. Default: 100 ms.
+    #[serde(with = "duration_text")]
+    pub jitter: Duration,
+    /// Attempts before giving up for good; 0 = never give up. Default: 0.
+    pub max_attempts: u32,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        ReconnectConfig {
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            factor: 2,
+            jitter: Duration::from_millis(100),
+            max_attempts: 0,
+        }
+    }
+}
+
+impl ReconnectConfig {
+    fn validate(&self) -> Result<()> {
+        let ms = |d: Duration, name: &str| -> Result<u32> {
+            u32::try_from(d.as_millis()).map_err(|_| {
+                Error::config(format!(
+                    "reconnect {name} of {d:?} is too long (at most ~49 days)"
+                ))
+            })
+        };
+        let min = ms(self.min_delay, "min_delay")?;
+        let max = ms(self.max_delay, "max_delay")?;
+        ms(self.jitter, "jitter")?;
+        if min == 0 || max == 0 {
+            return Err(Error::config(
+                "reconnect min_delay and max_delay must be at least 1 ms",
+            ));
+        }
+        if min > max {
+            return Err(Error::config(format!(
+                "reconnect min_delay ({:?}) is longer than max_delay ({:?})",
+                self.min_delay, self.max_delay
+            )));
+        }
+        if self.factor == 0 {
+            return Err(Error::config(
+                "reconnect factor must be at least 1 (1 keeps the delay constant)",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn to_fred(self) -> fred::types::config::ReconnectPolicy {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let mut policy = fred::types::config::ReconnectPolicy::new_exponential(
+            self.max_attempts,
+            ms(self.min_delay),
+            ms(self.max_delay),
+            self.factor,
+        );
+        policy.set_jitter(ms(self.jitter));
+        policy
+    }
+}
+
+/// Every setting of a [`RedisBackend`](crate::RedisBackend), for config files, environment
+/// layers and URLs. Turn it into a backend with [`into_builder`](Self::into_builder) and
+/// [`RedisBuilder::build`].
+///
+/// All fields have defaults (`#[serde(default)]`); unknown fields are refused. Durations are
+/// written as text with a unit (`"250ms"`, `"5s"`, `"2m"`) or as a number of milliseconds.
+/// `Debug` hides the password.
+///
+/// ```
+/// use cache_redis::{RedisConfig, RedisMode};
+///
+/// let config = RedisConfig::from_url("redis://:secret@cache.internal:6380/2?pool_size=2")?;
+/// assert_eq!(config.mode, RedisMode::Standalone);
+/// assert_eq!((config.endpoint.as_str(), config.port, config.db), ("cache.internal", 6380, 2));
+/// assert_eq!(config.pool_size, 2);
+/// assert!(!format!("{config:?}").contains("secret"));
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// How the server is deployed. Default: [`RedisMode::Standalone`].
+    pub mode: RedisMode,
+    /// Host name or IP address of the server (cluster: a seed node; sentinel: a sentinel).
+    /// Default: `"127.0.0.1"`.
+    pub endpoint: String,
+    /// Port of `endpoint`. Default: 6379.
+    pub port: u16,
+    /// More cluster seed nodes or sentinels, as `host:port`. Default: none.
+    pub nodes: Vec<String>,
+    /// The primary's service name in sentinel mode (required there). Default: none.
+    pub sentinel_service: Option<String>,
+    /// The socket path in Unix mode (required there). Default: none.
+    pub socket_path: Option<PathBuf>,
+    /// Database number (`SELECT`), re-applied after every reconnect. A cluster has only
+    /// database 0. Default: 0.
+    pub db: u8,
+    /// ACL user name; `None` authenticates as the default user. Default: none.
+    pub username: Option<String>,
+    /// Password (`AUTH`). Never shown by `Debug`. Default: none.
+    pub password: Option<String>,
+    /// Connect with TLS (needs the `tls` feature). Default: false.
+    pub tls: bool,
+    /// PEM file with the certificate authorities to trust for TLS; `None` trusts the
+    /// system's roots. Default: none.
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain for servers that require client authentication
+    /// (`tls-auth-clients yes`); needs `tls_key_file`. Default: none.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`. Default: none.
+    pub tls_key_file: Option<PathBuf>,
+    /// Wire protocol version. Default: [`RespProtocol::Resp3`].
+    pub protocol: RespProtocol,
+    /// Connections, each carrying many concurrent commands (auto-pipelined); commands go to
+    /// them in turn. One is usually fastest; more help when one connection's I/O is the
+    /// bottleneck (many cores, large values). Default: 1.
+    pub pool_size: usize,
+    /// Deadline of a connection attempt, TLS handshake and `AUTH`/`SELECT` included.
+    /// Default: 5 s.
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    /// Deadline of every command at the client, whatever the caller's own timeout. Default:
+    /// 6 s (above [`Cache`](cache_core::Cache)'s 5 s default, so the cache's own timeout
+    /// normally fires first). Zero turns the client-side deadline off: calls then wait as long
+    /// as their caller lets them (a cache's timeout), which saves a timer per command (a few
+    /// percent of throughput when the client is CPU-bound). On Linux it also bounds, with a
+    /// 10 s floor, how long sent data may stay unacknowledged before the kernel drops the
+    /// connection (`TCP_USER_TIMEOUT`) and the backend reconnects.
+    #[serde(with = "duration_text")]
+    pub command_timeout: Duration,
+    /// Reconnection policy. Default: see [`ReconnectConfig`].
+    pub reconnect: ReconnectConfig,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            mode: RedisMode::Standalone,
+            endpoint: "127.0.0.1".to_owned(),
+            port: DEFAULT_PORT,
+            nodes: Vec::new(),
+            sentinel_service: None,
+            socket_path: None,
+            db: 0,
+            username: None,
+            password: None,
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            protocol: RespProtocol::Resp3,
+            pool_size: 1,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(6),
+            reconnect: ReconnectConfig::default(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("mode", &self.mode)
+            .field("endpoint", &self.endpoint)
+            .field("port", &self.port)
+            .field("nodes", &self.nodes)
+            .field("sentinel_service", &self.sentinel_service)
+            .field("socket_path", &self.socket_path)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("protocol", &self.protocol)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("reconnect", &self.reconnect)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// Parses a URL.
+    ///
+    /// ```text
+    /// redis[s]://[[username]:password@]host[:port][/db][?params]
+    /// redis[s]-cluster://[[username]:password@]host:port[?node=host:port&node=…][&params]
+    /// redis[s]-sentinel://[[username]:password@]sentinel[:port][/db]?service_name=name[&node=host:port…][&params]
+    /// redis+unix://[[username]:password@]/path/to/redis.sock[?db=n][&params]
+    /// ```
+    ///
+    /// `valkey` may replace `redis` in every scheme. User name and password are
+    /// percent-decoded. The port defaults to 6379 (26379 for a sentinel). Query parameters,
+    /// each optional: `db`, `node` (repeatable), `service_name` (also `sentinelServiceName`),
+    /// `protocol` (`resp2` / `resp3`), `pool_size`, `connect_timeout`, `command_timeout`
+    /// (`250ms`, `5s`, …), `reconnect_min_delay`, `reconnect_max_delay`,
+    /// `reconnect_max_attempts`, `tls_ca_file`, `tls_cert_file`, `tls_key_file`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](cache_core::ErrorKind::Config) naming the problem: unknown scheme
+    /// or parameter, bad port, database or duration, a missing sentinel service name or socket
+    /// path, a database other than 0 on a cluster. The message never repeats the password.
+    pub fn from_url(url: &str) -> Result<RedisConfig> {
+        url::parse(url)
+    }
+
+    /// A builder holding this configuration.
+    pub fn into_builder(self) -> RedisBuilder {
+        RedisBuilder::from_config(self)
+    }
+
+    /// Checks the settings that can be checked without connecting.
+    pub(crate) fn validate(&self) -> Result<()> {
+        match self.mode {
+            RedisMode::Unix => {
+                if self
+                    .socket_path
+                    .as_ref()
+                    .is_none_or(|p| p.as_os_str().is_empty())
+                {
+                    return Err(Error::config("unix mode needs a socket_path"));
+                }
+                if self.tls {
+                    return Err(Error::config("TLS is not available over a Unix socket"));
+                }
+            }
+            _ => {
+                if self.endpoint.is_empty() {
+                    return Err(Error::config("the redis endpoint (host) is empty"));
+                }
+                if self.port == 0 {
+                    return Err(Error::config("the redis port must not be 0"));
+                }
+                for node in &self.nodes {
+                    parse_node(node)?;
+                }
+            }
+        }
+        if self.mode == RedisMode::Sentinel
+            && self.sentinel_service.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(Error::config(
+                "sentinel mode needs the primary's service name (sentinel_service, or \
+                 service_name=… in the URL)",
+            ));
+        }
+        if self.mode == RedisMode::Cluster && self.db != 0 {
+            return Err(Error::config(format!(
+                "a redis cluster has only database 0, not {}",
+                self.db
+            )));
+        }
+        if self.pool_size == 0 || self.pool_size > 256 {
+            return Err(Error::config(format!(
+                "pool_size must be between 1 and 256, not {}",
+                self.pool_size
+            )));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Error::config("connect_timeout must be greater than zero"));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(Error::config(
+                "tls_cert_file and tls_key_file must be given together",
+            ));
+        }
+        if !self.tls
+            && (self.tls_ca_file.is_some()
+                || self.tls_cert_file.is_some()
+                || self.tls_key_file.is_some())
+        {
+            return Err(Error::config(
+                "TLS files are set but TLS is off; use a rediss:// URL or set tls = true",
+            ));
+        }
+        if self.tls && !cfg!(feature = "tls") {
+            return Err(Error::config(
+                "TLS needs the `tls` feature of cache-redis (or `redis-tls` of stratacache)",
+            ));
+        }
+        self.reconnect.validate()
+    }
+
+    /// Where the backend connects, for `Debug` and messages: scheme, host(s) and database,
+    /// never credentials.
+    pub(crate) fn describe(&self) -> String {
+        let s = if self.tls { "s" } else { "" };
+        match self.mode {
+            RedisMode::Standalone => {
+                format!(
+                    "redis{s}://{}/{}",
+                    host_port(&self.endpoint, self.port),
+                    self.db
+                )
+            }
+            RedisMode::Cluster => {
+                let mut out = format!(
+                    "redis{s}-cluster://{}",
+                    host_port(&self.endpoint, self.port)
+                );
+                for n in &self.nodes {
+                    out.push(',');
+                    out.push_str(n);
+                }
+                out
+            }
+            RedisMode::Sentinel => format!(
+                "redis{s}-sentinel://{}/{}?service_name={}",
+                host_port(&self.endpoint, self.port),
+                self.db,
+                self.sentinel_service.as_deref().unwrap_or("")
+            ),
+            RedisMode::Unix => format!(
+                "redis+unix://{}?db={}",
+                self.socket_path.as_deref().unwrap_or("".as_ref()).display(),
+                self.db
+            ),
+        }
+    }
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Splits `host:port` (or `[v6]:port`).
+pub(crate) fn parse_node(node: &str) -> Result<(String, u16)> {
+    let bad = || {
+        Error::config(format!(
+            "redis node {node:?} is not host:port (IPv6 as [addr]:port)"
+        ))
+    };
+    let (host, port) = if let Some(rest) = node.strip_prefix('[') {
+        let (host, rest) = rest.split_once(']').ok_or_else(bad)?;
+        (host, rest.strip_prefix(':').ok_or_else(bad)?)
+    } else {
+        node.rsplit_once(':').ok_or_else(bad)?
+    };
+    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+        return Err(bad());
+    }
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// Parses a duration written as `<number><unit>` (`ms`, `s`, `m`, `h`; fractions allowed,
+/// as in `1.5s`) or a bare number of milliseconds.
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return None;
+    }
+    let scale = match unit.trim() {
+        "" | "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    let value: f64 = number.parse().ok()?;
+    Duration::try_from_secs_f64(value * scale).ok()
+}
+
+/// Formats a duration the way [`parse_duration`] reads it back.
+fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+/// Serde for durations as text (`"250ms"`, `"5s"`) or a number of milliseconds.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Duration;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as \"250ms\" or \"5s\", or a number of milliseconds")
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+                Ok(Duration::from_millis(v))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+                u64::try_from(v)
+                    .map(Duration::from_millis)
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+                super::parse_duration(v).ok_or_else(|| {
+                    E::custom(format!("invalid duration {v:?}; write e.g. 250ms or 5s"))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The URL parser behind [`RedisConfig::from_url`].
+mod url {
+    use std::path::PathBuf;
+
+    use cache_core::{Error, Result};
+
+    use super::{DEFAULT_PORT, DEFAULT_SENTINEL_PORT, RedisConfig, RedisMode, RespProtocol};
+
+    pub(super) fn parse(url: &str) -> Result<RedisConfig> {
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            Error::config("a redis URL starts with a scheme such as redis:// or rediss://")
+        })?;
+        let lower = scheme.to_ascii_lowercase();
+        let (mode, tls) = match lower.replacen("valkey", "redis", 1).as_str() {
+            "redis" => (RedisMode::Standalone, false),
+            "rediss" => (RedisMode::Standalone, true),
+            "redis-cluster" => (RedisMode::Cluster, false),
+            "rediss-cluster" => (RedisMode::Cluster, true),
+            "redis-sentinel" => (RedisMode::Sentinel, false),
+            "rediss-sentinel" => (RedisMode::Sentinel, true),
+            "redis+unix" => (RedisMode::Unix, false),
+            _ => {
+                return Err(Error::config(format!(
+                    "unknown scheme {scheme:?}; expected one of {}",
+                    super::SCHEMES.join(", ")
+                )));
+            }
+        };
+        let (rest, fragment) = match rest.split_once('#') {
+            Some((r, f)) => (r, Some(f)),
+            None => (rest, None),
+        };
+        if fragment.is_some() {
+            return Err(Error::config("a redis URL has no #fragment"));
+        }
+        let (before_query, query) = match rest.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (rest, None),
+        };
+        let mut config = RedisConfig {
+            mode,
+            tls,
+            ..RedisConfig::default()
+        };
+
+        // the authority (userinfo and host) ends where the path starts; for redis+unix:// the
+        // path is the socket path
+        let authority_end = before_query.find('/').unwrap_or(before_query.len());
+        let (authority, path) = before_query.split_at(authority_end);
+        let host_part = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let (user, password) = match userinfo.split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (userinfo, None),
+                };
+                let user = decode(user, "user name")?;
+                config.username = (!user.is_empty()).then_some(user);
+                if let Some(p) = password {
+                    let p = decode(p, "password")?;
+                    config.password = (!p.is_empty()).then_some(p);
+                }
+                host
+            }
+            None => authority,
+        };
+
+        if mode == RedisMode::Unix {
+            if !host_part.is_empty() {
+                return Err(Error::config(
+                    "a redis+unix URL has no host: write redis+unix:///path/to/redis.sock",
+                ));
+            }
+            let path = decode(path, "socket path")?;
+            if path.is_empty() || path == "/" {
+                return Err(Error::config(
+                    "a redis+unix URL needs the socket path: redis+unix:///path/to/redis.sock",
+                ));
+            }
+            config.socket_path = Some(PathBuf::from(path));
+        } else {
+            let default_port = if mode == RedisMode::Sentinel {
+                DEFAULT_SENTINEL_PORT
+            } else {
+                DEFAULT_PORT
+            };
+            let (host, port) = split_host(host_part, default_port)?;
+            config.endpoint = host;
+            config.port = port;
+            match path.trim_start_matches('/') {
+                "" => {}
+                db if mode == RedisMode::Cluster => {
+                    return Err(Error::config(format!(
+                        "a redis cluster has only database 0; remove /{db} from the URL"
+                    )));
+                }
+                db => config.db = parse_db(db)?,
+            }
+        }
+
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = decode(value, name)?;
+            apply_param(&mut config, name, &value)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_param(config: &mut RedisConfig, name: &str, value: &str) -> Result<()> {
+        let duration = |v: &str| {
+            super::parse_duration(v).ok_or_else(|| {
+                Error::config(format!(
+                    "URL parameter {name}={v:?} is not a duration; write e.g. 250ms or 5s"
+                ))
+            })
+        };
+        let number = |v: &str| {
+            v.parse::<u32>().map_err(|_| {
+                Error::config(format!("URL parameter {name}={v:?} is not a whole number"))
+            })
+        };
+        let path = |v: &str| -> Result<Option<PathBuf>> {
+            if v.is_empty() {
+                Err(Error::config(format!(
+                    "URL parameter {name} needs a file path"
+                )))
+            } else {
+                Ok(Some(PathBuf::from(v)))
+            }
+        };
+        match name {
+            "db" | "database" => config.db = parse_db(value)?,
+            "node" => {
+                if !matches!(config.mode, RedisMode::Cluster | RedisMode::Sentinel) {
+                    return Err(Error::config(
+                        "URL parameter node is only for redis-cluster:// and redis-sentinel:// URLs",
+                    ));
+                }
+                super::parse_node(value)?;
+                config.nodes.push(value.to_owned());
+            }
+            "service_name" | "sentinelServiceName" => {
+                if config.mode != RedisMode::Sentinel {
+                    return Err(Error::config(
+                        "URL parameter service_name is only for redis-sentinel:// URLs",
+                    ));
+                }
+                config.sentinel_service = Some(value.to_owned());
+            }
+            "protocol" => {
+                config.protocol = match value.to_ascii_lowercase().as_str() {
+                    "resp2" | "2" => RespProtocol::Resp2,
+                    "resp3" | "3" => RespProtocol::Resp3,
+                    _ => {
+                        return Err(Error::config(format!(
+                            "URL parameter protocol={value:?} is not resp2 or resp3"
+                        )));
+                    }
+                }
+            }
+            "pool_size" => config.pool_size = number(value)? as usize,
+            "connect_timeout" => config.connect_timeout = duration(value)?,
+            "command_timeout" => config.command_timeout = duration(value)?,
+            "reconnect_min_delay" => config.reconnect.min_delay = duration(value)?,
+            "reconnect_max_delay" => config.reconnect.max_delay = duration(value)?,
+            "reconnect_max_attempts" => config.reconnect.max_attempts = number(value)?,
+            "tls_ca_file" => config.tls_ca_file = path(value)?,
+            "tls_cert_file" => config.tls_cert_file = path(value)?,
+            "tls_key_file" => config.tls_key_file = path(value)?,
+            _ => {
+                return Err(Error::config(format!(
+                    "unknown redis URL parameter {name:?}; known: db, node, service_name, \
+                     protocol, pool_size, connect_timeout, command_timeout, \
+                     reconnect_min_delay, reconnect_max_delay, reconnect_max_attempts, \
+                     tls_ca_file, tls_cert_file, tls_key_file"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn split_host(host_port: &str, default_port: u16) -> Result<(String, u16)> {
+        let (host, port) = if let Some(rest) = host_port.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| Error::config("unclosed '[' in the redis URL's IPv6 host"))?;
+            match after {
+                "" => (host, None),
+                p => (
+                    host,
+                    Some(p.strip_prefix(':').ok_or_else(|| {
+                        Error::config("expected ':port' after the IPv6 host in the redis URL")
+                    })?),
+                ),
+            }
+        } else {
+            match host_port.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (host_port, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(Error::config("the redis URL has no host"));
+        }
+        let host = decode(host, "host")?;
+        let port = match port {
+            None | Some("") => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(Error::config(format!(
+                        "invalid port {p:?} in the redis URL (1-65535)"
+                    )));
+                }
+            },
+        };
+        Ok((host, port))
+    }
+
+    fn parse_db(db: &str) -> Result<u8> {
+        db.parse::<u8>().map_err(|_| {
+            Error::config(format!(
+                "invalid database {db:?} in the redis URL; expected a number from 0 to 255"
+            ))
+        })
+    }
+
+    /// Percent-decodes `text` as UTF-8. Never echoes the text of a password in errors.
+    fn decode(text: &str, what: &str) -> Result<String> {
+        let bad = || {
+            Error::config(format!(
+                "invalid percent-encoding in the redis URL's {what}"
+            ))
+        };
+        if !text.contains('%') {
+            return Ok(text.to_owned());
+        }
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).map_err(|_| bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cache_core::ErrorKind;
+
+    use super::*;
+
+    fn err(url: &str) -> String {
+        let e = RedisConfig::from_url(url).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn standalone_urls() {
+        let c = RedisConfig::from_url("redis://127.0.0.1:16379").unwrap();
+        assert_eq!(c.mode, RedisMode::Standalone);
+        assert_eq!((c.endpoint.as_str(), c.port, c.db), ("127.0.0.1", 16379, 0));
+        assert!(!c.tls);
+        let c = RedisConfig::from_url("redis://localhost").unwrap();
+        assert_eq!((c.endpoint.as_str(), c.port), ("localhost", 6379));
+        let c = RedisConfig::from_url("redis://user:p%40ss%3Aw@h:1/3").unwrap();
+        assert_eq!(c.username.as_deref(), Some("user"));
+        assert_eq!(c.password.as_deref(), Some("p@ss:w"));
+        assert_eq!(c.db, 3);
+        let c = RedisConfig::from_url("redis://:only-password@h/").unwrap();
+        assert_eq!(c.username, None);
+        assert_eq!(c.password.as_deref(), Some("only-password"));
+        let c = RedisConfig::from_url("redis://[::1]:7000/1").unwrap();
+        assert_eq!((c.endpoint.as_str(), c.port, c.db), ("::1", 7000, 1));
+        let c = RedisConfig::from_url(
+            "VALKEY://h?protocol=resp2&pool_size=4&command_timeout=1.5s&connect_timeout=250ms",
+        )
+        .unwrap();
+        assert_eq!(c.protocol, RespProtocol::Resp2);
+        assert_eq!(c.pool_size, 4);
+        assert_eq!(c.command_timeout, Duration::from_millis(1500));
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_urls() {
+        let c = RedisConfig::from_url("rediss://h:6380?tls_ca_file=/tmp/ca.pem").unwrap();
+        assert!(c.tls);
+        assert_eq!(c.tls_ca_file, Some(PathBuf::from("/tmp/ca.pem")));
+        let c = RedisConfig::from_url("rediss-cluster://h:7000?node=h2:7001").unwrap();
+        assert!(c.tls);
+        assert_eq!(c.mode, RedisMode::Cluster);
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_url_without_feature_names_it() {
+        assert!(err("rediss://h").contains("`tls` feature"));
+    }
+
+    #[test]
+    fn cluster_sentinel_unix_urls() {
+        let c = RedisConfig::from_url(
+            "redis-cluster://127.0.0.1:17001?node=127.0.0.1:17002&node=127.0.0.1:17003",
+        )
+        .unwrap();
+        assert_eq!(c.mode, RedisMode::Cluster);
+        assert_eq!(c.nodes, vec!["127.0.0.1:17002", "127.0.0.1:17003"]);
+        let c = RedisConfig::from_url("redis-sentinel://s1/2?service_name=mymaster&node=s2:26380")
+            .unwrap();
+        assert_eq!(c.mode, RedisMode::Sentinel);
+        assert_eq!((c.port, c.db), (26379, 2));
+        assert_eq!(c.sentinel_service.as_deref(), Some("mymaster"));
+        let c = RedisConfig::from_url("redis-sentinel://s1?sentinelServiceName=m").unwrap();
+        assert_eq!(c.sentinel_service.as_deref(), Some("m"));
+        let c = RedisConfig::from_url("redis+unix:///var/run/redis.sock?db=4").unwrap();
+        assert_eq!(c.mode, RedisMode::Unix);
+        assert_eq!(c.socket_path, Some(PathBuf::from("/var/run/redis.sock")));
+        assert_eq!(c.db, 4);
+        let c = RedisConfig::from_url("redis+unix://:pw@/tmp/r.sock").unwrap();
+        assert_eq!(c.password.as_deref(), Some("pw"));
+        assert_eq!(c.socket_path, Some(PathBuf::from("/tmp/r.sock")));
+    }
+
+    #[test]
+    fn bad_urls_name_the_problem() {
+        assert!(err("http://h").contains("unknown scheme"));
+        assert!(err("127.0.0.1:6379").contains("scheme"));
+        assert!(err("redis://h:99999").contains("invalid port"));
+        assert!(err("redis://h:abc").contains("invalid port"));
+        assert!(err("redis://h/300").contains("invalid database"));
+        assert!(err("redis://h/x").contains("invalid database"));
+        assert!(err("redis://h?nope=1").contains("unknown redis URL parameter \"nope\""));
+        assert!(err("redis://h?command_timeout=soon").contains("not a duration"));
+        assert!(err("redis://h?connect_timeout=0s").contains("greater than zero"));
+        let no_deadline = RedisConfig::from_url("redis://h?command_timeout=0").unwrap();
+        assert_eq!(no_deadline.command_timeout, Duration::ZERO);
+        assert!(err("redis://h?pool_size=0").contains("pool_size"));
+        assert!(err("redis://h?node=a:1").contains("only for"));
+        assert!(err("redis-cluster://h:1/2").contains("only database 0"));
+        assert!(err("redis-cluster://h:1?node=nope").contains("not host:port"));
+        assert!(err("redis-sentinel://h").contains("service name"));
+        assert!(err("redis+unix://").contains("socket path"));
+        assert!(err("redis+unix://host/x.sock").contains("no host"));
+        assert!(err("redis://").contains("no host"));
+        assert!(err("redis://h?tls_ca_file=/x").contains("TLS is off"));
+        let e = err("redis://user:top%ZZsecret@h");
+        assert!(
+            e.contains("percent-encoding") && !e.contains("secret"),
+            "{e}"
+        );
+        let e = err("redis://user:topsecret@h:bad");
+        assert!(!e.contains("topsecret"), "{e}");
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c = RedisConfig::from_url("redis://u:hunter2@h").unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(d.contains("<redacted>"), "{d}");
+        assert!(!c.describe().contains("hunter2"));
+    }
+
+    #[test]
+    fn serde_round_trip_with_text_durations() {
+        let c = RedisConfig::from_url("redis://h:7/1?command_timeout=1500ms").unwrap();
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["command_timeout"], "1500ms");
+        assert_eq!(json["reconnect"]["max_delay"], "2s");
+        let back: RedisConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back, c);
+        let partial: RedisConfig =
+            serde_json::from_str(r#"{"endpoint":"cache","connect_timeout":250,"mode":"cluster"}"#)
+                .unwrap();
+        assert_eq!(partial.endpoint, "cache");
+        assert_eq!(partial.connect_timeout, Duration::from_millis(250));
+        assert_eq!(partial.mode, RedisMode::Cluster);
+        assert_eq!(partial.port, 6379);
+        assert!(serde_json::from_str::<RedisConfig>(r#"{"hots":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("40"), Some(Duration::from_millis(40)));
+        assert_eq!(parse_duration("0.5s"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("5 parsecs"), None);
+        for d in [
+            Duration::from_millis(1500),
+            Duration::from_secs(3),
+            Duration::from_micros(1),
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)), Some(d));
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The conformance suite against a standalone redis-server (`CACHE_TEST_REDIS_URL`), once
+//! with the defaults (RESP3, one connection) and once over RESP2 with a pool of two and no
+//! client-side command timeout.
+
+use cache_core::testkit::server_url;
+use cache_core::{Backend, ErrorKind, OpSet};
+use cache_redis::{RedisBackend, RedisConfig};
+
+async fn backend_with(params: &str) -> Option<RedisBackend> {
+    let url = server_url("CACHE_TEST_REDIS_URL")?;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = if params.is_empty() {
+        url
+    } else {
+        format!("{url}{sep}{params}")
+    };
+    let config = RedisConfig::from_url(&url).expect("CACHE_TEST_REDIS_URL is a redis URL");
+    Some(
+        config
+            .into_builder()
+            .build()
+            .await
+            .expect("connect to CACHE_TEST_REDIS_URL"),
+    )
+}
+
+cache_core::conformance_tests!(backend_with(""));
+
+mod resp2_pool {
+    cache_core::conformance_tests!(super::backend_with(
+        "protocol=resp2&pool_size=2&command_timeout=0"
+    ));
+}
+
+#[tokio::test]
+async fn a_closed_backend_answers_closed_without_hanging() {
+    let Some(backend) = backend_with("").await else {
+        return;
+    };
+    backend
+        .set("closing", "1".into(), OpSet::default())
+        .await
+        .unwrap();
+    backend.close().await.unwrap();
+    backend.close().await.unwrap();
+    let err = backend.get("closing").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    let err = backend
+        .multi_get(&["closing".to_owned()])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_with_a_connection_error() {
+    // nothing listens on port 1
+    let err = RedisConfig::from_url("redis://127.0.0.1:1")
+        .unwrap()
+        .into_builder()
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(err.is_temporary());
+    assert!(
+        err.to_string().contains("127.0.0.1:1"),
+        "names the server: {err}"
+    );
+}
+
+#[tokio::test]
+async fn scripts_survive_a_script_flush_and_are_cached_again() {
+    let Some(backend) = backend_with("").await else {
+        return;
+    };
+    let cache = cache_core::Cache::builder(backend)
+        .namespace(cache_core::testkit::random_namespace())
+        .build();
+    // what a server restart does to the script cache
+    cache
+        .raw("SCRIPT FLUSH", Vec::<String>::new())
+        .await
+        .unwrap();
+    cache.set("k", &1).await.unwrap();
+    assert!(cache.compare_and_set("k", Some(&1), &2).await.unwrap());
+    assert!(cache.expire("k", cache_core::Ttl::Never).await.unwrap());
+    // the first call loaded the script (EVAL); later calls run it by hash (EVALSHA)
+    let known = cache
+        .raw(
+            "SCRIPT EXISTS",
+            ["cd85d25289d4cecfb3703518ecd9cc28cc072c94"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        known,
+        cache_core::RawValue::Array(vec![cache_core::RawValue::Int(1)])
+    );
+    assert!(cache.compare_and_set("k", Some(&2), &3).await.unwrap());
+    assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(3));
+}

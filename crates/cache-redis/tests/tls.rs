@@ -1,0 +1,143 @@
+//! TLS: a redis-server with `--tls-port` and certificates made at test time.
+
+#![cfg(feature = "tls")]
+
+mod common;
+
+use cache_core::{Cache, ErrorKind};
+use cache_redis::RedisConfig;
+use common::{RedisServer, TempDir, TestPki};
+
+fn tls_server(pki: &TestPki, require_client_cert: bool) -> Option<RedisServer> {
+    RedisServer::start_tls(
+        TempDir::new("tls"),
+        &pki.file("server.crt"),
+        &pki.file("server.key"),
+        &pki.file("ca.crt"),
+        require_client_cert,
+    )
+}
+
+#[tokio::test]
+async fn rediss_with_the_right_ca_connects() {
+    let pki = TestPki::new();
+    let Some(server) = tls_server(&pki, false) else {
+        return;
+    };
+    let url = format!(
+        "{}?tls_ca_file={}",
+        server.url(),
+        pki.file("ca.crt").display()
+    );
+    assert!(url.starts_with("rediss://"));
+    let backend = RedisConfig::from_url(&url)
+        .unwrap()
+        .into_builder()
+        .build()
+        .await
+        .unwrap();
+    let cache = Cache::builder(backend).namespace("tls").build();
+    cache.set("k", &"over tls").await.unwrap();
+    assert_eq!(
+        cache.get::<String>("k").await.unwrap().as_deref(),
+        Some("over tls")
+    );
+    let pong = cache.raw("PING", Vec::<String>::new()).await.unwrap();
+    assert_eq!(pong.as_str(), Some("PONG"));
+}
+
+#[tokio::test]
+async fn a_wrong_ca_is_refused() {
+    let pki = TestPki::new();
+    let Some(server) = tls_server(&pki, false) else {
+        return;
+    };
+    let url = format!(
+        "{}?tls_ca_file={}",
+        server.url(),
+        pki.file("other-ca.crt").display()
+    );
+    let err = RedisConfig::from_url(&url)
+        .unwrap()
+        .into_builder()
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(
+        !err.is_temporary(),
+        "a certificate problem does not go away by retrying: {err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("TLS"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("certificate"), "{text}");
+}
+
+#[tokio::test]
+async fn plain_tcp_to_a_tls_port_fails_cleanly() {
+    let pki = TestPki::new();
+    let Some(server) = tls_server(&pki, false) else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}?connect_timeout=1s", server.port);
+    let err = RedisConfig::from_url(&url)
+        .unwrap()
+        .into_builder()
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Unexpected
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn client_certificates_when_the_server_requires_them() {
+    let pki = TestPki::new();
+    let Some(server) = tls_server(&pki, true) else {
+        return;
+    };
+    let ca = pki.file("ca.crt");
+    let without = RedisConfig::from_url(&format!("{}?tls_ca_file={}", server.url(), ca.display()))
+        .unwrap()
+        .into_builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .build()
+        .await;
+    let err = without.expect_err("the server requires a client certificate");
+    assert!(
+        matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+        "{err}"
+    );
+    let backend = RedisConfig::from_url(&format!(
+        "{}?tls_ca_file={}&tls_cert_file={}&tls_key_file={}",
+        server.url(),
+        ca.display(),
+        pki.file("client.crt").display(),
+        pki.file("client.key").display()
+    ))
+    .unwrap()
+    .into_builder()
+    .build()
+    .await
+    .unwrap();
+    let cache = Cache::builder(backend).namespace("mtls").build();
+    cache.set("k", &1).await.unwrap();
+    assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn unreadable_ca_file_is_a_config_error() {
+    let err = RedisConfig::from_url("rediss://127.0.0.1:1?tls_ca_file=/nonexistent/ca.pem")
+        .unwrap()
+        .into_builder()
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+}
