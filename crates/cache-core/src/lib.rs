@@ -26,7 +26,7 @@ pub use plugin::{Command, CommandInfo, Outcome, Plugin};
 pub use plugins::MetricsPlugin;
 pub use plugins::{HitMissRatioPlugin, TimingPlugin, TracingPlugin};
 pub use raw::RawValue;
-pub use serializer::{Json, RawBytes, Serializer, Utf8};
+pub use serializer::{Json, PythonJson, RawBytes, Serializer, Utf8};
 pub use ttl::{KeyTtl, Ttl};
 
 /// Re-exported for backend implementations and the conformance macro.

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cache_core::{AiocacheFlavor, AiocacheKeyBuilder, Cache, Json, KeyTtl, RawValue};
+use cache_core::{AiocacheFlavor, AiocacheKeyBuilder, Cache, Json, KeyTtl, PythonJson, RawValue};
 use cache_redis::RedisBuilder;
 use common::RedisServer;
 use serde_json::{Value, json};
@@ -40,12 +40,21 @@ async fn set_uses_aiocaches_key_and_json_text() {
     let bytes = stored(&cache, "test:key")
         .await
         .expect("stored under test:key");
-    // The key is aiocache's exactly. The value is the same JSON document; serde_json writes
-    // it compact (`{"a":1}`) where Python's json.dumps puts a space after ':' (`{"a": 1}`).
-    // Both sides read either form.
+    // The key is aiocache's exactly. `Json` writes the same document compact (`{"a":1}`);
+    // both sides read either form.
     assert_eq!(&bytes[..], br#"{"a":1}"#);
     let as_python_reads: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(as_python_reads, json!({"a": 1}));
+    // With `PythonJson` the bytes are aiocache's byte for byte: SET test:key "{\"a\": 1}".
+    cache
+        .with_serializer(PythonJson)
+        .set("key", &json!({"a": 1}))
+        .await
+        .unwrap();
+    let bytes = stored(&cache, "test:key")
+        .await
+        .expect("stored under test:key");
+    assert_eq!(&bytes[..], br#"{"a": 1}"#);
     assert_eq!(
         cache.raw("EXISTS", ["key"]).await.unwrap(),
         RawValue::Int(0),

@@ -5,8 +5,8 @@
 pub use cache_core::{
     AiocacheFlavor, AiocacheKeyBuilder, Backend, Cache, CacheBuilder, Capability, ClearScope,
     Command, CommandInfo, DEFAULT_TIMEOUT, DefaultKeyBuilder, Error, ErrorKind, IntoBackend, Json,
-    KeyBuilder, KeyTtl, OpSet, Outcome, Plugin, RawBytes, RawValue, Result, Scoped, Serializer,
-    Ttl, Utf8, async_trait,
+    KeyBuilder, KeyTtl, OpSet, Outcome, Plugin, PythonJson, RawBytes, RawValue, Result, Scoped,
+    Serializer, Ttl, Utf8, async_trait,
 };
 
 #[cfg(feature = "metrics")]
@@ -21,7 +21,7 @@ pub mod backends {
 
 /// The serializers compiled in.
 pub mod serializers {
-    pub use cache_core::serializer::{Json, RawBytes, Utf8};
+    pub use cache_core::serializer::{Json, PythonJson, RawBytes, Utf8};
     #[cfg(feature = "cbor")]
     pub use cache_serde::Cbor;
     #[cfg(feature = "msgpack")]

@@ -11,10 +11,12 @@
 
 mod bytes;
 mod json;
+mod python_json;
 mod text;
 
 pub use self::bytes::RawBytes;
 pub use self::json::Json;
+pub use self::python_json::PythonJson;
 pub use self::text::Utf8;
 
 use serde::Serialize;
