@@ -543,20 +543,7 @@ impl<'a, S: Serializer> Scoped<'a, S> {
     /// # Errors
     /// [`ErrorKind::Serialization`] when the stored value is not decimal integer text.
     pub async fn get_counter(&self, key: &str) -> Result<Option<i64>> {
-        self.check_open()?;
-        let ns = self.resolved_namespace();
-        let built = self.build_key(key, ns)?;
-        let raw = self
-            .execute(
-                Command::Get,
-                ns,
-                &[key],
-                self.inner.backend.get(&built),
-                |r| if r.is_some() { (1, 0) } else { (0, 1) },
-            )
-            .await?;
-        raw.map(|b| parse_counter(&b).map_err(|e| e.with_context("key", key)))
-            .transpose()
+        self.get_decoded(key, parse_counter).await
     }
 
     /// The values of `keys`, in the same order and number; `None` for each miss. Empty input
