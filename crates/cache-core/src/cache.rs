@@ -13,6 +13,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::backend::{Backend, ClearScope, IntoBackend, OpSet};
 use crate::plugin::{Command, CommandInfo, Outcome, Plugin};
@@ -431,6 +432,11 @@ impl<'a, S: Serializer> Scoped<'a, S> {
                 keys,
                 backend: inner.backend_name,
             };
+            let span = inner
+                .plugins
+                .iter()
+                .find_map(|p| p.span(&info))
+                .unwrap_or_else(tracing::Span::none);
             let after_started = AtomicBool::new(false);
             let start = Instant::now();
             let hooked = async {
@@ -450,7 +456,8 @@ impl<'a, S: Serializer> Scoped<'a, S> {
                     p.after(&info, &outcome).await;
                 }
                 r
-            };
+            }
+            .instrument(span.clone());
             match self.deadline() {
                 None => hooked.await,
                 Some(d) => match tokio::time::timeout(d, hooked).await {
@@ -463,9 +470,13 @@ impl<'a, S: Serializer> Scoped<'a, S> {
                                 misses: 0,
                                 error: Some(ErrorKind::Timeout),
                             };
-                            for p in &inner.plugins {
-                                p.after(&info, &outcome).await;
+                            async {
+                                for p in &inner.plugins {
+                                    p.after(&info, &outcome).await;
+                                }
                             }
+                            .instrument(span)
+                            .await;
                         }
                         Err(timeout_error(d))
                     }

@@ -5,6 +5,7 @@
 mod backend;
 mod cache;
 mod capability;
+pub mod duration;
 mod error;
 mod key;
 mod plugin;

@@ -5,7 +5,8 @@
 //! For each command the cache runs, all under the command's timeout:
 //!
 //! 1. resolve the namespace, build the key(s), encode the value(s);
-//! 2. every plugin's [`Plugin::before`], in the order the plugins were added;
+//! 2. every plugin's [`Plugin::before`], in the order the plugins were added (inside the
+//!    span of the first plugin whose [`Plugin::span`] gives one, as are steps 3 and 4);
 //! 3. the backend call;
 //! 4. every plugin's [`Plugin::after`], in the same order, with the [`Outcome`] — on success
 //!    and on error alike;
@@ -127,7 +128,7 @@ impl Outcome {
 
 /// A hook run before and after every command.
 ///
-/// Both methods default to doing nothing. Hooks run inside the command's timeout, so keep
+/// Every method defaults to doing nothing. Hooks run inside the command's timeout, so keep
 /// them short. Any `Fn(&CommandInfo, &Outcome)` closure is a plugin whose `after` is the
 /// closure.
 ///
@@ -154,6 +155,16 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// Runs after the backend call, with its outcome.
     async fn after(&self, _info: &CommandInfo<'_>, _outcome: &Outcome) {}
+
+    /// A [`tracing::Span`] for the command to run in, or `None` (the default).
+    ///
+    /// Called once per command, before the `before` hooks. The first plugin that returns a
+    /// span wins: the `before` hooks, the backend call and the `after` hooks all run inside
+    /// it, so `tracing::Span::current()` in [`after`](Self::after) is that span (to record
+    /// the outcome on it) and whatever the backend logs is its child.
+    fn span(&self, _info: &CommandInfo<'_>) -> Option<tracing::Span> {
+        None
+    }
 }
 
 #[async_trait]

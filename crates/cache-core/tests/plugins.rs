@@ -224,7 +224,8 @@ async fn hit_miss_counts_reads_per_key() {
 // TracingPlugin
 
 mod capture {
-    //! A `tracing` subscriber that records every event into a `Vec`.
+    //! A `tracing` subscriber that records every span and event into `Vec`s (for one
+    //! thread: the tests run on a current-thread runtime).
 
     use std::collections::BTreeMap;
     use std::fmt;
@@ -238,7 +239,13 @@ mod capture {
     pub(crate) struct Captured {
         pub(crate) level: Level,
         pub(crate) target: String,
+        /// The span's name (`""` for events).
+        pub(crate) name: String,
         pub(crate) fields: BTreeMap<String, String>,
+        /// The id of the span that was current (events) or the parent (spans); 0 for none.
+        pub(crate) parent: u64,
+        /// The span's own id (0 for events).
+        pub(crate) id: u64,
     }
 
     impl Captured {
@@ -247,14 +254,34 @@ mod capture {
         }
     }
 
+    #[derive(Debug, Default)]
+    struct State {
+        events: Vec<Captured>,
+        spans: Vec<Captured>,
+        metadata: Vec<&'static Metadata<'static>>,
+        stack: Vec<u64>,
+    }
+
     #[derive(Debug, Clone, Default)]
-    pub(crate) struct Capture(Arc<Mutex<Vec<Captured>>>);
+    pub(crate) struct Capture(Arc<Mutex<State>>);
 
     impl Capture {
         /// The events of `target`, in order.
         pub(crate) fn events(&self, target: &str) -> Vec<Captured> {
-            let events = self.0.lock().unwrap();
-            events
+            let state = self.0.lock().unwrap();
+            state
+                .events
+                .iter()
+                .filter(|e| e.target == target)
+                .cloned()
+                .collect()
+        }
+
+        /// The spans of `target`, in order of creation, with every field recorded so far.
+        pub(crate) fn spans(&self, target: &str) -> Vec<Captured> {
+            let state = self.0.lock().unwrap();
+            state
+                .spans
                 .iter()
                 .filter(|e| e.target == target)
                 .cloned()
@@ -283,36 +310,98 @@ mod capture {
         fn enabled(&self, _: &Metadata<'_>) -> bool {
             true
         }
-        fn new_span(&self, _: &Attributes<'_>) -> Id {
-            Id::from_u64(1)
+        fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+            let mut state = self.0.lock().unwrap();
+            let id = state.spans.len() as u64 + 1;
+            let parent = match attrs.parent() {
+                Some(p) => p.into_u64(),
+                None if attrs.is_contextual() => state.stack.last().copied().unwrap_or(0),
+                None => 0,
+            };
+            let mut fields = BTreeMap::new();
+            attrs.record(&mut Fields(&mut fields));
+            state.metadata.push(attrs.metadata());
+            state.spans.push(Captured {
+                level: *attrs.metadata().level(),
+                target: attrs.metadata().target().to_owned(),
+                name: attrs.metadata().name().to_owned(),
+                fields,
+                parent,
+                id,
+            });
+            Id::from_u64(id)
         }
-        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record(&self, span: &Id, values: &Record<'_>) {
+            let mut state = self.0.lock().unwrap();
+            let index = span.into_u64() as usize - 1;
+            values.record(&mut Fields(&mut state.spans[index].fields));
+        }
         fn record_follows_from(&self, _: &Id, _: &Id) {}
         fn event(&self, event: &Event<'_>) {
             let mut fields = BTreeMap::new();
             event.record(&mut Fields(&mut fields));
-            self.0.lock().unwrap().push(Captured {
+            let mut state = self.0.lock().unwrap();
+            let parent = state.stack.last().copied().unwrap_or(0);
+            state.events.push(Captured {
                 level: *event.metadata().level(),
                 target: event.metadata().target().to_owned(),
+                name: String::new(),
                 fields,
+                parent,
+                id: 0,
             });
         }
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
+        fn current_span(&self) -> tracing_core::span::Current {
+            let state = self.0.lock().unwrap();
+            match state.stack.last() {
+                Some(&id) => tracing_core::span::Current::new(
+                    Id::from_u64(id),
+                    state.metadata[id as usize - 1],
+                ),
+                None => tracing_core::span::Current::none(),
+            }
+        }
+        fn enter(&self, span: &Id) {
+            self.0.lock().unwrap().stack.push(span.into_u64());
+        }
+        fn exit(&self, span: &Id) {
+            let mut state = self.0.lock().unwrap();
+            assert_eq!(
+                state.stack.pop(),
+                Some(span.into_u64()),
+                "spans exit in order"
+            );
+        }
     }
 }
 
 /// Runs the sequence on a cache with `plugin` (after [`SlowKey`]) and returns the plugin's
 /// events.
 fn traced_sequence(plugin: TracingPlugin) -> Vec<Captured> {
+    traced_sequence_with_spans(plugin).0
+}
+
+/// Runs the sequence on a cache with `plugin`, inside a caller's `request` span, and returns
+/// the plugin's events and spans, and the id of the `request` span.
+fn traced_sequence_with_spans(plugin: TracingPlugin) -> (Vec<Captured>, Vec<Captured>, u64) {
+    use tracing::Instrument;
     let capture = Capture::default();
     tracing::subscriber::with_default(capture.clone(), || {
-        block_on(async {
-            let cache = builder().plugin(plugin).build();
-            run_sequence(&cache).await;
-        })
+        block_on(
+            async {
+                let cache = builder().plugin(plugin).build();
+                run_sequence(&cache).await;
+            }
+            .instrument(tracing::info_span!(target: "app", "request")),
+        )
     });
-    capture.events(TracingPlugin::TARGET)
+    let request = capture.spans("app");
+    assert_eq!(request.len(), 1);
+    (
+        capture.events(TracingPlugin::TARGET),
+        capture.spans(TracingPlugin::TARGET),
+        request[0].id,
+    )
 }
 
 /// What the `after` event of one command of the sequence carries.
@@ -442,6 +531,84 @@ fn tracing_emits_one_event_per_command_without_keys_by_default() {
         assert_eq!(event.field("namespace"), Some("app"));
         assert_eq!(event.field("backend"), Some("map"));
     }
+}
+
+#[test]
+fn tracing_runs_each_command_in_a_span_that_records_its_outcome() {
+    let (events, spans, request) = traced_sequence_with_spans(TracingPlugin::new());
+    assert_eq!(
+        spans.len(),
+        AFTER_EVENTS.len(),
+        "one span per command: {spans:#?}"
+    );
+    for (span, expected) in spans.iter().zip(&AFTER_EVENTS) {
+        let Expected {
+            level,
+            op,
+            outcome,
+            hits,
+            misses,
+            ..
+        } = *expected;
+        assert_eq!(span.name, "cache command");
+        // A span's level is fixed when it opens: the success level, whatever the outcome.
+        assert_eq!(span.level, Level::DEBUG, "{span:?} (event level {level})");
+        assert_eq!(
+            span.parent, request,
+            "the caller's span is the parent: {span:?}"
+        );
+        let names: Vec<&str> = span.fields.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "backend",
+                "elapsed_ms",
+                "hits",
+                "misses",
+                "namespace",
+                "op",
+                "outcome"
+            ],
+            "no keys by default: {span:?}"
+        );
+        assert_eq!(span.field("op"), Some(op));
+        assert_eq!(span.field("namespace"), Some("app"));
+        assert_eq!(span.field("backend"), Some("map"));
+        assert_eq!(span.field("outcome"), Some(outcome), "{span:?}");
+        assert_eq!(span.field("hits"), Some(hits.to_string().as_str()));
+        assert_eq!(span.field("misses"), Some(misses.to_string().as_str()));
+    }
+    // Every event of a command is emitted inside that command's span.
+    let after = after_events(&events);
+    for (event, span) in after.iter().zip(&spans) {
+        assert_eq!(event.parent, span.id, "{event:?} outside {span:?}");
+    }
+    for (event, span) in before_events(&events).iter().zip(&spans) {
+        assert_eq!(event.parent, span.id, "{event:?} outside {span:?}");
+    }
+}
+
+#[test]
+fn tracing_spans_hide_keys_unless_enabled_and_can_be_turned_off() {
+    let (_, spans, _) = traced_sequence_with_spans(TracingPlugin::new().hash_keys(true));
+    assert_eq!(spans.len(), AFTER_EVENTS.len());
+    for (span, expected) in spans.iter().zip(&AFTER_EVENTS) {
+        let hashes: Vec<String> = expected
+            .keys
+            .iter()
+            .map(|k| TracingPlugin::hashed_key(k))
+            .collect();
+        assert_eq!(
+            span.field("keys"),
+            Some(format!("[{}]", hashes.join(", ")).as_str())
+        );
+    }
+    let (_, spans, _) = traced_sequence_with_spans(TracingPlugin::new().with_keys(true));
+    assert_eq!(spans[7].field("keys"), Some(r#"["a", "x", "y"]"#));
+
+    let (events, spans, _) = traced_sequence_with_spans(TracingPlugin::new().spans(false));
+    assert!(spans.is_empty(), "{spans:#?}");
+    assert_eq!(after_events(&events).len(), AFTER_EVENTS.len());
 }
 
 #[test]

@@ -114,6 +114,10 @@ impl<T: Plugin + ?Sized> Plugin for Arc<T> {
     {
         T::after(self, info, outcome)
     }
+
+    fn span(&self, info: &CommandInfo<'_>) -> Option<::tracing::Span> {
+        T::span(self, info)
+    }
 }
 
 /// The outcome as a short, stable label: `ok`, or the error kind in snake case (`timeout`,

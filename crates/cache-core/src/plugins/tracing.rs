@@ -27,6 +27,24 @@ macro_rules! event_at {
     }};
 }
 
+/// Creates the command span at a level chosen at run time (one call site per level).
+macro_rules! span_at {
+    ($level:expr, $($fields:tt)+) => {{
+        let level: Level = $level;
+        if level == Level::ERROR {
+            ::tracing::span!(target: TracingPlugin::TARGET, Level::ERROR, $($fields)+)
+        } else if level == Level::WARN {
+            ::tracing::span!(target: TracingPlugin::TARGET, Level::WARN, $($fields)+)
+        } else if level == Level::INFO {
+            ::tracing::span!(target: TracingPlugin::TARGET, Level::INFO, $($fields)+)
+        } else if level == Level::DEBUG {
+            ::tracing::span!(target: TracingPlugin::TARGET, Level::DEBUG, $($fields)+)
+        } else {
+            ::tracing::span!(target: TracingPlugin::TARGET, Level::TRACE, $($fields)+)
+        }
+    }};
+}
+
 /// How [`TracingPlugin`] shows the keys of a command.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -41,10 +59,17 @@ pub enum KeyMode {
     Hashed,
 }
 
-/// Emits one [`tracing`](::tracing) event per command, after it ran, with what the cache
-/// knows about it.
+/// Runs every command in a [`tracing`](::tracing) span and emits one event when it ends.
 ///
-/// The event (target [`TARGET`](Self::TARGET), message `cache command`) has these fields:
+/// **The span** (target [`TARGET`](Self::TARGET), name `cache command`, at the plugin's
+/// [`level`](Self::level)) is entered around the `before` hooks, the backend call and the
+/// `after` hooks, so what the backend logs is its child and a request span the caller entered
+/// is its parent. It carries `op`, `namespace`, `backend` and `keys` (when enabled) from the
+/// start, and records `outcome`, `elapsed_ms`, `hits` and `misses` when the command ends —
+/// a subscriber sees them on the span's close. [`spans(false)`](Self::spans) turns spans
+/// off.
+///
+/// **The event** (same target, message `cache command`) has these fields:
 ///
 /// | field | value |
 /// |---|---|
@@ -57,13 +82,12 @@ pub enum KeyMode {
 /// | `keys` | only with [`with_keys`](Self::with_keys) or [`hash_keys`](Self::hash_keys) (see [`KeyMode`]) |
 ///
 /// Successful commands are logged at [`Level::DEBUG`] and failed ones, timeouts included, at
-/// [`Level::WARN`]; both are configurable. The hooks are separate calls, so the plugin does
-/// not hold a span open across the command: the one event carries the elapsed time. With
+/// [`Level::WARN`]; both are configurable. The event is emitted inside the command span, so
+/// log lines show the span's fields too. With
 /// [`before_events`](Self::before_events) (on by default) a `cache command started` event
 /// with `op`, `namespace`, `backend` (and `keys` when enabled) is also emitted at
 /// [`Level::TRACE`] before the command, which shows commands that never end when no deadline
-/// is set. Events are emitted
-/// inside the current span, so a request span the caller entered is their parent.
+/// is set.
 ///
 /// The plugin holds only its settings: it is `Copy`, and one value may serve several caches.
 ///
@@ -90,6 +114,7 @@ pub struct TracingPlugin {
     error_level: Level,
     keys: KeyMode,
     before_events: bool,
+    spans: bool,
 }
 
 impl Default for TracingPlugin {
@@ -99,6 +124,7 @@ impl Default for TracingPlugin {
             error_level: Level::WARN,
             keys: KeyMode::Omit,
             before_events: true,
+            spans: true,
         }
     }
 }
@@ -162,6 +188,12 @@ impl TracingPlugin {
         self
     }
 
+    /// Whether each command runs in a `cache command` span (default `true`).
+    pub fn spans(mut self, enabled: bool) -> Self {
+        self.spans = enabled;
+        self
+    }
+
     /// The hash [`KeyMode::Hashed`] shows for `key`: 64-bit FNV-1a of its UTF-8 bytes, as 16
     /// lowercase hex digits. It is stable across runs, processes and versions, so the events
     /// of one key can be found by hashing it.
@@ -204,7 +236,34 @@ impl Plugin for TracingPlugin {
         }
     }
 
+    fn span(&self, info: &CommandInfo<'_>) -> Option<::tracing::Span> {
+        if !self.spans {
+            return None;
+        }
+        Some(span_at!(
+            self.level,
+            "cache command",
+            op = info.command.as_str(),
+            namespace = info.namespace,
+            backend = info.backend,
+            keys = self.keys_field(info.keys),
+            outcome = ::tracing::field::Empty,
+            elapsed_ms = ::tracing::field::Empty,
+            hits = ::tracing::field::Empty,
+            misses = ::tracing::field::Empty,
+        ))
+    }
+
     async fn after(&self, info: &CommandInfo<'_>, outcome: &Outcome) {
+        if self.spans {
+            // Inside the span this plugin made (unless an earlier plugin's span won: then
+            // these fields do not exist there and recording them does nothing).
+            let span = ::tracing::Span::current();
+            span.record("outcome", outcome_label(outcome));
+            span.record("elapsed_ms", outcome.took.as_secs_f64() * 1000.0);
+            span.record("hits", outcome.hits);
+            span.record("misses", outcome.misses);
+        }
         let level = if outcome.is_ok() {
             self.level
         } else {
@@ -300,6 +359,8 @@ mod tests {
         assert_eq!(default.error_level, Level::WARN);
         assert_eq!(default.keys, KeyMode::Omit);
         assert!(default.before_events);
+        assert!(default.spans);
+        assert!(!default.spans(false).spans);
 
         assert_eq!(default.with_keys(true).keys, KeyMode::Plain);
         assert_eq!(default.hash_keys(true).keys, KeyMode::Hashed);
