@@ -86,6 +86,26 @@ pub(crate) fn test(extra: &[String]) -> Result {
         failures.push(e);
     }
 
+    if packages.is_empty() {
+        util::header("test: stratacache with only its default features");
+        let mut lean = util::cargo();
+        lean.args([
+            "nextest",
+            "run",
+            "-p",
+            "stratacache",
+            "--no-default-features",
+        ]);
+        lean.args(["--features", "memory,json", "--no-fail-fast"]);
+        if util::is_ci() && has_ci_profile() {
+            lean.args(["--profile", "ci"]);
+        }
+        if let Err(e) = util::run(&mut lean) {
+            failures.push(e);
+        }
+        failures.extend(run_examples(&services));
+    }
+
     util::header("test: services down");
     if let Err(e) = held.release() {
         failures.push(e);
@@ -100,6 +120,61 @@ pub(crate) fn test(extra: &[String]) -> Result {
             Err(Failure::with_code(messages.join("\n"), code))
         }
     }
+}
+
+/// An example's name, arguments and environment.
+type ExampleRun = (String, Vec<String>, Vec<(String, String)>);
+
+/// Runs the umbrella crate's examples: each on memory, and the per-environment one again on
+/// the Redis and Memcached servers that are up (its URLs replaced through the environment,
+/// its code unchanged).
+fn run_examples(services: &[&'static Service]) -> Vec<Failure> {
+    let url_of = |var: &str| {
+        services
+            .iter()
+            .find(|s| s.env_var == var)
+            .map(|s| s.url.to_owned())
+    };
+    let config_dir = util::workspace_root().join("crates/stratacache/examples/config");
+    let mut runs: Vec<ExampleRun> = vec![
+        ("quickstart".into(), vec![], vec![]),
+        ("per_environment".into(), vec![], vec![]),
+        ("axum_service".into(), vec!["--self-test".into()], vec![]),
+    ];
+    if let Some(url) = url_of("CACHE_TEST_REDIS_URL") {
+        runs.push((
+            "per_environment".into(),
+            vec![config_dir.join("redis.toml").display().to_string()],
+            vec![
+                ("APP_CACHE_USERS_URL".into(), url.clone()),
+                ("APP_CACHE_SESSIONS_URL".into(), url),
+            ],
+        ));
+    }
+    if let Some(url) = url_of("CACHE_TEST_MEMCACHED_URL") {
+        let url = format!("{url}?namespace_generations=true");
+        runs.push((
+            "per_environment".into(),
+            vec![config_dir.join("memcached.toml").display().to_string()],
+            vec![
+                ("APP_CACHE_USERS_URL".into(), url.clone()),
+                ("APP_CACHE_SESSIONS_URL".into(), url),
+            ],
+        ));
+    }
+    let mut failures = Vec::new();
+    for (example, args, env) in runs {
+        util::header(&format!("test: example {example} {}", args.join(" ")));
+        let mut cmd = util::cargo();
+        cmd.args(["run", "--quiet", "-p", "stratacache", "--all-features"]);
+        cmd.args(["--example", &example, "--"]);
+        cmd.args(&args);
+        cmd.envs(env);
+        if let Err(e) = util::run(&mut cmd) {
+            failures.push(e);
+        }
+    }
+    failures
 }
 
 fn fmt_check() -> Result {
@@ -246,11 +321,14 @@ pub(crate) fn ci() -> Result {
     failure.map_or(Ok(()), Err)
 }
 
-/// Whether a `cargo x bench` run needs the servers: every workload but `memory` does, and
-/// running without a workload means all of them.
+/// Whether a `cargo x bench` run needs the servers: every workload but `memory` and `serde`
+/// does, and running without a workload means all of them.
 fn bench_needs_services(args: &[String]) -> bool {
     let workloads: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    workloads.is_empty() || workloads.iter().any(|w| *w != "memory")
+    workloads.is_empty()
+        || workloads
+            .iter()
+            .any(|w| !matches!(w.as_str(), "memory" | "serde"))
 }
 
 /// `cargo x bench [WORKLOAD] [--quick] …`: runs the `cache-bench` crate, with the services it
@@ -326,6 +404,7 @@ mod tests {
     #[test]
     fn memory_bench_needs_no_server() {
         assert!(!bench_needs_services(&strings(&["memory", "--quick"])));
+        assert!(!bench_needs_services(&strings(&["serde"])));
         assert!(bench_needs_services(&strings(&["all"])));
         assert!(bench_needs_services(&strings(&["--quick"])));
         assert!(bench_needs_services(&[]));

@@ -1,5 +1,6 @@
 //! The user's handle: [`Cache`], its builder and per-call options.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -84,9 +85,13 @@ struct Inner {
     timeout: Option<Duration>,
     key_builder: Arc<dyn KeyBuilder>,
     plugins: Vec<Arc<dyn Plugin>>,
+    /// The plugins added by value, typed, for [`Cache::find_plugin`].
+    typed_plugins: Vec<Arc<dyn Any + Send + Sync>>,
     closed: AtomicBool,
     flights: Mutex<HashMap<String, Flight>>,
     next_flight: AtomicU64,
+    /// Flights ended so far (see `get_or_set`).
+    finished_flights: AtomicU64,
 }
 
 type FlightResult = Option<Result<Bytes>>;
@@ -127,6 +132,7 @@ pub struct CacheBuilder<S = Json> {
     timeout: Option<Duration>,
     key_builder: Arc<dyn KeyBuilder>,
     plugins: Vec<Arc<dyn Plugin>>,
+    typed_plugins: Vec<Arc<dyn Any + Send + Sync>>,
     serializer: S,
 }
 
@@ -153,6 +159,7 @@ impl Cache<Json> {
             timeout: Some(DEFAULT_TIMEOUT),
             key_builder: Arc::new(DefaultKeyBuilder),
             plugins: Vec::new(),
+            typed_plugins: Vec::new(),
             serializer: Json,
         }
     }
@@ -193,9 +200,12 @@ impl<S: Serializer> CacheBuilder<S> {
         self
     }
 
-    /// Adds a plugin; plugins run in the order they are added.
-    pub fn plugin(mut self, plugin: impl Plugin) -> Self {
-        self.plugins.push(Arc::new(plugin));
+    /// Adds a plugin; plugins run in the order they are added. Its figures can be read
+    /// later through [`Cache::find_plugin`].
+    pub fn plugin<P: Plugin>(mut self, plugin: P) -> Self {
+        let plugin = Arc::new(plugin);
+        self.plugins.push(plugin.clone());
+        self.typed_plugins.push(plugin);
         self
     }
 
@@ -214,6 +224,7 @@ impl<S: Serializer> CacheBuilder<S> {
             timeout: self.timeout,
             key_builder: self.key_builder,
             plugins: self.plugins,
+            typed_plugins: self.typed_plugins,
             serializer,
         }
     }
@@ -232,9 +243,11 @@ impl<S: Serializer> CacheBuilder<S> {
                 timeout: self.timeout,
                 key_builder: self.key_builder,
                 plugins: self.plugins,
+                typed_plugins: self.typed_plugins,
                 closed: AtomicBool::new(false),
                 flights: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(0),
+                finished_flights: AtomicU64::new(0),
             }),
             serializer: self.serializer,
         }
@@ -1004,6 +1017,7 @@ impl<'a, S: Serializer> Scoped<'a, S> {
     {
         let mut loader = Some(loader);
         loop {
+            let finished_before = self.inner.finished_flights.load(Ordering::Acquire);
             if let Some(v) = self.get(key).await? {
                 return Ok(v);
             }
@@ -1044,9 +1058,13 @@ impl<'a, S: Serializer> Scoped<'a, S> {
                         key: built,
                         id,
                     };
-                    // Another caller may have stored the value between our miss and our
-                    // taking the flight.
-                    if let Some(v) = self.get(key).await? {
+                    // A flight of this process that ended between our miss and our taking
+                    // the flight may have stored the value: read again, but only then (a
+                    // second read on every cold key would cost a round trip, and count a
+                    // second miss).
+                    if self.inner.finished_flights.load(Ordering::Acquire) != finished_before
+                        && let Some(v) = self.get(key).await?
+                    {
                         return Ok(v);
                     }
                     let Some(loader) = loader.take() else {
@@ -1116,6 +1134,7 @@ impl Drop for FlightGuard<'_> {
         if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
             flights.remove(&self.key);
         }
+        self.inner.finished_flights.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -1186,6 +1205,30 @@ impl<S: Serializer> Cache<S> {
     /// The backend's name.
     pub fn backend_name(&self) -> &'static str {
         self.inner.backend_name
+    }
+
+    /// The first plugin of type `P` added with [`CacheBuilder::plugin`], to read its
+    /// figures; `None` when there is none (plugins added with
+    /// [`CacheBuilder::shared_plugin`] are not found: their owner holds them already).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use cache_core::{Cache, HitMissRatioPlugin, TimingPlugin};
+    /// # let backend = cache_core::testkit::MapBackend::new();
+    ///
+    /// let cache = Cache::builder(backend).plugin(HitMissRatioPlugin::new()).build();
+    /// cache.get::<u32>("absent").await?;
+    /// let ratio = cache.find_plugin::<HitMissRatioPlugin>().unwrap();
+    /// assert_eq!(ratio.misses(), 1);
+    /// assert!(cache.find_plugin::<TimingPlugin>().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn find_plugin<P: Plugin>(&self) -> Option<&P> {
+        self.inner
+            .typed_plugins
+            .iter()
+            .find_map(|p| p.downcast_ref::<P>())
     }
 
     /// The backend, for calls the cache does not offer.
