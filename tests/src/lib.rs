@@ -1,0 +1,35 @@
+//! Workspace-level reliability tests of stratacache: fault injection against the Redis and
+//! Memcached backends.
+//!
+//! The library holds what the test files share:
+//!
+//! - [`proxy`]: a TCP fault proxy that adds latency, stalls, resets connections and cuts
+//!   replies, and counts the connections it carries;
+//! - [`versioned`]: values that carry their key and version, and the freshness rule readers
+//!   check them against;
+//! - [`server`]: private `redis-server` / `memcached` processes to kill and restart;
+//! - [`backends`]: the backends under test, built against any address;
+//! - [`report`]: error tallies and the `FIGURE:` lines each scenario prints.
+//!
+//! The scenarios are in `tests/`: `restart.rs` (a server killed and restarted under load) and
+//! `proxy_faults.rs` (timeout storm, reply cut mid-value, stall). Run them with the shared
+//! servers up:
+//!
+//! ```sh
+//! cargo x services up
+//! export CACHE_TEST_REDIS_URL=redis://127.0.0.1:16379 CACHE_TEST_MEMCACHED_URL=memcached://127.0.0.1:21211
+//! cargo nextest run -p stratacache-tests --no-capture 2>&1 | grep '^FIGURE:'
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod backends;
+pub mod proxy;
+pub mod report;
+pub mod server;
+pub mod versioned;
+
+pub use backends::{Kind, Setup};
+pub use proxy::{FaultProxy, Mode, ProxyStats};
+pub use report::{Figures, Tally};
+pub use server::PrivateServer;
