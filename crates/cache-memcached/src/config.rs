@@ -104,7 +104,7 @@ pub struct MemcachedConfig {
     /// Connections per server, at most. Default 8.
     pub pool_size: usize,
     /// How long a connect may take. Default 1 s.
-    #[serde(with = "duration")]
+    #[serde(with = "cache_core::duration::serde")]
     pub connect_timeout: Duration,
     /// Deadline of each backend command, covering the wait for a pooled connection. Default
     /// none: the [`Cache`](cache_core::Cache)'s own per-command timeout (5 s unless changed)
@@ -113,14 +113,14 @@ pub struct MemcachedConfig {
     pub command_timeout: Option<Duration>,
     /// After a failed connect, calls for that server's keys fail at once for this long before
     /// the next connect attempt. Zero retries on every call. Default 1 s.
-    #[serde(with = "duration")]
+    #[serde(with = "cache_core::duration::serde")]
     pub retry_backoff: Duration,
     /// Scoped `clear()` through namespace generations. Default false: `clear()` of a namespace
     /// is `Unsupported`.
     pub namespace_generations: bool,
     /// How long a process trusts its copy of a namespace's generation before reading it again.
     /// Zero reads it on every call (one more round trip per call). Default 1 s.
-    #[serde(with = "duration")]
+    #[serde(with = "cache_core::duration::serde")]
     pub generation_refresh: Duration,
     /// The servers' item size limit (memcached `-I`), in bytes. Larger values are refused
     /// before they are sent. Default 1 MiB, memcached's default.
@@ -237,19 +237,24 @@ impl MemcachedConfig {
                             })?;
                     }
                 }
-                "connect_timeout" => cfg.connect_timeout = parse_duration(value).map_err(bad)?,
+                "connect_timeout" => {
+                    cfg.connect_timeout = cache_core::duration::parse(value).map_err(bad)?
+                }
                 "command_timeout" => {
                     cfg.command_timeout = match value {
                         "none" | "off" => None,
-                        v => Some(parse_duration(v).map_err(bad)?).filter(|d| !d.is_zero()),
+                        v => Some(cache_core::duration::parse(v).map_err(bad)?)
+                            .filter(|d| !d.is_zero()),
                     }
                 }
-                "retry_backoff" => cfg.retry_backoff = parse_duration(value).map_err(bad)?,
+                "retry_backoff" => {
+                    cfg.retry_backoff = cache_core::duration::parse(value).map_err(bad)?
+                }
                 "namespace_generations" => {
                     cfg.namespace_generations = parse_bool(value).map_err(bad)?
                 }
                 "generation_refresh" => {
-                    cfg.generation_refresh = parse_duration(value).map_err(bad)?
+                    cfg.generation_refresh = cache_core::duration::parse(value).map_err(bad)?
                 }
                 "max_item_size" => cfg.max_item_size = parse_size(value).map_err(bad)?,
                 "miss_on_server_down" => {
@@ -373,103 +378,7 @@ fn parse_size(v: &str) -> std::result::Result<usize, String> {
         .ok_or_else(|| "expected bytes, like 1048576 or 1m".into())
 }
 
-/// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h`, `500us`, `0`.
-pub(crate) fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
-    let v = v.trim();
-    if v == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{v:?} has no unit; write it like 250ms, 2s or 1m"))?;
-    let (number, unit) = v.split_at(split);
-    let nanos_per_unit: u64 = match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" | "min" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        _ => return Err(format!("unknown unit {unit:?}; use ms, s, m or h")),
-    };
-    let bad = || format!("{v:?} is not a duration like 250ms or 2s");
-    if number.is_empty() {
-        return Err(bad());
-    }
-    let nanos = if number.contains('.') {
-        let f: f64 = number.parse().map_err(|_| bad())?;
-        let n = (f * nanos_per_unit as f64).round();
-        if !n.is_finite() || n > u64::MAX as f64 {
-            return Err(bad());
-        }
-        n as u64
-    } else {
-        number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(nanos_per_unit))
-            .ok_or_else(bad)?
-    };
-    Ok(Duration::from_nanos(nanos))
-}
-
-/// Formats a duration the way [`parse_duration`] reads it.
-pub(crate) fn format_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        "0".into()
-    } else if nanos.is_multiple_of(1_000_000_000) {
-        format!("{}s", nanos / 1_000_000_000)
-    } else if nanos.is_multiple_of(1_000_000) {
-        format!("{}ms", nanos / 1_000_000)
-    } else if nanos.is_multiple_of(1_000) {
-        format!("{}us", nanos / 1_000)
-    } else {
-        format!("{nanos}ns")
-    }
-}
-
-/// Durations in config files: `"250ms"`, `"2s"`, or an integer number of milliseconds.
-mod duration {
-    use std::time::Duration;
-
-    use serde::Serializer;
-    use serde::de::{self, Deserializer, Visitor};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(*d))
-    }
-
-    pub(super) struct DurationVisitor;
-
-    impl Visitor<'_> for DurationVisitor {
-        type Value = Duration;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a duration like \"250ms\" or \"2s\", or milliseconds as an integer")
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-            super::parse_duration(v).map_err(E::custom)
-        }
-
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-            Ok(Duration::from_millis(v))
-        }
-
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v)
-                .map(Duration::from_millis)
-                .map_err(|_| E::custom("a duration cannot be negative"))
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_any(DurationVisitor)
-    }
-}
-
-/// Optional durations: as [`duration`], plus `null`, `"none"`, `"off"` or zero for none.
+/// Optional durations: as [`cache_core::duration`], plus `null`, `"none"`, `"off"` or zero for none.
 mod opt_duration {
     use std::time::Duration;
 
@@ -478,7 +387,7 @@ mod opt_duration {
 
     pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => s.serialize_str(&super::format_duration(*d)),
+            Some(d) => s.serialize_str(&cache_core::duration::format(*d)),
             None => s.serialize_none(),
         }
     }
@@ -507,8 +416,8 @@ mod opt_duration {
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
             match v {
                 "none" | "off" => Ok(None),
-                v => super::duration::DurationVisitor
-                    .visit_str(v)
+                v => cache_core::duration::parse(v)
+                    .map_err(E::custom)
                     .map(|d| Some(d).filter(|d| !d.is_zero())),
             }
         }
@@ -518,9 +427,9 @@ mod opt_duration {
         }
 
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            super::duration::DurationVisitor
-                .visit_i64(v)
-                .map(|d| Some(d).filter(|d| !d.is_zero()))
+            u64::try_from(v)
+                .map(|ms| Some(Duration::from_millis(ms)).filter(|d| !d.is_zero()))
+                .map_err(|_| E::custom("a duration cannot be negative"))
         }
     }
 
@@ -609,20 +518,35 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("50ms").unwrap(), Duration::from_millis(50));
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("0.25s").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("ms").is_err());
-        assert!(parse_duration("-1s").is_err());
+        assert_eq!(
+            cache_core::duration::parse("50ms").unwrap(),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            cache_core::duration::parse("2s").unwrap(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            cache_core::duration::parse("1m").unwrap(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            cache_core::duration::parse("0.25s").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(cache_core::duration::parse("0").unwrap(), Duration::ZERO);
+        assert!(cache_core::duration::parse("ms").is_err());
+        assert!(cache_core::duration::parse("-1s").is_err());
         for d in [
             Duration::from_millis(1500),
             Duration::from_secs(3),
             Duration::from_micros(7),
             Duration::from_nanos(9),
         ] {
-            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+            assert_eq!(
+                cache_core::duration::parse(&cache_core::duration::format(d)).unwrap(),
+                d
+            );
         }
     }
 
