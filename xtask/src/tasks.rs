@@ -223,19 +223,57 @@ pub(crate) fn doc() -> Result {
 /// `cargo x deny`: licenses, bans and sources; advisories only when asked for.
 pub(crate) fn deny() -> Result {
     util::ensure_cargo_tool("deny", "cargo-deny")?;
-    let advisories = env::var(ADVISORIES_VAR).is_ok_and(|v| v.trim() == "1");
+    let fetch = env::var(ADVISORIES_VAR).is_ok_and(|v| v.trim() == "1");
     let mut cmd = util::cargo();
-    cmd.args(["deny", "check"]);
-    if advisories {
-        cmd.arg("advisories");
+    if fetch {
+        cmd.args(["deny", "check", "advisories"]);
+    } else if let Some((db, date)) = local_advisory_db() {
+        // A RustSec checkout already on this machine: check against it without fetching.
+        println!(
+            "advisories: against the local RustSec database {} (newest advisory commit {date});              set {ADVISORIES_VAR}=1 to fetch the current one",
+            db.display()
+        );
+        cmd.args(["deny", "--offline", "check", "advisories"]);
     } else {
         println!(
-            "advisories: skipped (the check downloads the RustSec database from GitHub; \
-             set {ADVISORIES_VAR}=1 where that is reachable)"
+            "advisories: skipped (the check downloads the RustSec database from GitHub;              set {ADVISORIES_VAR}=1 where that is reachable)"
         );
+        cmd.args(["deny", "check"]);
     }
     cmd.args(["bans", "licenses", "sources"]);
     util::run(&mut cmd)
+}
+
+/// cargo-deny's default advisory database checkout, if one exists, and its last commit date.
+fn local_advisory_db() -> Option<(std::path::PathBuf, String)> {
+    let home = env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")))?;
+    let dbs = home.join("advisory-dbs");
+    let db = std::fs::read_dir(&dbs)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("advisory-db-"))
+                && p.join("crates").is_dir()
+        })?;
+    let out = std::process::Command::new("git")
+        .args(["-C"])
+        .arg(&db)
+        .args(["log", "-1", "--format=%cs"])
+        .output()
+        .ok()?;
+    let date = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Some((
+        db,
+        if date.is_empty() {
+            "unknown".into()
+        } else {
+            date
+        },
+    ))
 }
 
 /// `cargo x hack`: every library crate builds alone with each of its features.
