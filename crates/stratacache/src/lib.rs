@@ -3,6 +3,8 @@
 #![deny(missing_docs)]
 
 mod config;
+/// The user guide: the pages of `docs/guide/`, their examples compiled as doctests.
+pub mod guide;
 mod registry;
 mod serializer;
 mod url;
