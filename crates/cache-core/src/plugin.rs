@@ -2,7 +2,7 @@
 //!
 //! # Order
 //!
-//! For each command the cache runs, all under the command's timeout:
+//! For each command the cache runs, in this order:
 //!
 //! 1. resolve the namespace, build the key(s), encode the value(s);
 //! 2. every plugin's [`Plugin::before`], in the order the plugins were added (inside the
@@ -11,6 +11,10 @@
 //! 4. every plugin's [`Plugin::after`], in the same order, with the [`Outcome`] — on success
 //!    and on error alike;
 //! 5. decode the value(s).
+//!
+//! The command's deadline covers steps 2 to 4: everything that can wait. Steps 1 and 5 are
+//! synchronous work on the caller's data and cannot hang; a deadline could not interrupt them
+//! anyway.
 //!
 //! If the deadline passes before step 4 began, the `after` hooks still run once, after the
 //! deadline, with an outcome of kind [`ErrorKind::Timeout`], so timing and error metrics see

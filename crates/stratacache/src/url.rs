@@ -14,7 +14,7 @@ pub(crate) const CACHE_PARAMS: [&str; 5] =
     ["namespace", "ttl", "timeout", "serializer", "key_builder"];
 
 /// The schemes of the Redis backend (feature `redis`).
-pub(crate) const REDIS_SCHEMES: [&str; 12] = [
+pub(crate) const REDIS_SCHEMES: [&str; 14] = [
     "redis",
     "rediss",
     "redis-cluster",
@@ -27,6 +27,8 @@ pub(crate) const REDIS_SCHEMES: [&str; 12] = [
     "valkey-cluster",
     "valkeys-cluster",
     "valkey-sentinel",
+    "valkeys-sentinel",
+    "valkey+unix",
 ];
 
 /// Which backend a URL names.
@@ -378,6 +380,16 @@ mod tests {
         } else {
             assert!(u.unwrap_err().to_string().contains("`redis` feature"));
         }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_schemes_are_the_backends_own() {
+        let mut ours: Vec<&str> = REDIS_SCHEMES.to_vec();
+        let mut theirs: Vec<&str> = cache_redis::SCHEMES.to_vec();
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(ours, theirs);
     }
 
     #[test]
