@@ -151,10 +151,15 @@ fn config_error(url: &str, msg: impl fmt::Display) -> Error {
 }
 
 fn redact(url: &str) -> String {
-    // memcached URLs carry no credentials, but never echo userinfo if someone adds one
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(a)) if a > s => format!("{}://***{}", &url[..s], &url[a..]),
-        _ => url.to_owned(),
+    // memcached URLs carry no credentials, but never echo userinfo if someone adds one: all of
+    // it, up to the last `@` of the authority (a password may itself hold an `@`)
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -512,8 +517,19 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::Config, "{url}");
             assert!(e.to_string().contains(needle), "{url}: {e}");
         }
-        let e = MemcachedConfig::from_url("memcached://u:secret@h").unwrap_err();
-        assert!(!e.to_string().contains("secret"), "{e}");
+        for url in [
+            "memcached://u:secret@h",
+            "memcached://u:p@ss@secret@h",
+            "memcached://u:secret@h:1?pool_size=x",
+            "memcached://h1,u:secret@h2",
+        ] {
+            let e = MemcachedConfig::from_url(url).unwrap_err();
+            assert!(!e.to_string().contains("secret"), "{e}");
+        }
+        assert_eq!(
+            redact("memcached://u:p@ss@h:1?a=b@c"),
+            "memcached://***@h:1?a=b@c"
+        );
     }
 
     #[test]

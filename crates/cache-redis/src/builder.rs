@@ -131,6 +131,20 @@ impl RedisBuilder {
         self
     }
 
+    /// **Dangerous.** With `true`, accepts any server certificate (expired, self-signed, from
+    /// an unknown authority, for another host) and turns TLS on. Traffic stays encrypted but
+    /// the server is not authenticated: anyone on the path can impersonate it and read the
+    /// password and every value. Only for test setups; prefer
+    /// [`tls_ca_file`](Self::tls_ca_file). Off by default. See
+    /// [`RedisConfig::tls_accept_invalid_certs`].
+    pub fn tls_accept_invalid_certs(mut self, accept: bool) -> Self {
+        if accept {
+            self.config.tls = true;
+        }
+        self.config.tls_accept_invalid_certs = accept;
+        self
+    }
+
     /// Wire protocol version.
     pub fn protocol(mut self, protocol: RespProtocol) -> Self {
         self.config.protocol = protocol;
@@ -311,16 +325,62 @@ mod tls {
     use std::sync::Arc;
 
     use cache_core::{Error, Result};
+    use fred::rustls::client::danger::{
+        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    };
+    use fred::rustls::crypto::CryptoProvider;
     use fred::rustls::pki_types::pem::PemObject;
-    use fred::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use fred::rustls::{ClientConfig, RootCertStore, crypto};
+    use fred::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    use fred::rustls::{
+        ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme,
+        crypto,
+    };
     use fred::types::config::{TlsConfig, TlsConnector, TlsHostMapping};
 
     use crate::RedisConfig;
 
     /// A rustls client configuration (ring provider) with the configured roots and client
-    /// certificate.
+    /// certificate; with `tls_accept_invalid_certs`, one that accepts any server certificate.
     pub(super) fn config(config: &RedisConfig) -> Result<TlsConfig> {
+        let provider = Arc::new(crypto::ring::default_provider());
+        let versions = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::config(format!("TLS setup failed: {e}")))?;
+        let builder = if config.tls_accept_invalid_certs {
+            tracing::warn!(
+                server = %config.describe(),
+                "redis TLS certificate verification is OFF (tls_accept_invalid_certs): the \
+                 server is not authenticated"
+            );
+            versions
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        } else {
+            versions.with_root_certificates(roots(config)?)
+        };
+        let client = match (&config.tls_cert_file, &config.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                let chain = read_certs(cert)?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    Error::config(format!(
+                        "tls_key_file {}: no usable private key: {e}",
+                        key.display()
+                    ))
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| Error::config(format!("tls client certificate refused: {e}")))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        Ok(TlsConfig {
+            connector: TlsConnector::from(client),
+            hostnames: TlsHostMapping::None,
+        })
+    }
+
+    /// The certificate authorities to trust: `tls_ca_file`, else the system's.
+    fn roots(config: &RedisConfig) -> Result<RootCertStore> {
         let mut roots = RootCertStore::empty();
         match &config.tls_ca_file {
             Some(path) => {
@@ -346,30 +406,58 @@ mod tls {
                 }
             }
         }
-        let provider = Arc::new(crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::config(format!("TLS setup failed: {e}")))?
-            .with_root_certificates(roots);
-        let client = match (&config.tls_cert_file, &config.tls_key_file) {
-            (Some(cert), Some(key)) => {
-                let chain = read_certs(cert)?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    Error::config(format!(
-                        "tls_key_file {}: no usable private key: {e}",
-                        key.display()
-                    ))
-                })?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| Error::config(format!("tls client certificate refused: {e}")))?
-            }
-            _ => builder.with_no_client_auth(),
-        };
-        Ok(TlsConfig {
-            connector: TlsConnector::from(client),
-            hostnames: TlsHostMapping::None,
-        })
+        Ok(roots)
+    }
+
+    /// The verifier behind `tls_accept_invalid_certs`: takes any certificate chain, but still
+    /// checks that the server holds the key of the certificate it sent (handshake signatures),
+    /// so the session keys are negotiated with whoever answered.
+    #[derive(Debug)]
+    struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AcceptAnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, TlsError> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, TlsError> {
+            crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, TlsError> {
+            crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
     }
 
     fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {

@@ -92,7 +92,8 @@ pub struct ReconnectConfig {
     /// Delay before the first attempt. Default: 100 ms.
     #[serde(with = "duration_text")]
     pub min_delay: Duration,
-    /// Longest delay between two attempts. Default: 2 s.
+    /// Longest delay between two attempts. Default: 1 s, so that a restarted server is
+    /// reached again within about a second of its return.
     #[serde(with = "duration_text")]
     pub max_delay: Duration,
     /// Growth factor of the delay; 1 keeps it constant. Default: 2.
@@ -109,7 +110,7 @@ impl Default for ReconnectConfig {
     fn default() -> Self {
         ReconnectConfig {
             min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(1),
             factor: 2,
             jitter: Duration::from_millis(100),
             max_attempts: 0,
@@ -213,6 +214,13 @@ pub struct RedisConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file`. Default: none.
     pub tls_key_file: Option<PathBuf>,
+    /// **Dangerous.** Accepts any server certificate: expired, self-signed, issued by an
+    /// unknown authority or for another host. The connection is still encrypted, but anyone
+    /// on the network path can impersonate the server and read or change every value and
+    /// the password. Only for test setups that cannot install their CA; pass the CA with
+    /// `tls_ca_file` instead wherever possible. URL parameter `tls_accept_invalid_certs=true`
+    /// (or `tls_insecure=true`). Default: false — certificates are verified.
+    pub tls_accept_invalid_certs: bool,
     /// Wire protocol version. Default: [`RespProtocol::Resp3`].
     pub protocol: RespProtocol,
     /// Connections, each carrying many concurrent commands (auto-pipelined); commands go to
@@ -223,13 +231,13 @@ pub struct RedisConfig {
     /// Default: 5 s.
     #[serde(with = "duration_text")]
     pub connect_timeout: Duration,
-    /// Deadline of every command at the client, whatever the caller's own timeout. Default:
-    /// 6 s (above [`Cache`](cache_core::Cache)'s 5 s default, so the cache's own timeout
-    /// normally fires first). Zero turns the client-side deadline off: calls then wait as long
-    /// as their caller lets them (a cache's timeout), which saves a timer per command (a few
-    /// percent of throughput when the client is CPU-bound). On Linux it also bounds, with a
-    /// 10 s floor, how long sent data may stay unacknowledged before the kernel drops the
-    /// connection (`TCP_USER_TIMEOUT`) and the backend reconnects.
+    /// A second deadline on every command, at the client, whatever the caller's own timeout.
+    /// Default: zero, none: the [`Cache`](cache_core::Cache)'s per-command deadline (5 s by
+    /// default) already bounds every call, and a second timer per command costs about as
+    /// much CPU as the cache's whole key-building and decoding path. Set it when the backend
+    /// is used without a cache deadline. On Linux it also raises, above a 10 s floor, how
+    /// long sent data may stay unacknowledged before the kernel drops the connection
+    /// (`TCP_USER_TIMEOUT`) and the backend reconnects.
     #[serde(with = "duration_text")]
     pub command_timeout: Duration,
     /// Reconnection policy. Default: see [`ReconnectConfig`].
@@ -252,10 +260,11 @@ impl Default for RedisConfig {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            tls_accept_invalid_certs: false,
             protocol: RespProtocol::Resp3,
             pool_size: 1,
             connect_timeout: Duration::from_secs(5),
-            command_timeout: Duration::from_secs(6),
+            command_timeout: Duration::ZERO,
             reconnect: ReconnectConfig::default(),
         }
     }
@@ -277,6 +286,7 @@ impl fmt::Debug for RedisConfig {
             .field("tls_ca_file", &self.tls_ca_file)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
+            .field("tls_accept_invalid_certs", &self.tls_accept_invalid_certs)
             .field("protocol", &self.protocol)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
@@ -301,7 +311,9 @@ impl RedisConfig {
     /// each optional: `db`, `node` (repeatable), `service_name` (also `sentinelServiceName`),
     /// `protocol` (`resp2` / `resp3`), `pool_size`, `connect_timeout`, `command_timeout`
     /// (`250ms`, `5s`, …), `reconnect_min_delay`, `reconnect_max_delay`,
-    /// `reconnect_max_attempts`, `tls_ca_file`, `tls_cert_file`, `tls_key_file`.
+    /// `reconnect_max_attempts`, `tls_ca_file`, `tls_cert_file`, `tls_key_file`, and — only
+    /// for test setups, see [`tls_accept_invalid_certs`](Self::tls_accept_invalid_certs) —
+    /// `tls_accept_invalid_certs=true` (also `tls_insecure=true`).
     ///
     /// # Errors
     /// [`ErrorKind::Config`](cache_core::ErrorKind::Config) naming the problem: unknown scheme
@@ -378,6 +390,12 @@ impl RedisConfig {
         {
             return Err(Error::config(
                 "TLS files are set but TLS is off; use a rediss:// URL or set tls = true",
+            ));
+        }
+        if !self.tls && self.tls_accept_invalid_certs {
+            return Err(Error::config(
+                "tls_accept_invalid_certs is set but TLS is off; use a rediss:// URL or set \
+                 tls = true",
             ));
         }
         if self.tls && !cfg!(feature = "tls") {
@@ -651,6 +669,13 @@ mod url {
                 Error::config(format!("URL parameter {name}={v:?} is not a whole number"))
             })
         };
+        let flag = |v: &str| match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(Error::config(format!(
+                "URL parameter {name}={v:?} is not true or false"
+            ))),
+        };
         let path = |v: &str| -> Result<Option<PathBuf>> {
             if v.is_empty() {
                 Err(Error::config(format!(
@@ -699,12 +724,15 @@ mod url {
             "tls_ca_file" => config.tls_ca_file = path(value)?,
             "tls_cert_file" => config.tls_cert_file = path(value)?,
             "tls_key_file" => config.tls_key_file = path(value)?,
+            "tls_accept_invalid_certs" | "tls_insecure" => {
+                config.tls_accept_invalid_certs = flag(value)?;
+            }
             _ => {
                 return Err(Error::config(format!(
                     "unknown redis URL parameter {name:?}; known: db, node, service_name, \
                      protocol, pool_size, connect_timeout, command_timeout, \
                      reconnect_min_delay, reconnect_max_delay, reconnect_max_attempts, \
-                     tls_ca_file, tls_cert_file, tls_key_file"
+                     tls_ca_file, tls_cert_file, tls_key_file, tls_accept_invalid_certs"
                 )));
             }
         }
@@ -833,6 +861,17 @@ mod tests {
         let c = RedisConfig::from_url("rediss-cluster://h:7000?node=h2:7001").unwrap();
         assert!(c.tls);
         assert_eq!(c.mode, RedisMode::Cluster);
+        assert!(
+            !c.tls_accept_invalid_certs,
+            "certificates are verified by default"
+        );
+        let c = RedisConfig::from_url("rediss://h?tls_accept_invalid_certs=true").unwrap();
+        assert!(c.tls_accept_invalid_certs);
+        let c = RedisConfig::from_url("rediss://h?tls_insecure=1").unwrap();
+        assert!(c.tls_accept_invalid_certs);
+        let c = RedisConfig::from_url("rediss://h?tls_insecure=false").unwrap();
+        assert!(!c.tls_accept_invalid_certs);
+        assert!(err("rediss://h?tls_insecure=maybe").contains("true or false"));
     }
 
     #[cfg(not(feature = "tls"))]
@@ -887,6 +926,7 @@ mod tests {
         assert!(err("redis+unix://host/x.sock").contains("no host"));
         assert!(err("redis://").contains("no host"));
         assert!(err("redis://h?tls_ca_file=/x").contains("TLS is off"));
+        assert!(err("redis://h?tls_accept_invalid_certs=true").contains("TLS is off"));
         let e = err("redis://user:top%ZZsecret@h");
         assert!(
             e.contains("percent-encoding") && !e.contains("secret"),

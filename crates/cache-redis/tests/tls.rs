@@ -141,3 +141,113 @@ async fn unreadable_ca_file_is_a_config_error() {
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
+
+/// A server whose certificate is self-signed (no CA vouches for it), for 127.0.0.1.
+fn self_signed_server(pki: &TestPki) -> Option<RedisServer> {
+    common::openssl(
+        pki.dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "self-signed.key",
+            "-out",
+            "self-signed.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+    );
+    RedisServer::start_tls(
+        TempDir::new("tls-self-signed"),
+        &pki.file("self-signed.crt"),
+        &pki.file("self-signed.key"),
+        &pki.file("ca.crt"),
+        false,
+    )
+}
+
+#[tokio::test]
+async fn an_untrusted_self_signed_certificate_is_refused_by_default() {
+    let pki = TestPki::new();
+    let Some(server) = self_signed_server(&pki) else {
+        return;
+    };
+    // trusting a CA that did not sign it
+    let url = format!(
+        "{}?tls_ca_file={}",
+        server.url(),
+        pki.file("ca.crt").display()
+    );
+    let config = RedisConfig::from_url(&url).unwrap();
+    assert!(
+        !config.tls_accept_invalid_certs,
+        "verification is on by default"
+    );
+    let err = config.into_builder().build().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(!err.is_temporary(), "{err}");
+    assert!(
+        err.to_string().to_ascii_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // the system's roots do not know it either (or there are none: a Config error)
+    let err = RedisConfig::from_url(&server.url())
+        .unwrap()
+        .into_builder()
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Connection | ErrorKind::Config),
+        "{err}"
+    );
+    // explicitly off is the same as the default
+    let err = RedisConfig::from_url(&format!("{url}&tls_accept_invalid_certs=false"))
+        .unwrap()
+        .into_builder()
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+}
+
+#[tokio::test]
+async fn the_explicit_opt_out_accepts_an_untrusted_certificate() {
+    let pki = TestPki::new();
+    let Some(server) = self_signed_server(&pki) else {
+        return;
+    };
+    let backend = RedisConfig::from_url(&format!("{}?tls_insecure=true", server.url()))
+        .unwrap()
+        .into_builder()
+        .build()
+        .await
+        .unwrap();
+    let cache = Cache::builder(backend).namespace("insecure").build();
+    cache.set("k", &"encrypted, unauthenticated").await.unwrap();
+    assert_eq!(
+        cache.get::<String>("k").await.unwrap().as_deref(),
+        Some("encrypted, unauthenticated")
+    );
+    // the builder's spelling, which also turns TLS on
+    let backend = cache_redis::RedisBuilder::new()
+        .port(server.port)
+        .tls_accept_invalid_certs(true)
+        .build()
+        .await
+        .unwrap();
+    let cache = Cache::builder(backend).namespace("insecure").build();
+    assert_eq!(
+        cache.get::<String>("k").await.unwrap().as_deref(),
+        Some("encrypted, unauthenticated")
+    );
+}

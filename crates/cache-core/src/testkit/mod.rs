@@ -13,9 +13,15 @@
 //! has been printed. Every case uses its own random namespace, so cases run in parallel
 //! against one server. Cases read the backend's [`Capability`] and, where an operation is
 //! switched off, check that the cache refuses it with `Unsupported` instead.
+//!
+//! [`reliability`] holds the heavier checks (scoped `clear` among 100,000 keys of other
+//! namespaces, bad input that must change nothing), run the same way by
+//! [`reliability_tests!`](crate::reliability_tests) in each backend crate's
+//! `tests/reliability.rs`.
 
 pub mod cases;
 mod map_backend;
+pub mod reliability;
 
 use std::sync::Arc;
 use std::time::Duration;
