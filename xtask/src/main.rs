@@ -1,6 +1,9 @@
 //! Project automation for stratacache, run as `cargo x <task>` (an alias in
 //! `.cargo/config.toml`). `cargo x help` lists the tasks.
 
+#![forbid(unsafe_code)]
+
+mod fuzz;
 mod services;
 mod tasks;
 mod util;
@@ -28,6 +31,10 @@ Tasks:
     deny                      cargo deny check bans licenses sources
                               (and advisories with STRATACACHE_DENY_ADVISORIES=1)
     hack                      cargo hack check --each-feature on every library crate
+    fuzz --smoke | TARGET [--time SECS]
+                              run the cargo-fuzz targets in fuzz/ (30 s each with --smoke) on
+                              stable with RUSTC_BOOTSTRAP=1; not part of `ci` (needs
+                              RUSTC_BOOTSTRAP and minutes of CPU); `cargo x fuzz --help`
     tools                     install cargo-nextest, cargo-deny and cargo-hack if missing
     help                      this text
 
@@ -74,6 +81,7 @@ fn dispatch(args: &[String]) -> Result {
             tasks::ci()
         }
         "bench" => tasks::bench(rest),
+        "fuzz" => fuzz::cli(rest),
         "lint" => {
             no_args("lint")?;
             tasks::lint()

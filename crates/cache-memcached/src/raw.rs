@@ -60,7 +60,7 @@ fn text(s: &str) -> RawValue {
 }
 
 /// A meta command's answer as a map of the fields the server returned.
-fn meta_map(v: MetaValue) -> RawValue {
+pub(crate) fn meta_map(v: MetaValue) -> RawValue {
     let mut m: Vec<(RawValue, RawValue)> = Vec::new();
     let mut put = |k: &str, v: RawValue| m.push((text(k), v));
     if let Some(d) = v.data {

@@ -688,7 +688,7 @@ fn raw_arg(arg: RawValue) -> Result<Value> {
 }
 
 /// A reply frame as a [`RawValue`]: bulk strings are `Bytes`, simple strings `Text`.
-fn raw_reply(frame: Resp3Frame, depth: usize) -> Result<RawValue> {
+pub(crate) fn raw_reply(frame: Resp3Frame, depth: usize) -> Result<RawValue> {
     if depth > MAX_RAW_DEPTH {
         return Err(error::unexpected("the redis reply is nested too deeply"));
     }

@@ -8,6 +8,19 @@ mod config;
 mod error;
 
 pub use backend::RedisBackend;
+
+/// Entry points for the fuzz targets in `fuzz/`. Not part of the API: no stability promise,
+/// may change or go away in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// A reply frame as the `RawValue` that `raw` answers with.
+    ///
+    /// # Errors
+    /// Error frames, frames `raw` does not expect and replies nested too deeply.
+    pub fn raw_reply(frame: fred::types::Resp3Frame) -> cache_core::Result<cache_core::RawValue> {
+        crate::backend::raw_reply(frame, 0)
+    }
+}
 pub use builder::RedisBuilder;
 pub use config::{
     REDIS_CLUSTER_SCHEME, REDIS_CLUSTER_TLS_SCHEME, REDIS_SCHEME, REDIS_SENTINEL_SCHEME,

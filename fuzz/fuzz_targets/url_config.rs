@@ -1,0 +1,89 @@
+//! Fuzzes the configuration parsers of the network backends.
+//!
+//! The input, read as UTF-8 text, goes through `RedisConfig::from_url`,
+//! `MemcachedConfig::from_url` and `serde_json::from_str` into both config types. None may
+//! panic. Properties checked:
+//!
+//! - every config that parses survives a JSON round trip (`to_string` then `from_str` gives
+//!   an equal config);
+//! - `RedisConfig`'s `Debug` never shows the password: it is the same whatever the password;
+//! - an error from `RedisConfig::from_url` never repeats the URL's password.
+
+#![no_main]
+
+use cache_memcached::MemcachedConfig;
+use cache_redis::RedisConfig;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+
+    match RedisConfig::from_url(text) {
+        Ok(config) => check_redis(&config),
+        Err(e) => {
+            if let Some(password) = url_password(text) {
+                let shown = format!("{e} {e:?}");
+                assert!(
+                    !shown.contains(password),
+                    "the error repeats the password {password:?}: {shown}"
+                );
+            }
+        }
+    }
+    if let Ok(config) = serde_json::from_str::<RedisConfig>(text) {
+        check_redis(&config);
+    }
+
+    if let Ok(config) = MemcachedConfig::from_url(text) {
+        check_memcached(&config);
+    }
+    if let Ok(config) = serde_json::from_str::<MemcachedConfig>(text) {
+        check_memcached(&config);
+    }
+});
+
+fn check_redis(config: &RedisConfig) {
+    let json = serde_json::to_string(config).expect("a parsed RedisConfig serializes");
+    let back: RedisConfig = serde_json::from_str(&json)
+        .unwrap_or_else(|e| panic!("RedisConfig JSON round trip fails: {e}; json {json}"));
+    assert!(
+        back == *config,
+        "RedisConfig JSON round trip changes it: {json}"
+    );
+
+    if config.password.is_some() {
+        let mut other = config.clone();
+        other.password = Some("another password".to_owned());
+        assert_eq!(
+            format!("{config:?}"),
+            format!("{other:?}"),
+            "RedisConfig's Debug depends on the password"
+        );
+    }
+}
+
+fn check_memcached(config: &MemcachedConfig) {
+    let json = serde_json::to_string(config).expect("a parsed MemcachedConfig serializes");
+    let back: MemcachedConfig = serde_json::from_str(&json)
+        .unwrap_or_else(|e| panic!("MemcachedConfig JSON round trip fails: {e}; json {json}"));
+    assert_eq!(
+        back, *config,
+        "MemcachedConfig JSON round trip changes it: {json}"
+    );
+}
+
+/// The raw (still percent-encoded) password of a redis URL, split the way the parser splits
+/// it, when it is long enough and appears nowhere else in the URL (so that a message quoting
+/// another part of the URL is not mistaken for a leak).
+fn url_password(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+    let before_query = rest.split_once('?').map_or(rest, |(b, _)| b);
+    let authority = &before_query[..before_query.find('/').unwrap_or(before_query.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    let elsewhere = url.replacen(password, "", 1).contains(password);
+    (password.len() >= 8 && !elsewhere).then_some(password)
+}
