@@ -28,6 +28,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| format!("{v:?} has no unit; write it like 250ms, 2s or 1m"))?;
     let (number, unit) = v.split_at(split);
+    let bad = || format!("{v:?} is not a duration like 250ms or 2s");
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return Err(bad());
+    }
     let nanos_per_unit: u64 = match unit {
         "ns" => 1,
         "us" | "µs" => 1_000,
@@ -37,10 +41,6 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "h" => 3_600_000_000_000,
         _ => return Err(format!("unknown unit {unit:?} in {v:?}; use ms, s, m or h")),
     };
-    let bad = || format!("{v:?} is not a duration like 250ms or 2s");
-    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
-        return Err(bad());
-    }
     let nanos = if number.contains('.') {
         let f: f64 = number.parse().map_err(|_| bad())?;
         let n = (f * nanos_per_unit as f64).round();

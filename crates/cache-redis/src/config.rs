@@ -90,17 +90,17 @@ pub enum RespProtocol {
 #[non_exhaustive]
 pub struct ReconnectConfig {
     /// Delay before the first attempt. Default: 100 ms.
-    #[serde(with = "duration_text")]
+    #[serde(with = "cache_core::duration::serde")]
     pub min_delay: Duration,
     /// Longest delay between two attempts. Default: 1 s, so that a restarted server is
     /// reached again within about a second of its return.
-    #[serde(with = "duration_text")]
+    #[serde(with = "cache_core::duration::serde")]
     pub max_delay: Duration,
     /// Growth factor of the delay; 1 keeps it constant. Default: 2.
     pub factor: u32,
     /// Largest random delay added to each attempt, so that many clients do not reconnect in
     /// lockstep. Default: 100 ms.
-    #[serde(with = "duration_text")]
+    #[serde(with = "cache_core::duration::serde")]
     pub jitter: Duration,
     /// Attempts before giving up for good; 0 = never give up. Default: 0.
     pub max_attempts: u32,
@@ -229,7 +229,7 @@ pub struct RedisConfig {
     pub pool_size: usize,
     /// Deadline of a connection attempt, TLS handshake and `AUTH`/`SELECT` included.
     /// Default: 5 s.
-    #[serde(with = "duration_text")]
+    #[serde(with = "cache_core::duration::serde")]
     pub connect_timeout: Duration,
     /// A second deadline on every command, at the client, whatever the caller's own timeout.
     /// Default: zero, none: the [`Cache`](cache_core::Cache)'s per-command deadline (5 s by
@@ -238,7 +238,7 @@ pub struct RedisConfig {
     /// is used without a cache deadline. On Linux it also raises, above a 10 s floor, how
     /// long sent data may stay unacknowledged before the kernel drops the connection
     /// (`TCP_USER_TIMEOUT`) and the backend reconnects.
-    #[serde(with = "duration_text")]
+    #[serde(with = "cache_core::duration::serde")]
     pub command_timeout: Duration,
     /// Reconnection policy. Default: see [`ReconnectConfig`].
     pub reconnect: ReconnectConfig,
@@ -475,79 +475,6 @@ pub(crate) fn parse_node(node: &str) -> Result<(String, u16)> {
     Ok((host.to_owned(), port))
 }
 
-/// Parses a duration written as `<number><unit>` (`ms`, `s`, `m`, `h`; fractions allowed,
-/// as in `1.5s`) or a bare number of milliseconds.
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
-        return None;
-    }
-    let scale = match unit.trim() {
-        "" | "ms" => 0.001,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return None,
-    };
-    let value: f64 = number.parse().ok()?;
-    Duration::try_from_secs_f64(value * scale).ok()
-}
-
-/// Formats a duration the way [`parse_duration`] reads it back.
-fn format_duration(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}s", d.as_secs_f64())
-    }
-}
-
-/// Serde for durations as text (`"250ms"`, `"5s"`) or a number of milliseconds.
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(*d))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Duration;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a duration such as \"250ms\" or \"5s\", or a number of milliseconds")
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                Ok(Duration::from_millis(v))
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v)
-                    .map(Duration::from_millis)
-                    .map_err(|_| E::custom("a duration cannot be negative"))
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-                super::parse_duration(v).ok_or_else(|| {
-                    E::custom(format!("invalid duration {v:?}; write e.g. 250ms or 5s"))
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 /// The URL parser behind [`RedisConfig::from_url`].
 mod url {
     use std::path::PathBuf;
@@ -658,10 +585,8 @@ mod url {
 
     fn apply_param(config: &mut RedisConfig, name: &str, value: &str) -> Result<()> {
         let duration = |v: &str| {
-            super::parse_duration(v).ok_or_else(|| {
-                Error::config(format!(
-                    "URL parameter {name}={v:?} is not a duration; write e.g. 250ms or 5s"
-                ))
+            cache_core::duration::parse(v).map_err(|m| {
+                Error::config(format!("URL parameter {name}={v:?} is not a duration: {m}"))
             })
         };
         let number = |v: &str| {
@@ -950,7 +875,7 @@ mod tests {
         let c = RedisConfig::from_url("redis://h:7/1?command_timeout=1500ms").unwrap();
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["command_timeout"], "1500ms");
-        assert_eq!(json["reconnect"]["max_delay"], "2s");
+        assert_eq!(json["reconnect"]["max_delay"], "1s");
         let back: RedisConfig = serde_json::from_value(json).unwrap();
         assert_eq!(back, c);
         let partial: RedisConfig =
@@ -964,22 +889,18 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("40"), Some(Duration::from_millis(40)));
-        assert_eq!(parse_duration("0.5s"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("-1s"), None);
-        assert_eq!(parse_duration("5 parsecs"), None);
-        for d in [
-            Duration::from_millis(1500),
-            Duration::from_secs(3),
-            Duration::from_micros(1),
-        ] {
-            assert_eq!(parse_duration(&format_duration(d)), Some(d));
-        }
+    fn durations_read_like_every_other_crate() {
+        let config =
+            RedisConfig::from_url("redis://h?command_timeout=1.5s&connect_timeout=250ms").unwrap();
+        assert_eq!(config.command_timeout, Duration::from_millis(1500));
+        assert_eq!(config.connect_timeout, Duration::from_millis(250));
+        let e = RedisConfig::from_url("redis://h?command_timeout=40").unwrap_err();
+        assert!(e.to_string().contains("no unit"), "{e}");
+        let json: RedisConfig = serde_json::from_str(r#"{"command_timeout": 40}"#).unwrap();
+        assert_eq!(
+            json.command_timeout,
+            Duration::from_millis(40),
+            "integers are milliseconds"
+        );
     }
 }

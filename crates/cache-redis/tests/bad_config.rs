@@ -25,7 +25,7 @@ fn unknown_keys_and_wrong_types_do_not_deserialize() {
         (r#"{"tls": "yes"}"#, "invalid type"),
         (r#"{"mode": "galaxy"}"#, "unknown variant `galaxy`"),
         (r#"{"protocol": "resp4"}"#, "unknown variant `resp4`"),
-        (r#"{"connect_timeout": "soon"}"#, "invalid duration"),
+        (r#"{"connect_timeout": "soon"}"#, "is not a duration"),
         (r#"{"command_timeout": -5}"#, "cannot be negative"),
         (r#"{"nodes": "a:1"}"#, "invalid type"),
         (r#"{"password": 1234}"#, "invalid type"),
