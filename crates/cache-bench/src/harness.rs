@@ -6,8 +6,11 @@ use std::path::Path;
 /// Median, minimum and maximum of repeated measurements.
 #[derive(Debug, Clone, Copy)]
 pub struct Stats {
+    /// The median.
     pub median: f64,
+    /// The smallest sample.
     pub min: f64,
+    /// The largest sample.
     pub max: f64,
 }
 
@@ -55,7 +58,7 @@ pub fn row(name: &str, s: Stats, base: Option<f64>) -> String {
     )
 }
 
-/// The machine the numbers come from.
+/// The machine the numbers come from: CPU model, cores, memory, rustc.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -80,18 +83,60 @@ pub fn machine() -> String {
         .map(|kb| format!("{:.0} GiB", kb as f64 / 1024.0 / 1024.0))
         .unwrap_or_else(|| "? GiB".into());
     let mut out = String::new();
-    let _ = write!(out, "{cpu}, {cores} cores, {mem}, {}", rustc_version());
+    let _ = write!(
+        out,
+        "{cpu}, {cores} cores, {mem}, {}",
+        tool_version("rustc", &["--version"]).unwrap_or_else(|| "rustc ?".into())
+    );
     out
 }
 
-fn rustc_version() -> String {
-    std::process::Command::new("rustc")
-        .arg("--version")
+/// The first line a tool prints for its version flag, if it runs.
+pub fn tool_version(program: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
         .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|| "rustc ?".into())
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?.trim().to_owned();
+    (!line.is_empty()).then_some(line)
+}
+
+/// One target of the page, measured in this run.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// What is compared, e.g. "Redis sequential get: time vs raw fred".
+    pub what: String,
+    /// The goal, e.g. "≤ 1.05×".
+    pub goal: String,
+    /// The measured value, formatted.
+    pub measured: String,
+    /// Whether the goal is met.
+    pub met: bool,
+}
+
+impl Target {
+    /// `met` or `missed`, bold when missed.
+    pub fn verdict(&self) -> &'static str {
+        if self.met { "met" } else { "**missed**" }
+    }
+
+    /// One sentence: "Target: WHAT GOAL — measured X (met)."
+    pub fn line(&self) -> String {
+        format!(
+            "Target: {} {} — measured **{}** ({}).",
+            self.what,
+            self.goal,
+            self.measured,
+            if self.met { "met" } else { "missed" }
+        )
+    }
+}
+
+/// The median of the per-round ratios `a[i] / b[i]` and their min and max.
+pub fn paired(a: &[f64], b: &[f64]) -> Stats {
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    Stats::of(&ratios)
 }
 
 /// Replaces the section between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` in

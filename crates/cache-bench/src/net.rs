@@ -1,0 +1,897 @@
+//! The network workloads, the same on Redis and on Memcached: stratacache's `Cache<Json>` side
+//! by side with the raw client of its backend and with Python's aiocache, in one run against
+//! one server.
+//!
+//! Every contender reads and writes the same keys (`{namespace}:k{i}`) and the same JSON
+//! records. The raw contender does by hand what an application on the client alone does for
+//! typed values (`serde_json` both ways) but gets its keys pre-built. Each round runs every
+//! workload for ours and raw back to back (alternating which goes first), then one aiocache
+//! process runs the same workloads; ratios are medians of the per-round ratios, so drift of the
+//! machine between rounds cancels out.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_memcached::AsciiProtocol;
+use bytes::Bytes;
+use cache_core::Cache;
+use cache_memcached::MemcachedConfig;
+use cache_redis::{RedisConfig, RespProtocol};
+use fred::prelude::{Builder, ClientLike, Config, KeysInterface, ServerConfig, TcpConfig};
+use rand::{RngExt, SeedableRng};
+use rand_distr::Distribution;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::aiocache::Python;
+use crate::chart::{Bar, Group};
+use crate::harness::{Stats, Target, machine, paired, rate};
+
+/// Errors of a workload.
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Keys of the working set.
+pub const KEYS: usize = 10_000;
+/// Counter keys of the increment workload.
+pub const COUNTERS: usize = 100;
+/// Concurrent tasks of the mixed workloads.
+pub const TASKS: usize = 64;
+/// Connections of the memcached pools (ours and raw) and of aiocache's memcached client.
+pub const POOL_SIZE: usize = 8;
+/// Exponent of the Zipf key distribution.
+pub const ZIPF_S: f64 = 1.0;
+
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// redis-server.
+    Redis,
+    /// memcached.
+    Memcached,
+}
+
+impl Server {
+    /// Lowercase name: section marker, chart file, aiocache backend.
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Redis => "redis",
+            Server::Memcached => "memcached",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Server::Redis => "Redis",
+            Server::Memcached => "Memcached",
+        }
+    }
+
+    fn raw_name(self) -> &'static str {
+        match self {
+            Server::Redis => "raw fred",
+            Server::Memcached => "raw async-memcached",
+        }
+    }
+}
+
+/// The workloads, in the order they run and are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Sequential `get` of uniform keys.
+    SeqGet,
+    /// Sequential `set` of uniform keys.
+    SeqSet,
+    /// 64 tasks, 90 % get / 10 % set, uniform keys.
+    MixUniform,
+    /// 64 tasks, 90 % get / 10 % set, Zipf keys.
+    MixZipf,
+    /// Sequential `multi_get` of 10 keys.
+    MultiGet10,
+    /// Sequential `multi_get` of 100 keys.
+    MultiGet100,
+    /// Sequential `increment` by 1 of 100 counters.
+    Incr,
+}
+
+impl Workload {
+    const ALL: [Workload; 7] = [
+        Workload::SeqGet,
+        Workload::SeqSet,
+        Workload::MixUniform,
+        Workload::MixZipf,
+        Workload::MultiGet10,
+        Workload::MultiGet100,
+        Workload::Incr,
+    ];
+
+    /// The name in aiocache_bench.py's JSON output.
+    fn id(self) -> &'static str {
+        match self {
+            Workload::SeqGet => "seq_get",
+            Workload::SeqSet => "seq_set",
+            Workload::MixUniform => "mix_uniform",
+            Workload::MixZipf => "mix_zipf",
+            Workload::MultiGet10 => "multi_get_10",
+            Workload::MultiGet100 => "multi_get_100",
+            Workload::Incr => "increment",
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Workload::SeqGet => "sequential get".into(),
+            Workload::SeqSet => "sequential set".into(),
+            Workload::MixUniform => format!("{TASKS} tasks, 90/10 get/set, uniform keys"),
+            Workload::MixZipf => format!("{TASKS} tasks, 90/10 get/set, Zipf s={ZIPF_S} keys"),
+            Workload::MultiGet10 => "multi_get of 10 keys".into(),
+            Workload::MultiGet100 => "multi_get of 100 keys".into(),
+            Workload::Incr => format!("sequential increment ({COUNTERS} counters)"),
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Workload::SeqGet => "seq get",
+            Workload::SeqSet => "seq set",
+            Workload::MixUniform => "mix uniform",
+            Workload::MixZipf => "mix Zipf",
+            Workload::MultiGet10 => "multi_get 10",
+            Workload::MultiGet100 => "multi_get 100",
+            Workload::Incr => "increment",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Workload::MultiGet10 | Workload::MultiGet100 => "calls/s",
+            _ => "ops/s",
+        }
+    }
+}
+
+/// Operations per workload and round.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Interleaved rounds.
+    pub rounds: usize,
+    /// Sequential get / set calls.
+    pub sequential: usize,
+    /// Operations of each of the 64 tasks.
+    pub per_task: usize,
+    /// `multi_get` calls of 10 keys.
+    pub multi_10: usize,
+    /// `multi_get` calls of 100 keys.
+    pub multi_100: usize,
+    /// Sequential increments.
+    pub incr: usize,
+}
+
+impl Sizes {
+    /// Sizes of the Rust contenders.
+    pub fn rust(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                rounds: 2,
+                sequential: 300,
+                per_task: 20,
+                multi_10: 100,
+                multi_100: 30,
+                incr: 300,
+            }
+        } else {
+            Sizes {
+                rounds: 7,
+                sequential: 8_000,
+                per_task: 1_000,
+                multi_10: 2_000,
+                multi_100: 500,
+                incr: 5_000,
+            }
+        }
+    }
+
+    /// Sizes of the aiocache process (slower, so fewer operations; rates are per second).
+    pub fn python(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                rounds: 2,
+                sequential: 100,
+                per_task: 5,
+                multi_10: 30,
+                multi_100: 10,
+                incr: 100,
+            }
+        } else {
+            Sizes {
+                rounds: 7,
+                sequential: 1_500,
+                per_task: 150,
+                multi_10: 400,
+                multi_100: 150,
+                incr: 1_500,
+            }
+        }
+    }
+}
+
+/// The cached value: a small record, about 60 bytes of JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+    score: f64,
+}
+
+/// The record stored under key `i`.
+pub fn record(id: u64) -> Record {
+    Record {
+        id,
+        name: format!("user-{id}"),
+        tags: vec!["a".into(), "b".into()],
+        score: id as f64 / 7.0,
+    }
+}
+
+/// A tiny deterministic generator, so every contender sees the same key sequence.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// One operation of a mixed workload: key index, and whether it is a set.
+type MixOp = (u32, bool);
+
+/// Keys and pre-generated operation sequences, shared by the contenders.
+struct Data {
+    user: Vec<String>,
+    built: Vec<String>,
+    counters_user: Vec<String>,
+    counters_built: Vec<String>,
+    mix_uniform: Vec<Arc<Vec<MixOp>>>,
+    mix_zipf: Vec<Arc<Vec<MixOp>>>,
+}
+
+impl Data {
+    fn new(ns: &str, per_task: usize) -> Data {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let zipf = rand_distr::Zipf::new(KEYS as f64, ZIPF_S).expect("valid zipf");
+        // scatter the Zipf ranks over the key space
+        let mut perm: Vec<u32> = (0..KEYS as u32).collect();
+        for i in (1..perm.len()).rev() {
+            let j = rng.random_range(0..=i);
+            perm.swap(i, j);
+        }
+        let mut mix = |z: bool| -> Vec<Arc<Vec<MixOp>>> {
+            (0..TASKS)
+                .map(|_| {
+                    Arc::new(
+                        (0..per_task)
+                            .map(|_| {
+                                let k = if z {
+                                    perm[(zipf.sample(&mut rng) as usize - 1).min(KEYS - 1)]
+                                } else {
+                                    rng.random_range(0..KEYS as u32)
+                                };
+                                (k, rng.random_range(0..10) == 0)
+                            })
+                            .collect(),
+                    )
+                })
+                .collect()
+        };
+        let mix_uniform = mix(false);
+        let mix_zipf = mix(true);
+        Data {
+            user: (0..KEYS).map(|i| format!("k{i}")).collect(),
+            built: (0..KEYS).map(|i| format!("{ns}:k{i}")).collect(),
+            counters_user: (0..COUNTERS).map(|i| format!("c{i}")).collect(),
+            counters_built: (0..COUNTERS).map(|i| format!("{ns}:c{i}")).collect(),
+            mix_uniform,
+            mix_zipf,
+        }
+    }
+}
+
+/// The least a pool of raw memcached clients does: a permit per connection and a stack of
+/// clients.
+pub struct RawPool {
+    permits: Semaphore,
+    clients: Mutex<Vec<async_memcached::Client>>,
+}
+
+/// A client taken from a [`RawPool`]; goes back on drop.
+struct Taken<'a> {
+    pool: &'a RawPool,
+    client: Option<async_memcached::Client>,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            self.pool
+                .clients
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(c);
+        }
+    }
+}
+
+impl RawPool {
+    async fn new(dsn: &str, size: usize) -> Result<RawPool, BoxError> {
+        let mut clients = Vec::with_capacity(size);
+        for _ in 0..size {
+            clients.push(async_memcached::Client::new(dsn).await?);
+        }
+        Ok(RawPool {
+            permits: Semaphore::new(size),
+            clients: Mutex::new(clients),
+        })
+    }
+
+    async fn take(&self) -> Taken<'_> {
+        let permit = self.permits.acquire().await.expect("never closed");
+        let client = self.clients.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        Taken {
+            pool: self,
+            client,
+            _permit: permit,
+        }
+    }
+}
+
+impl Taken<'_> {
+    fn client(&mut self) -> &mut async_memcached::Client {
+        self.client.as_mut().expect("a permit guarantees a client")
+    }
+}
+
+/// A contender: ours, or a raw client.
+#[derive(Clone)]
+enum Contender {
+    Ours(Cache),
+    Fred(fred::prelude::Client),
+    Mc(Arc<RawPool>),
+}
+
+fn decode(bytes: &[u8]) -> Result<Record, BoxError> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+impl Contender {
+    async fn get(&self, d: &Data, i: usize) -> Result<(), BoxError> {
+        let v: Record = match self {
+            Contender::Ours(c) => c.get(&d.user[i]).await?.ok_or("miss")?,
+            Contender::Fred(c) => {
+                let b: Option<Bytes> = c.get(d.built[i].as_str()).await?;
+                decode(&b.ok_or("miss")?)?
+            }
+            Contender::Mc(p) => {
+                let mut t = p.take().await;
+                let v = t.client().get(&d.built[i]).await?;
+                decode(&v.and_then(|v| v.data).ok_or("miss")?)?
+            }
+        };
+        std::hint::black_box(v);
+        Ok(())
+    }
+
+    async fn set(&self, d: &Data, i: usize) -> Result<(), BoxError> {
+        let r = record(i as u64);
+        match self {
+            Contender::Ours(c) => c.set(&d.user[i], &r).await?,
+            Contender::Fred(c) => {
+                let bytes = serde_json::to_vec(&r)?;
+                let () = c.set(d.built[i].as_str(), bytes, None, None, false).await?;
+            }
+            Contender::Mc(p) => {
+                let bytes = serde_json::to_vec(&r)?;
+                let mut t = p.take().await;
+                t.client()
+                    .set(&d.built[i], bytes.as_slice(), None, None)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn multi_get(&self, d: &Data, picks: &[usize]) -> Result<(), BoxError> {
+        let n = match self {
+            Contender::Ours(c) => {
+                let v: Vec<Option<Record>> = c
+                    .multi_get(picks.iter().map(|&i| d.user[i].as_str()))
+                    .await?;
+                v.len()
+            }
+            Contender::Fred(c) => {
+                let keys: Vec<&str> = picks.iter().map(|&i| d.built[i].as_str()).collect();
+                let values: Vec<Option<Bytes>> = c.mget(keys).await?;
+                let v: Vec<Option<Record>> = values
+                    .into_iter()
+                    .map(|b| b.map(|b| decode(&b)).transpose())
+                    .collect::<Result<_, _>>()?;
+                v.len()
+            }
+            Contender::Mc(p) => {
+                let keys: Vec<&str> = picks.iter().map(|&i| d.built[i].as_str()).collect();
+                let mut t = p.take().await;
+                let values = t.client().get_multi(&keys).await?;
+                drop(t);
+                // answers come for hits only, keyed: put them back in request order
+                let mut by_key: HashMap<Vec<u8>, Record> = HashMap::with_capacity(values.len());
+                for v in values {
+                    if let Some(data) = &v.data {
+                        by_key.insert(v.key, decode(data)?);
+                    }
+                }
+                let v: Vec<Option<&Record>> =
+                    keys.iter().map(|k| by_key.get(k.as_bytes())).collect();
+                std::hint::black_box(&v);
+                v.len()
+            }
+        };
+        if n != picks.len() {
+            return Err("multi_get answered the wrong number of values".into());
+        }
+        Ok(())
+    }
+
+    async fn incr(&self, d: &Data, i: usize) -> Result<(), BoxError> {
+        let n: i64 = match self {
+            Contender::Ours(c) => c.increment(&d.counters_user[i], 1).await?,
+            Contender::Fred(c) => c.incr_by(d.counters_built[i].as_str(), 1).await?,
+            Contender::Mc(p) => {
+                let mut t = p.take().await;
+                let n = t.client().increment(&d.counters_built[i], 1).await?;
+                i64::try_from(n)?
+            }
+        };
+        std::hint::black_box(n);
+        Ok(())
+    }
+
+    /// Runs workload `w` once; answers operations (or calls) per second.
+    async fn run(&self, d: &Arc<Data>, w: Workload, s: &Sizes) -> Result<f64, BoxError> {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let start = Instant::now();
+        let ops = match w {
+            Workload::SeqGet => {
+                for _ in 0..s.sequential {
+                    self.get(d, rng.below(KEYS)).await?;
+                }
+                s.sequential
+            }
+            Workload::SeqSet => {
+                for _ in 0..s.sequential {
+                    self.set(d, rng.below(KEYS)).await?;
+                }
+                s.sequential
+            }
+            Workload::Incr => {
+                for _ in 0..s.incr {
+                    self.incr(d, rng.below(COUNTERS)).await?;
+                }
+                s.incr
+            }
+            Workload::MultiGet10 | Workload::MultiGet100 => {
+                let (n, calls) = if w == Workload::MultiGet10 {
+                    (10, s.multi_10)
+                } else {
+                    (100, s.multi_100)
+                };
+                let mut picks = vec![0; n];
+                for _ in 0..calls {
+                    for p in &mut picks {
+                        *p = rng.below(KEYS);
+                    }
+                    self.multi_get(d, &picks).await?;
+                }
+                calls
+            }
+            Workload::MixUniform | Workload::MixZipf => {
+                let seqs = if w == Workload::MixUniform {
+                    &d.mix_uniform
+                } else {
+                    &d.mix_zipf
+                };
+                let per_task = s.per_task.min(seqs[0].len());
+                let tasks: Vec<_> = seqs
+                    .iter()
+                    .map(|ops| {
+                        let (c, d, ops) = (self.clone(), d.clone(), ops.clone());
+                        tokio::spawn(async move {
+                            for &(k, set) in &ops[..per_task] {
+                                if set {
+                                    c.set(&d, k as usize).await?;
+                                } else {
+                                    c.get(&d, k as usize).await?;
+                                }
+                            }
+                            Ok::<(), BoxError>(())
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await??;
+                }
+                per_task * TASKS
+            }
+        };
+        Ok(ops as f64 / start.elapsed().as_secs_f64())
+    }
+}
+
+/// A finished server section: markdown, targets, chart data.
+pub struct Section {
+    /// The markdown section.
+    pub body: String,
+    /// The targets measured.
+    pub targets: Vec<Target>,
+    /// Bars for the chart.
+    pub groups: Vec<Group>,
+}
+
+/// Host and port of the first server of `url`.
+fn host_port(server: Server, url: &str) -> Result<(String, u16), BoxError> {
+    match server {
+        Server::Redis => {
+            let c = RedisConfig::from_url(url)?;
+            Ok((c.endpoint.clone(), c.port))
+        }
+        Server::Memcached => {
+            let c = MemcachedConfig::from_url(url)?;
+            let address = c
+                .servers
+                .first()
+                .map(|s| s.address.clone())
+                .ok_or("no server in the URL")?;
+            let (h, p) = address.rsplit_once(':').ok_or("no port in the address")?;
+            Ok((h.to_owned(), p.parse()?))
+        }
+    }
+}
+
+/// Our cache and the raw client for `server`.
+async fn contenders(
+    server: Server,
+    url: &str,
+    ns: &str,
+) -> Result<(Cache, Contender, String), BoxError> {
+    match server {
+        Server::Redis => {
+            let config = RedisConfig::from_url(url)?;
+            let raw_config = Config {
+                server: ServerConfig::new_centralized(config.endpoint.clone(), config.port),
+                username: config.username.clone(),
+                password: config.password.clone(),
+                database: (config.db != 0).then_some(config.db),
+                version: match config.protocol {
+                    RespProtocol::Resp2 => fred::types::RespVersion::RESP2,
+                    _ => fred::types::RespVersion::RESP3,
+                },
+                ..Config::default()
+            };
+            let backend = config.into_builder().build().await?;
+            let cache = Cache::builder(backend)
+                .namespace(ns)
+                .timeout(Duration::from_secs(5))
+                .build();
+            let raw = Builder::from_config(raw_config)
+                .with_connection_config(|c| {
+                    c.tcp = TcpConfig {
+                        nodelay: Some(true),
+                        ..TcpConfig::default()
+                    }
+                })
+                .build()?;
+            raw.init().await?;
+            let about = "**stratacache** = `Cache<Json>` over `RedisBackend` (one auto-pipelined \
+                fred connection, 5 s timeout, reconnect policy on); **raw fred** = one fred 10 \
+                `Client` with `TCP_NODELAY`, no timeout, no reconnect policy, keys pre-built, \
+                values through `serde_json` by hand; **aiocache** = `RedisCache` (redis-py \
+                asyncio pool) with its `JsonSerializer`"
+                .to_owned();
+            Ok((cache, Contender::Fred(raw), about))
+        }
+        Server::Memcached => {
+            let mut config = MemcachedConfig::from_url(url)?;
+            let address = config
+                .servers
+                .first()
+                .map(|s| s.address.clone())
+                .ok_or("no server in the URL")?;
+            config.servers.truncate(1);
+            config.pool_size = POOL_SIZE;
+            let backend = config.into_builder().build().await?;
+            let cache = Cache::builder(backend)
+                .namespace(ns)
+                .timeout(Duration::from_secs(5))
+                .build();
+            let pool = RawPool::new(&format!("tcp://{address}"), POOL_SIZE).await?;
+            let about = format!(
+                "**stratacache** = `Cache<Json>` over `MemcachedBackend` (pool of {POOL_SIZE}, 5 s \
+                 timeout); **raw async-memcached** = async-memcached 0.9 `Client`s behind a \
+                 semaphore (pool of {POOL_SIZE}), keys pre-built, values through `serde_json` by \
+                 hand; **aiocache** = `MemcachedCache` (aiomcache, pool of {POOL_SIZE}) with its \
+                 `JsonSerializer`"
+            );
+            Ok((cache, Contender::Mc(Arc::new(pool)), about))
+        }
+    }
+}
+
+/// Per-round rates of one workload.
+#[derive(Default)]
+struct Samples {
+    ours: Vec<f64>,
+    raw: Vec<f64>,
+    py: Vec<f64>,
+    /// Our rate in the rounds that have an aiocache figure, for the paired ratio.
+    ours_with_py: Vec<f64>,
+}
+
+fn cell(s: &[f64], unit: &str) -> String {
+    if s.is_empty() {
+        return "not run".into();
+    }
+    let st = Stats::of(s);
+    format!(
+        "{} {unit} ({} – {})",
+        rate(st.median),
+        rate(st.min),
+        rate(st.max)
+    )
+}
+
+fn ratio_cell(r: Stats) -> String {
+    format!("{:.3}× ({:.3} – {:.3})", r.median, r.min, r.max)
+}
+
+/// Runs every workload against `server` and returns its section.
+///
+/// # Errors
+/// When the server cannot be reached or a Rust contender's call fails. aiocache failures do
+/// not fail the run: its column says why it has no figures.
+pub async fn run(
+    server: Server,
+    url: &str,
+    quick: bool,
+    python: &Python,
+) -> Result<Section, BoxError> {
+    let sizes = Sizes::rust(quick);
+    let py_sizes = Sizes::python(quick);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let ns = format!("bench{:x}", (stamp ^ u128::from(std::process::id())) as u64);
+    let (cache, raw, about) = contenders(server, url, &ns).await?;
+    let (host, port) = host_port(server, url)?;
+    let data = Arc::new(Data::new(&ns, sizes.per_task.max(py_sizes.per_task)));
+
+    // the working set and the counters, written once through the cache
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(500) {
+        cache
+            .multi_set(
+                chunk
+                    .iter()
+                    .map(|&i| (data.user[i].as_str(), record(i as u64))),
+            )
+            .await?;
+    }
+    for k in &data.counters_user {
+        cache.increment(k, 0).await?;
+    }
+    let ours = Contender::Ours(cache.clone());
+    // warm-up: connections, allocator, branch predictors
+    let warm = Sizes {
+        sequential: 300,
+        ..Sizes::rust(true)
+    };
+    for w in Workload::ALL {
+        ours.run(&data, w, &warm).await?;
+        raw.run(&data, w, &warm).await?;
+    }
+
+    let mut samples: Vec<Samples> = Workload::ALL.iter().map(|_| Samples::default()).collect();
+    let mut py_error: Option<String> = None;
+    for round in 0..sizes.rounds {
+        for (w, s) in Workload::ALL.iter().zip(samples.iter_mut()) {
+            // alternate which contender goes first, so neither always runs on a warmer machine
+            if round % 2 == 0 {
+                s.ours.push(ours.run(&data, *w, &sizes).await?);
+                s.raw.push(raw.run(&data, *w, &sizes).await?);
+            } else {
+                s.raw.push(raw.run(&data, *w, &sizes).await?);
+                s.ours.push(ours.run(&data, *w, &sizes).await?);
+            }
+        }
+        if py_error.is_none() {
+            match python.round(server.name(), &host, port, &ns, &py_sizes) {
+                Ok(rates) => {
+                    for (w, s) in Workload::ALL.iter().zip(samples.iter_mut()) {
+                        if let Some(r) = rates.get(w.id()) {
+                            s.py.push(*r);
+                            s.ours_with_py.push(*s.ours.last().unwrap_or(&f64::NAN));
+                        }
+                    }
+                }
+                Err(e) => py_error = Some(e),
+            }
+        }
+        eprintln!(
+            "{}: round {}/{} done",
+            server.name(),
+            round + 1,
+            sizes.rounds
+        );
+    }
+
+    // leave the server as we found it
+    match server {
+        Server::Redis => {
+            cache.clear().await?;
+        }
+        Server::Memcached => {
+            cache.multi_delete(data.user.iter()).await?;
+            cache.multi_delete(data.counters_user.iter()).await?;
+        }
+    }
+    cache.close().await?;
+
+    let py_note = match (&py_error, python.label()) {
+        (Some(e), _) => format!("aiocache: no figures — {e}"),
+        (None, Err(e)) => format!("aiocache: no figures — {e}"),
+        (None, Ok(v)) => format!("aiocache {v}"),
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## {} backend\n\nCommand: `cargo x bench {}`. Machine: {}. Server: {} on {host}:{port} \
+         (loopback, sharing the cores with the clients). {py_note}.\n\nContenders: {about}. Same \
+         keys, same bytes. {} rounds; each runs every workload for stratacache and {} back to \
+         back (alternating which goes first), then one aiocache process runs the same \
+         workloads. Figures are median (min – max) over the rounds; ratios are medians (min – \
+         max) of the per-round ratios.\n",
+        server.title(),
+        server.name(),
+        machine(),
+        server.name(),
+        sizes.rounds,
+        server.raw_name(),
+    );
+    let _ = writeln!(
+        out,
+        "| workload | stratacache | {} | aiocache | time per op vs {} | throughput vs aiocache |\n|---|---|---|---|---|---|",
+        server.raw_name(),
+        server.raw_name()
+    );
+    let mut targets = Vec::new();
+    let mut groups = Vec::new();
+    for (w, s) in Workload::ALL.iter().zip(&samples) {
+        let unit = w.unit();
+        // time per op ours / raw = raw rate / our rate
+        let vs_raw = paired(&s.raw, &s.ours);
+        let vs_py = (!s.py.is_empty()).then(|| paired(&s.ours_with_py, &s.py));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            w.label(),
+            cell(&s.ours, unit),
+            cell(&s.raw, unit),
+            cell(&s.py, unit),
+            ratio_cell(vs_raw),
+            vs_py.map_or("—".into(), ratio_cell),
+        );
+        if matches!(w, Workload::SeqGet | Workload::SeqSet) {
+            targets.push(Target {
+                what: format!(
+                    "{} {}: stratacache time per op / {}",
+                    server.title(),
+                    w.label(),
+                    server.raw_name()
+                ),
+                goal: "≤ 1.05×".into(),
+                measured: format!("{:.3}×", vs_raw.median),
+                met: vs_raw.median <= 1.05,
+            });
+        }
+        if matches!(w, Workload::MixUniform | Workload::MixZipf) {
+            targets.push(match vs_py {
+                Some(r) => Target {
+                    what: format!(
+                        "{} {}: stratacache throughput / aiocache",
+                        server.title(),
+                        w.label()
+                    ),
+                    goal: "≥ 20×".into(),
+                    measured: format!("{:.1}×", r.median),
+                    met: r.median >= 20.0,
+                },
+                None => Target {
+                    what: format!(
+                        "{} {}: stratacache throughput / aiocache",
+                        server.title(),
+                        w.label()
+                    ),
+                    goal: "≥ 20×".into(),
+                    measured: "no aiocache figures".into(),
+                    met: false,
+                },
+            });
+        }
+        let bar = |name: &str, v: &[f64]| {
+            (!v.is_empty()).then(|| {
+                let st = Stats::of(v);
+                Bar {
+                    series: name.to_owned(),
+                    median: st.median,
+                    min: st.min,
+                    max: st.max,
+                }
+            })
+        };
+        groups.push(Group {
+            label: format!("{} ({unit})", w.short()),
+            bars: [
+                bar("stratacache", &s.ours),
+                bar(server.raw_name(), &s.raw),
+                bar("aiocache", &s.py),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        });
+    }
+    let _ = writeln!(
+        out,
+        "\nOperations per round: stratacache and {}: {} sequential get / set, {} × {} mixed, {} \
+         multi_get of 10, {} of 100, {} increments; aiocache: {} / {} × {} / {} / {} / {} (its \
+         rates are per second all the same). \"Time per op vs raw\" below 1.000 means ours is \
+         faster.\n",
+        server.raw_name(),
+        sizes.sequential,
+        TASKS,
+        sizes.per_task,
+        sizes.multi_10,
+        sizes.multi_100,
+        sizes.incr,
+        py_sizes.sequential,
+        TASKS,
+        py_sizes.per_task,
+        py_sizes.multi_10,
+        py_sizes.multi_100,
+        py_sizes.incr,
+    );
+    for t in &targets {
+        let _ = writeln!(out, "{}\n", t.line());
+    }
+    let _ = writeln!(
+        out,
+        "![{} throughput, log scale](img/{}.svg)",
+        server.title(),
+        server.name()
+    );
+    Ok(Section {
+        body: out,
+        targets,
+        groups,
+    })
+}

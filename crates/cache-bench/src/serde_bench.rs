@@ -1,0 +1,192 @@
+//! Serializer size and speed: one typical record through `Json`, `PythonJson` (cache-core),
+//! `MsgPack` and `Cbor` (cache-serde).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use cache_core::{Json, PythonJson, Serializer};
+use cache_serde::{Cbor, MsgPack};
+use serde::{Deserialize, Serialize};
+
+use crate::chart::{Bar, Group};
+use crate::harness::{Stats, machine};
+
+/// A typical cached record: a user profile with nested and optional fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    id: u64,
+    username: String,
+    email: String,
+    display_name: Option<String>,
+    active: bool,
+    karma: i64,
+    score: f64,
+    created_at: u64,
+    roles: Vec<String>,
+    address: Address,
+    settings: BTreeMap<String, String>,
+    recent_ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Address {
+    street: String,
+    city: String,
+    postcode: String,
+    country: String,
+}
+
+fn profile() -> Profile {
+    Profile {
+        id: 1_234_567,
+        username: "ada.lovelace".into(),
+        email: "ada@example.com".into(),
+        display_name: Some("Ada Lovelace — Analytical Engine".into()),
+        active: true,
+        karma: -12,
+        score: 4.75,
+        created_at: 1_700_000_000,
+        roles: vec!["admin".into(), "editor".into(), "billing".into()],
+        address: Address {
+            street: "12 St James's Square".into(),
+            city: "London".into(),
+            postcode: "SW1Y 4JH".into(),
+            country: "GB".into(),
+        },
+        settings: [
+            ("theme", "dark"),
+            ("lang", "en-GB"),
+            ("tz", "Europe/London"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        recent_ids: (0..16).map(|i| 1000 + i * 37).collect(),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    Json,
+    PythonJson,
+    MsgPack,
+    Cbor,
+}
+
+impl Format {
+    const ALL: [Format; 4] = [
+        Format::Json,
+        Format::PythonJson,
+        Format::MsgPack,
+        Format::Cbor,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Json => "Json",
+            Format::PythonJson => "PythonJson",
+            Format::MsgPack => "MsgPack",
+            Format::Cbor => "Cbor",
+        }
+    }
+
+    /// (encoded size, encode ns/op, decode ns/op) over `n` iterations.
+    fn measure(self, v: &Profile, n: usize) -> (usize, f64, f64) {
+        match self {
+            Format::Json => measure(&Json, v, n),
+            Format::PythonJson => measure(&PythonJson, v, n),
+            Format::MsgPack => measure(&MsgPack, v, n),
+            Format::Cbor => measure(&Cbor, v, n),
+        }
+    }
+}
+
+fn measure<S: Serializer>(s: &S, v: &Profile, n: usize) -> (usize, f64, f64) {
+    let bytes = s.encode(v).expect("encodes");
+    let start = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(s.encode(std::hint::black_box(v)).expect("encodes"));
+    }
+    let enc = start.elapsed().as_nanos() as f64 / n as f64;
+    let start = Instant::now();
+    for _ in 0..n {
+        let back: Profile = s
+            .decode(std::hint::black_box(&bytes))
+            .expect("decodes its own bytes");
+        std::hint::black_box(back);
+    }
+    let dec = start.elapsed().as_nanos() as f64 / n as f64;
+    (bytes.len(), enc, dec)
+}
+
+/// The serializer section and its chart.
+pub struct Section {
+    /// The markdown.
+    pub body: String,
+    /// Encode and decode times per format.
+    pub groups: Vec<Group>,
+}
+
+/// Runs `rounds` interleaved rounds of `n` encodes and `n` decodes per format.
+pub fn run(rounds: usize, n: usize) -> Section {
+    let v = profile();
+    let mut sizes = [0usize; 4];
+    let mut enc: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    let mut dec: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    // warm-up
+    for f in Format::ALL {
+        f.measure(&v, n / 10 + 1);
+    }
+    for round in 0..rounds {
+        for i in 0..Format::ALL.len() {
+            let j = (i + round) % Format::ALL.len();
+            let (size, e, d) = Format::ALL[j].measure(&v, n);
+            sizes[j] = size;
+            enc[j].push(e);
+            dec[j].push(d);
+        }
+    }
+    let json_size = sizes[0] as f64;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## Serializers\n\nCommand: `cargo x bench serde`. Machine: {}.\n\nOne typical record \
+         (a user profile: 12 fields, a nested address, an optional string, a 3-entry map, 3 \
+         roles, 16 ids) encoded and decoded through each serializer's `Serializer` impl, {n} \
+         times per figure, {rounds} interleaved rounds; median (min – max) ns per operation. \
+         `PythonJson` writes what Python's `json.dumps` writes (aiocache's `JsonSerializer`).\n\n\
+         | serializer | bytes | vs Json size | encode ns/op | decode ns/op |\n|---|---|---|---|---|",
+        machine()
+    );
+    let mut groups = Vec::new();
+    for (i, f) in Format::ALL.iter().enumerate() {
+        let e = Stats::of(&enc[i]);
+        let d = Stats::of(&dec[i]);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2}× | {:.0} ({:.0} – {:.0}) | {:.0} ({:.0} – {:.0}) |",
+            f.name(),
+            sizes[i],
+            sizes[i] as f64 / json_size,
+            e.median,
+            e.min,
+            e.max,
+            d.median,
+            d.min,
+            d.max
+        );
+        let bar = |series: &str, s: Stats| Bar {
+            series: series.into(),
+            median: s.median,
+            min: s.min,
+            max: s.max,
+        };
+        groups.push(Group {
+            label: format!("{} ({} B)", f.name(), sizes[i]),
+            bars: vec![bar("encode", e), bar("decode", d)],
+        });
+    }
+    out.push_str("\n![Serializer time per operation](img/serde.svg)\n");
+    Section { body: out, groups }
+}
