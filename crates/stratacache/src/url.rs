@@ -392,6 +392,44 @@ mod tests {
         assert_eq!(ours, theirs);
     }
 
+    /// Every Redis URL form reaches the backend's parser whole, minus the cache's parameters.
+    /// (Connecting is covered against real servers in `tests/from_url.rs` and in the
+    /// cache-redis tests: TLS, Unix socket, cluster.)
+    #[cfg(feature = "redis")]
+    #[test]
+    fn every_redis_form_reaches_the_backend_parser() {
+        use cache_redis::{RedisConfig, RedisMode};
+        for (url, mode, tls) in [
+            ("redis://u:p@h:7/2", RedisMode::Standalone, false),
+            ("rediss://h", RedisMode::Standalone, true),
+            ("valkey://h", RedisMode::Standalone, false),
+            ("valkeys://h", RedisMode::Standalone, true),
+            ("redis-cluster://h:1?node=h:2&node=h:3", RedisMode::Cluster, false),
+            ("rediss-cluster://h:1", RedisMode::Cluster, true),
+            ("valkey-cluster://h:1", RedisMode::Cluster, false),
+            ("valkeys-cluster://h:1", RedisMode::Cluster, true),
+            ("redis-sentinel://h:26379?service_name=main", RedisMode::Sentinel, false),
+            ("rediss-sentinel://h?service_name=main", RedisMode::Sentinel, true),
+            ("valkey-sentinel://h?service_name=main", RedisMode::Sentinel, false),
+            ("valkeys-sentinel://h?service_name=main", RedisMode::Sentinel, true),
+            ("redis+unix:///run/redis.sock", RedisMode::Unix, false),
+            ("valkey+unix:///run/redis.sock", RedisMode::Unix, false),
+        ] {
+            let with_cache_params = if url.contains('?') {
+                format!("{url}&namespace=n&ttl=1m&timeout=none")
+            } else {
+                format!("{url}?namespace=n&ttl=1m&timeout=none")
+            };
+            let parsed = parse(&with_cache_params).unwrap();
+            assert_eq!(parsed.scheme, Scheme::Redis { tls }, "{url}");
+            assert_eq!(parsed.backend_url, url);
+            assert_eq!(parsed.params.namespace.as_deref(), Some("n"));
+            let config = RedisConfig::from_url(&parsed.backend_url).unwrap();
+            assert_eq!(config.mode, mode, "{url}");
+            assert_eq!(config.tls, tls, "{url}");
+        }
+    }
+
     #[test]
     fn timeouts_can_be_switched_off() {
         for text in ["none", "NONE", "0"] {
