@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cache_core::{Backend, Cache, OpSet};
+use cache_core::{Backend, Cache, CallContext, Command, OpSet};
 use cache_memory::MemoryBackend;
 use rand::{RngExt, SeedableRng};
 use rand_distr::Distribution;
@@ -146,7 +146,11 @@ fn bench_backend(w: &Workload, dur: Duration) -> f64 {
         .expect("rt");
     rt.block_on(async {
         for k in keys.iter() {
-            backend.set(k, v.clone(), OpSet::new(Some(TTL))).await.ok();
+            let ctx = CallContext::new(Command::Set);
+            backend
+                .set(&ctx, k, v.clone(), OpSet::new(Some(TTL)))
+                .await
+                .ok();
         }
     });
     let ops = w.ops.clone();
@@ -162,9 +166,11 @@ fn bench_backend(w: &Workload, dur: Duration) -> f64 {
                     for op in chunk {
                         let k = &keys[op.key as usize];
                         if op.set {
-                            let _ = backend.set(k, v.clone(), OpSet::new(Some(TTL))).await;
+                            let ctx = CallContext::new(Command::Set);
+                            let _ = backend.set(&ctx, k, v.clone(), OpSet::new(Some(TTL))).await;
                         } else {
-                            std::hint::black_box(backend.get(k).await.ok());
+                            let ctx = CallContext::new(Command::Get);
+                            std::hint::black_box(backend.get(&ctx, k).await.ok());
                         }
                     }
                     n += chunk.len() as u64;
@@ -449,7 +455,8 @@ pub fn footprint(store: &str, n: usize) -> Result<f64, String> {
             rt.block_on(async {
                 for k in &keys {
                     let v = Bytes::from(vec![b'v'; VALUE_LEN]);
-                    backend.set(k, v, OpSet::new(Some(TTL))).await.ok();
+                    let ctx = CallContext::new(Command::Set);
+                    backend.set(&ctx, k, v, OpSet::new(Some(TTL))).await.ok();
                 }
             });
             Box::new(backend)

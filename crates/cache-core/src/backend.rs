@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Capability, KeyTtl, RawValue, Result};
+use crate::{CallContext, Capability, KeyTtl, RawValue, Result};
 
 /// What a [`Backend::clear`] call removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,46 +63,54 @@ pub trait Backend: Send + Sync + Debug + 'static {
     fn capability(&self) -> Capability;
 
     /// The stored bytes of `key`, or `None` on a miss or an expired entry.
-    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+    async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>>;
 
     /// The stored bytes of each key, in order; same length as `keys`, duplicates allowed.
-    async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>>;
+    async fn multi_get(&self, ctx: &CallContext<'_>, keys: &[String])
+    -> Result<Vec<Option<Bytes>>>;
 
     /// Stores `value`, replacing any value and TTL.
-    async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()>;
+    async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()>;
 
     /// Stores `value` only if `key` is absent, atomically. Returns `false` if it was present.
-    async fn add(&self, key: &str, value: Bytes, op: OpSet) -> Result<bool>;
+    async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool>;
 
     /// Stores every entry with the same TTL; atomically where
     /// [`Capability::atomic_multi_set`] says so. A later duplicate key wins.
-    async fn multi_set(&self, entries: Vec<(String, Bytes)>, op: OpSet) -> Result<()>;
+    async fn multi_set(
+        &self,
+        ctx: &CallContext<'_>,
+        entries: &[(String, Bytes)],
+        op: OpSet,
+    ) -> Result<()>;
 
     /// Removes `key`. Returns whether it existed.
-    async fn delete(&self, key: &str) -> Result<bool>;
+    async fn delete(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool>;
 
     /// Removes every key. Returns how many existed.
-    async fn multi_delete(&self, keys: &[String]) -> Result<u64>;
+    async fn multi_delete(&self, ctx: &CallContext<'_>, keys: &[String]) -> Result<u64>;
 
     /// Whether `key` exists. Must not write anything.
-    async fn exists(&self, key: &str) -> Result<bool>;
+    async fn exists(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool>;
 
     /// Adds `delta` to the decimal integer stored at `key`, creating it with `delta` if
     /// missing, keeping its TTL; returns the new value. Non-integer values and overflow are
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) and leave the value
     /// untouched.
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64>;
+    async fn increment(&self, ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64>;
 
     /// Sets (`Some`) or removes (`None`) the expiry of `key`. Returns whether the key exists.
-    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool>;
+    async fn expire(&self, ctx: &CallContext<'_>, key: &str, ttl: Option<Duration>)
+    -> Result<bool>;
 
     /// The remaining lifetime of `key`.
-    async fn ttl(&self, key: &str) -> Result<KeyTtl>;
+    async fn ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl>;
 
     /// Replaces the value of `key` with `new` only if its current value equals `expected`
     /// (`None`: only if the key is absent), atomically. Returns whether it wrote.
     async fn compare_and_set(
         &self,
+        ctx: &CallContext<'_>,
         key: &str,
         expected: Option<Bytes>,
         new: Bytes,
@@ -111,13 +119,18 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// Removes the keys of `scope`. Returns how many were removed, where the backend can
     /// count them.
-    async fn clear(&self, scope: ClearScope<'_>) -> Result<Option<u64>>;
+    async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>>;
 
     /// Runs a backend-native command, without namespace or serializer.
-    async fn raw(&self, command: &str, args: Vec<RawValue>) -> Result<RawValue>;
+    async fn raw(
+        &self,
+        ctx: &CallContext<'_>,
+        command: &str,
+        args: &[RawValue],
+    ) -> Result<RawValue>;
 
     /// Releases connections and resources. Idempotent; must not hang.
-    async fn close(&self) -> Result<()>;
+    async fn close(&self, ctx: &CallContext<'_>) -> Result<()>;
 }
 
 /// Conversion into the shared form a [`Cache`](crate::Cache) holds.

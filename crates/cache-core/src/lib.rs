@@ -5,9 +5,11 @@
 mod backend;
 mod cache;
 mod capability;
+mod context;
 pub mod duration;
 mod error;
 mod key;
+pub mod layer;
 mod plugin;
 pub mod plugins;
 mod raw;
@@ -20,8 +22,10 @@ pub mod testkit;
 pub use backend::{Backend, ClearScope, IntoBackend, OpSet};
 pub use cache::{Cache, CacheBuilder, DEFAULT_TIMEOUT, Scoped};
 pub use capability::Capability;
+pub use context::{CallContext, Deadline};
 pub use error::{Error, ErrorKind, Result};
 pub use key::{AiocacheFlavor, AiocacheKeyBuilder, DefaultKeyBuilder, KeyBuilder};
+pub use layer::Layer;
 pub use plugin::{Command, CommandInfo, Outcome, Plugin};
 #[cfg(feature = "metrics")]
 pub use plugins::MetricsPlugin;
@@ -33,3 +37,7 @@ pub use ttl::{KeyTtl, Ttl};
 /// Re-exported for backend implementations and the conformance macro.
 #[doc(hidden)]
 pub use async_trait::async_trait;
+
+/// Re-exported for [`forward_backend!`].
+#[doc(hidden)]
+pub use bytes::Bytes as __Bytes;

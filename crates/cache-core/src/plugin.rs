@@ -67,6 +67,26 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether running the command twice leaves the same state as running it once (reads,
+    /// `set`, `multi_set`, `delete`, `multi_delete`, `expire`, `clear`, `wipe_all`). `add`,
+    /// `increment`, `compare_and_set`, `raw` and `close` are not.
+    pub const fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Command::Get
+                | Command::MultiGet
+                | Command::Exists
+                | Command::Ttl
+                | Command::Set
+                | Command::MultiSet
+                | Command::Delete
+                | Command::MultiDelete
+                | Command::Expire
+                | Command::Clear
+                | Command::WipeAll
+        )
+    }
+
     /// The command's name in snake case, for logs and metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {

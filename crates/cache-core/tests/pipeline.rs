@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::testkit::MapBackend;
 use cache_core::{
-    Backend, Cache, Capability, ClearScope, CommandInfo, ErrorKind, Json, KeyBuilder, KeyTtl,
-    OpSet, Outcome, Plugin, RawValue, Result, Serializer,
+    Backend, Cache, CallContext, CommandInfo, ErrorKind, Json, KeyBuilder, OpSet, Outcome, Plugin,
+    Result, Serializer,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -68,78 +68,39 @@ impl Plugin for LoggingPlugin {
 }
 
 #[derive(Debug)]
-struct LoggingBackend(Log, MapBackend);
+struct LoggingBackend {
+    log: Log,
+    inner: MapBackend,
+}
 
 #[async_trait]
 impl Backend for LoggingBackend {
+    cache_core::forward_backend!(inner: capability, multi_get, add, multi_set, delete,
+        multi_delete, exists, increment, expire, ttl, compare_and_set, clear, raw, close);
+
     fn name(&self) -> &'static str {
         "logging"
     }
-    fn capability(&self) -> Capability {
-        self.1.capability()
+    async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
+        push(&self.log, format!("backend get {key}"));
+        self.inner.get(ctx, key).await
     }
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        push(&self.0, format!("backend get {key}"));
-        self.1.get(key).await
-    }
-    async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        self.1.multi_get(keys).await
-    }
-    async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()> {
-        push(&self.0, format!("backend set {key}"));
-        self.1.set(key, value, op).await
-    }
-    async fn add(&self, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
-        self.1.add(key, value, op).await
-    }
-    async fn multi_set(&self, entries: Vec<(String, Bytes)>, op: OpSet) -> Result<()> {
-        self.1.multi_set(entries, op).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.1.delete(key).await
-    }
-    async fn multi_delete(&self, keys: &[String]) -> Result<u64> {
-        self.1.multi_delete(keys).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool> {
-        self.1.exists(key).await
-    }
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
-        self.1.increment(key, delta).await
-    }
-    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
-        self.1.expire(key, ttl).await
-    }
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.1.ttl(key).await
-    }
-    async fn compare_and_set(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Bytes,
-        op: OpSet,
-    ) -> Result<bool> {
-        self.1.compare_and_set(key, expected, new, op).await
-    }
-    async fn clear(&self, scope: ClearScope<'_>) -> Result<Option<u64>> {
-        self.1.clear(scope).await
-    }
-    async fn raw(&self, command: &str, args: Vec<RawValue>) -> Result<RawValue> {
-        self.1.raw(command, args).await
-    }
-    async fn close(&self) -> Result<()> {
-        self.1.close().await
+    async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+        push(&self.log, format!("backend set {key}"));
+        self.inner.set(ctx, key, value, op).await
     }
 }
 
 fn cache(log: &Log, hook_delay: Duration) -> Cache<LoggingSerializer> {
-    Cache::builder(LoggingBackend(log.clone(), MapBackend::new()))
-        .namespace("ns")
-        .key_builder(LoggingKeys(log.clone()))
-        .plugin(LoggingPlugin(log.clone(), hook_delay))
-        .serializer(LoggingSerializer(log.clone()))
-        .build()
+    Cache::builder(LoggingBackend {
+        log: log.clone(),
+        inner: MapBackend::new(),
+    })
+    .namespace("ns")
+    .key_builder(LoggingKeys(log.clone()))
+    .plugin(LoggingPlugin(log.clone(), hook_delay))
+    .serializer(LoggingSerializer(log.clone()))
+    .build()
 }
 
 #[tokio::test]

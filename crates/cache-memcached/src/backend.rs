@@ -11,7 +11,7 @@ use async_memcached::{AsciiProtocol, Error as ClientError, MetaProtocol, Status,
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, Capability, ClearScope, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
+    Backend, CallContext, Capability, ClearScope, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
 };
 use futures_util::future::join_all;
 
@@ -679,7 +679,7 @@ impl Backend for MemcachedBackend {
         self.inner.capability
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+    async fn get(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
@@ -696,7 +696,11 @@ impl Backend for MemcachedBackend {
         }
     }
 
-    async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+    async fn multi_get(
+        &self,
+        _ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Bytes>>> {
         let inner = &*self.inner;
         inner.check_open()?;
         if keys.is_empty() {
@@ -737,7 +741,7 @@ impl Backend for MemcachedBackend {
         }
     }
 
-    async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+    async fn set(&self, _ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
@@ -754,7 +758,13 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn add(&self, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
+    async fn add(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        value: Bytes,
+        op: OpSet,
+    ) -> Result<bool> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
@@ -775,7 +785,12 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn multi_set(&self, entries: Vec<(String, Bytes)>, op: OpSet) -> Result<()> {
+    async fn multi_set(
+        &self,
+        _ctx: &CallContext<'_>,
+        entries: &[(String, Bytes)],
+        op: OpSet,
+    ) -> Result<()> {
         let inner = &*self.inner;
         inner.check_open()?;
         if entries.is_empty() {
@@ -787,12 +802,12 @@ impl Backend for MemcachedBackend {
         let groups = inner.split(&built);
         let calls: Vec<_> = groups
             .into_iter()
-            .map(|(s, positions)| inner.set_group(s, positions, &wires, &entries, &ttl))
+            .map(|(s, positions)| inner.set_group(s, positions, &wires, entries, &ttl))
             .collect();
         inner.first_error(join_all(calls).await).map(|_| ())
     }
 
-    async fn delete(&self, key: &str) -> Result<bool> {
+    async fn delete(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
@@ -810,7 +825,7 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn multi_delete(&self, keys: &[String]) -> Result<u64> {
+    async fn multi_delete(&self, _ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
         let inner = &*self.inner;
         inner.check_open()?;
         if keys.is_empty() {
@@ -826,7 +841,7 @@ impl Backend for MemcachedBackend {
         Ok(counts.into_iter().map(|(_, n)| n).sum())
     }
 
-    async fn exists(&self, key: &str) -> Result<bool> {
+    async fn exists(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
@@ -846,7 +861,7 @@ impl Backend for MemcachedBackend {
         }
     }
 
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+    async fn increment(&self, _ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
@@ -860,7 +875,12 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+    async fn expire(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
@@ -879,7 +899,7 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+    async fn ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
@@ -900,6 +920,7 @@ impl Backend for MemcachedBackend {
 
     async fn compare_and_set(
         &self,
+        _ctx: &CallContext<'_>,
         key: &str,
         expected: Option<Bytes>,
         new: Bytes,
@@ -930,7 +951,7 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn clear(&self, scope: ClearScope<'_>) -> Result<Option<u64>> {
+    async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         let inner = &*self.inner;
         inner.check_open()?;
         match scope {
@@ -965,13 +986,18 @@ impl Backend for MemcachedBackend {
         }
     }
 
-    async fn raw(&self, command: &str, args: Vec<RawValue>) -> Result<RawValue> {
+    async fn raw(
+        &self,
+        _ctx: &CallContext<'_>,
+        command: &str,
+        args: &[RawValue],
+    ) -> Result<RawValue> {
         let inner = &*self.inner;
         inner.check_open()?;
         crate::raw::run(self, command, args).await
     }
 
-    async fn close(&self) -> Result<()> {
+    async fn close(&self, _ctx: &CallContext<'_>) -> Result<()> {
         if !self.inner.closed.swap(true, Ordering::AcqRel) {
             for s in &self.inner.servers {
                 s.close();

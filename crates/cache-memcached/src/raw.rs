@@ -130,7 +130,7 @@ fn meta_answer(
 pub(crate) async fn run(
     backend: &MemcachedBackend,
     command: &str,
-    args: Vec<RawValue>,
+    args: &[RawValue],
 ) -> Result<RawValue> {
     let cmd = command.to_ascii_lowercase();
     match cmd.as_str() {
@@ -142,7 +142,7 @@ pub(crate) async fn run(
             )));
         }
     }
-    need(&args, 1, &format!("{cmd} <key> …"))?;
+    need(args, 1, &format!("{cmd} <key> …"))?;
     let key = arg_bytes(&args[0])?;
     let server = backend.raw_server(&key);
     match cmd.as_str() {
@@ -178,7 +178,7 @@ pub(crate) async fn run(
             Ok(RawValue::Array(answers))
         }
         "set" | "add" => {
-            need(&args, 2, &format!("{cmd} <key> <value> [exptime]"))?;
+            need(args, 2, &format!("{cmd} <key> <value> [exptime]"))?;
             let value = arg_bytes(&args[1])?;
             let exptime = args.get(2).map(|t| arg_i64(t, "exptime")).transpose()?;
             let add = cmd == "add";
@@ -211,7 +211,7 @@ pub(crate) async fn run(
                 .await
         }
         "incr" | "decr" => {
-            need(&args, 2, &format!("{cmd} <key> <amount>"))?;
+            need(args, 2, &format!("{cmd} <key> <amount>"))?;
             let amount = arg_u64(&args[1], "amount")?;
             let incr = cmd == "incr";
             backend
@@ -258,7 +258,7 @@ pub(crate) async fn run(
                 .await
         }
         "ms" => {
-            need(&args, 2, "ms <key> <value> [flags…]")?;
+            need(args, 2, "ms <key> <value> [flags…]")?;
             let value = arg_bytes(&args[1])?;
             let flags = args[2..].iter().map(arg_text).collect::<Result<Vec<_>>>()?;
             let flags: Vec<&str> = flags.iter().map(String::as_str).collect();

@@ -459,6 +459,7 @@ async fn clear_needs_generations_and_wipe_all_flushes_every_server() {
     // called directly, the backend says how to get a scoped clear
     let e = cache_core::Backend::clear(
         &plain,
+        &cache_core::CallContext::new(cache_core::Command::Clear),
         cache_core::ClearScope::Namespace {
             namespace: "w",
             prefix: "w:",
@@ -653,13 +654,27 @@ async fn build_needs_one_reachable_server_and_close_is_final() {
         .await
         .expect("one of two servers answers");
     let cache = Cache::builder(backend.clone()).build();
-    cache_core::Backend::close(&backend).await.unwrap();
-    cache_core::Backend::close(&backend).await.unwrap();
+    cache_core::Backend::close(
+        &backend,
+        &cache_core::CallContext::new(cache_core::Command::Close),
+    )
+    .await
+    .unwrap();
+    cache_core::Backend::close(
+        &backend,
+        &cache_core::CallContext::new(cache_core::Command::Close),
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        cache_core::Backend::get(&backend, "k")
-            .await
-            .unwrap_err()
-            .kind(),
+        cache_core::Backend::get(
+            &backend,
+            &cache_core::CallContext::new(cache_core::Command::Get),
+            "k"
+        )
+        .await
+        .unwrap_err()
+        .kind(),
         ErrorKind::Closed
     );
     assert!(backend.status().iter().all(|s| s.connections == 0));

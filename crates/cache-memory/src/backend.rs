@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, Capability, ClearScope, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
+    Backend, CallContext, Capability, ClearScope, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -141,29 +141,44 @@ impl Backend for MemoryBackend {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+    async fn get(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
         Ok(self.store.get(key))
     }
 
-    async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+    async fn multi_get(
+        &self,
+        _ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Bytes>>> {
         Ok(keys.iter().map(|k| self.store.get(k)).collect())
     }
 
-    async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+    async fn set(&self, _ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
         let len = value.len();
         self.store
             .set(key, value, op.ttl)
             .map_err(|TooLarge| self.too_large(key, len))
     }
 
-    async fn add(&self, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
+    async fn add(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        value: Bytes,
+        op: OpSet,
+    ) -> Result<bool> {
         let len = value.len();
         self.store
             .add(key, value, op.ttl)
             .map_err(|TooLarge| self.too_large(key, len))
     }
 
-    async fn multi_set(&self, entries: Vec<(String, Bytes)>, op: OpSet) -> Result<()> {
+    async fn multi_set(
+        &self,
+        _ctx: &CallContext<'_>,
+        entries: &[(String, Bytes)],
+        op: OpSet,
+    ) -> Result<()> {
         // Refuse before writing anything, so a bad entry never leaves a partial write.
         if let Some(max) = self.store.config().max_bytes
             && let Some((k, v)) = entries
@@ -175,25 +190,25 @@ impl Backend for MemoryBackend {
         for (k, v) in entries {
             let len = v.len();
             self.store
-                .set(&k, v, op.ttl)
-                .map_err(|TooLarge| self.too_large(&k, len))?;
+                .set(k, v.clone(), op.ttl)
+                .map_err(|TooLarge| self.too_large(k, len))?;
         }
         Ok(())
     }
 
-    async fn delete(&self, key: &str) -> Result<bool> {
+    async fn delete(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         Ok(self.store.delete(key))
     }
 
-    async fn multi_delete(&self, keys: &[String]) -> Result<u64> {
+    async fn multi_delete(&self, _ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
         Ok(keys.iter().filter(|k| self.store.delete(k)).count() as u64)
     }
 
-    async fn exists(&self, key: &str) -> Result<bool> {
+    async fn exists(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         Ok(self.store.contains(key))
     }
 
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+    async fn increment(&self, _ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
         self.store.increment(key, delta).map_err(|e| match e {
             IncrementError::NotInteger => {
                 Error::invalid_argument("stored value is not a decimal integer; cannot increment")
@@ -205,16 +220,22 @@ impl Backend for MemoryBackend {
         })
     }
 
-    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+    async fn expire(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
         Ok(self.store.expire(key, ttl))
     }
 
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+    async fn ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl> {
         Ok(key_ttl(self.store.ttl(key)))
     }
 
     async fn compare_and_set(
         &self,
+        _ctx: &CallContext<'_>,
         key: &str,
         expected: Option<Bytes>,
         new: Bytes,
@@ -226,14 +247,19 @@ impl Backend for MemoryBackend {
             .map_err(|TooLarge| self.too_large(key, len))
     }
 
-    async fn clear(&self, scope: ClearScope<'_>) -> Result<Option<u64>> {
+    async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         Ok(Some(match scope {
             ClearScope::All => self.store.clear(),
             ClearScope::Namespace { prefix, .. } => self.store.clear_prefix(prefix),
         }))
     }
 
-    async fn raw(&self, command: &str, _args: Vec<RawValue>) -> Result<RawValue> {
+    async fn raw(
+        &self,
+        _ctx: &CallContext<'_>,
+        command: &str,
+        _args: &[RawValue],
+    ) -> Result<RawValue> {
         let int = |n: u64| RawValue::Int(i64::try_from(n).unwrap_or(i64::MAX));
         match command.to_ascii_uppercase().as_str() {
             "PING" => Ok(RawValue::Text("PONG".into())),
@@ -249,7 +275,7 @@ impl Backend for MemoryBackend {
         }
     }
 
-    async fn close(&self) -> Result<()> {
+    async fn close(&self, _ctx: &CallContext<'_>) -> Result<()> {
         self.store.clear();
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cache_core::{Backend, ClearScope, ErrorKind, KeyTtl, OpSet};
+use cache_core::{Backend, CallContext, ClearScope, Command, ErrorKind, KeyTtl, OpSet};
 use cache_memory::{ManualClock, MemoryBackend};
 use proptest::prelude::*;
 
@@ -115,10 +115,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         for (step, op) in ops.into_iter().enumerate() {
             m.purge();
             let ctx = format!("step {step}: {op:?}");
+            let cx = CallContext::new(Command::Get);
             match op {
                 Op::Set(k, v, t) => {
                     backend
-                        .set(KEYS[k], Bytes::from_static(VALUES[v]), OpSet::new(ms(t)))
+                        .set(
+                            &cx,
+                            KEYS[k],
+                            Bytes::from_static(VALUES[v]),
+                            OpSet::new(ms(t)),
+                        )
                         .await
                         .unwrap();
                     let d = m.deadline(t);
@@ -126,7 +132,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 Op::Add(k, v, t) => {
                     let got = backend
-                        .add(KEYS[k], Bytes::from_static(VALUES[v]), OpSet::new(ms(t)))
+                        .add(
+                            &cx,
+                            KEYS[k],
+                            Bytes::from_static(VALUES[v]),
+                            OpSet::new(ms(t)),
+                        )
                         .await
                         .unwrap();
                     let want = !m.map.contains_key(KEYS[k]);
@@ -137,13 +148,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert_eq!(got, want, "{}", ctx);
                 }
                 Op::Get(k) => {
-                    let got = backend.get(KEYS[k]).await.unwrap().map(|b| b.to_vec());
+                    let got = backend.get(&cx, KEYS[k]).await.unwrap().map(|b| b.to_vec());
                     prop_assert_eq!(got, m.map.get(KEYS[k]).map(|(v, _)| v.clone()), "{}", ctx);
                 }
                 Op::MultiGet(ks) => {
                     let names: Vec<String> = ks.iter().map(|&k| KEYS[k].to_owned()).collect();
                     let got: Vec<Option<Vec<u8>>> = backend
-                        .multi_get(&names)
+                        .multi_get(&cx, &names)
                         .await
                         .unwrap()
                         .into_iter()
@@ -159,31 +170,34 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let entries = pairs
                         .iter()
                         .map(|&(k, v)| (KEYS[k].to_owned(), Bytes::from_static(VALUES[v])))
-                        .collect();
-                    backend.multi_set(entries, OpSet::new(ms(t))).await.unwrap();
+                        .collect::<Vec<_>>();
+                    backend
+                        .multi_set(&cx, &entries, OpSet::new(ms(t)))
+                        .await
+                        .unwrap();
                     let d = m.deadline(t);
                     for (k, v) in pairs {
                         m.map.insert(KEYS[k].into(), (VALUES[v].to_vec(), d));
                     }
                 }
                 Op::Delete(k) => {
-                    let got = backend.delete(KEYS[k]).await.unwrap();
+                    let got = backend.delete(&cx, KEYS[k]).await.unwrap();
                     prop_assert_eq!(got, m.map.remove(KEYS[k]).is_some(), "{}", ctx);
                 }
                 Op::MultiDelete(ks) => {
                     let mut names: Vec<String> = ks.iter().map(|&k| KEYS[k].to_owned()).collect();
                     names.sort();
                     names.dedup();
-                    let got = backend.multi_delete(&names).await.unwrap();
+                    let got = backend.multi_delete(&cx, &names).await.unwrap();
                     let want = names.iter().filter(|k| m.map.remove(*k).is_some()).count() as u64;
                     prop_assert_eq!(got, want, "{}", ctx);
                 }
                 Op::Exists(k) => {
-                    let got = backend.exists(KEYS[k]).await.unwrap();
+                    let got = backend.exists(&cx, KEYS[k]).await.unwrap();
                     prop_assert_eq!(got, m.map.contains_key(KEYS[k]), "{}", ctx);
                 }
                 Op::Increment(k, delta) => {
-                    let got = backend.increment(KEYS[k], delta).await;
+                    let got = backend.increment(&cx, KEYS[k], delta).await;
                     let want = match m.map.get(KEYS[k]) {
                         None => Ok((delta, None)),
                         Some((v, e)) => match canonical(v) {
@@ -206,7 +220,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                 }
                 Op::Expire(k, t) => {
-                    let got = backend.expire(KEYS[k], ms(t)).await.unwrap();
+                    let got = backend.expire(&cx, KEYS[k], ms(t)).await.unwrap();
                     let d = m.deadline(t);
                     let want = match m.map.get_mut(KEYS[k]) {
                         Some((_, e)) => {
@@ -218,7 +232,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert_eq!(got, want, "{}", ctx);
                 }
                 Op::Ttl(k) => {
-                    let got = backend.ttl(KEYS[k]).await.unwrap();
+                    let got = backend.ttl(&cx, KEYS[k]).await.unwrap();
                     let want = match m.map.get(KEYS[k]) {
                         None => KeyTtl::Missing,
                         Some((_, None)) => KeyTtl::NoExpiry,
@@ -229,6 +243,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Op::Cas(k, expected, new, t) => {
                     let got = backend
                         .compare_and_set(
+                            &cx,
                             KEYS[k],
                             expected.map(|e| Bytes::from_static(VALUES[e])),
                             Bytes::from_static(VALUES[new]),
@@ -253,7 +268,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             prefix,
                         }
                     };
-                    let got = backend.clear(scope).await.unwrap();
+                    let got = backend.clear(&cx, scope).await.unwrap();
                     let before = m.map.len();
                     m.map.retain(|k, _| !k.starts_with(prefix));
                     prop_assert_eq!(got, Some((before - m.map.len()) as u64), "{}", ctx);

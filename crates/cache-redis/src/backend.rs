@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cache_core::{Backend, Capability, ClearScope, Error, KeyTtl, OpSet, RawValue, Result};
+use cache_core::{
+    Backend, CallContext, Capability, ClearScope, Error, KeyTtl, OpSet, RawValue, Result,
+};
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface};
 use fred::prelude::{Client, Expiration, Key, Options, Server, SetOptions, Value};
@@ -368,24 +370,24 @@ impl RedisBackend {
     async fn set_many(
         &self,
         client: &Client,
-        entries: Vec<(String, Bytes)>,
+        entries: &[(String, Bytes)],
         ttl: Option<Duration>,
     ) -> Result<()> {
         match (entries.len(), ttl) {
             (0, _) => Ok(()),
             (1, ttl) => {
-                let Some((key, value)) = entries.into_iter().next() else {
+                let Some((key, value)) = entries.first() else {
                     return Ok(());
                 };
                 client
-                    .set::<(), _, _>(key, value, ttl.map(px), None, false)
+                    .set::<(), _, _>(key.as_str(), value.clone(), ttl.map(px), None, false)
                     .await
                     .map_err(|e| self.fail(e))
             }
             (_, None) => {
                 let pairs: Vec<(Key, Value)> = entries
-                    .into_iter()
-                    .map(|(k, v)| (Key::from(k), Value::Bytes(v)))
+                    .iter()
+                    .map(|(k, v)| (Key::from(k.as_str()), Value::Bytes(v.clone())))
                     .collect();
                 client.mset(pairs).await.map_err(|e| self.fail(e))
             }
@@ -394,8 +396,8 @@ impl RedisBackend {
                 let mut args = Vec::with_capacity(n + 1);
                 args.push(Value::Integer(millis(ttl)));
                 for (k, v) in entries {
-                    keys.push(Key::from(k));
-                    args.push(Value::Bytes(v));
+                    keys.push(Key::from(k.as_str()));
+                    args.push(Value::Bytes(v.clone()));
                 }
                 let _: Value = self.eval(client, &SET_MANY_PX, keys, args).await?;
                 Ok(())
@@ -408,14 +410,14 @@ impl RedisBackend {
     async fn cluster_multi_set(
         &self,
         client: &Client,
-        entries: Vec<(String, Bytes)>,
+        entries: &[(String, Bytes)],
         ttl: Option<Duration>,
     ) -> Result<()> {
         let groups = group_by_slot(entries.iter().map(|(k, _)| k.as_bytes()));
         if groups.len() == 1 {
             return self.set_many(client, entries, ttl).await;
         }
-        let mut slots: Vec<Option<(String, Bytes)>> = entries.into_iter().map(Some).collect();
+        let mut slots: Vec<Option<(String, Bytes)>> = entries.iter().cloned().map(Some).collect();
         let pipeline = client.pipeline();
         for group in &groups {
             let mut take = group.iter().filter_map(|&i| slots[i].take());
@@ -753,14 +755,18 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+    async fn get(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
         self.client()?
             .get::<Option<Bytes>, _>(key)
             .await
             .map_err(|e| self.fail(e))
     }
 
-    async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+    async fn multi_get(
+        &self,
+        _ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Bytes>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -772,14 +778,20 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+    async fn set(&self, _ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
         self.client()?
             .set::<(), _, _>(key, value, op.ttl.map(px), None, false)
             .await
             .map_err(|e| self.fail(e))
     }
 
-    async fn add(&self, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
+    async fn add(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        value: Bytes,
+        op: OpSet,
+    ) -> Result<bool> {
         let reply: Value = self
             .client()?
             .with_options(&self.once)
@@ -789,7 +801,12 @@ impl Backend for RedisBackend {
         Ok(!reply.is_null())
     }
 
-    async fn multi_set(&self, entries: Vec<(String, Bytes)>, op: OpSet) -> Result<()> {
+    async fn multi_set(
+        &self,
+        _ctx: &CallContext<'_>,
+        entries: &[(String, Bytes)],
+        op: OpSet,
+    ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -801,7 +818,7 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn delete(&self, key: &str) -> Result<bool> {
+    async fn delete(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         let n: i64 = self
             .client()?
             .with_options(&self.once)
@@ -811,7 +828,7 @@ impl Backend for RedisBackend {
         Ok(n > 0)
     }
 
-    async fn multi_delete(&self, keys: &[String]) -> Result<u64> {
+    async fn multi_delete(&self, _ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
         }
@@ -820,12 +837,12 @@ impl Backend for RedisBackend {
             .await
     }
 
-    async fn exists(&self, key: &str) -> Result<bool> {
+    async fn exists(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         let n: i64 = self.client()?.exists(key).await.map_err(|e| self.fail(e))?;
         Ok(n > 0)
     }
 
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+    async fn increment(&self, _ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
         let result: Result<i64, FredError> = self
             .client()?
             .with_options(&self.once)
@@ -852,7 +869,12 @@ impl Backend for RedisBackend {
         })
     }
 
-    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+    async fn expire(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
         let client = self.client()?;
         match ttl {
             Some(ttl) => {
@@ -871,7 +893,7 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+    async fn ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl> {
         let ms: i64 = self.client()?.pttl(key).await.map_err(|e| self.fail(e))?;
         Ok(match ms {
             -2 => KeyTtl::Missing,
@@ -883,13 +905,14 @@ impl Backend for RedisBackend {
 
     async fn compare_and_set(
         &self,
+        ctx: &CallContext<'_>,
         key: &str,
         expected: Option<Bytes>,
         new: Bytes,
         op: OpSet,
     ) -> Result<bool> {
         let Some(expected) = expected else {
-            return self.add(key, new, op).await;
+            return self.add(ctx, key, new, op).await;
         };
         let client = self.client()?.with_options(&self.once);
         let ttl = match op.ttl {
@@ -907,20 +930,29 @@ impl Backend for RedisBackend {
         Ok(n == 1)
     }
 
-    async fn clear(&self, scope: ClearScope<'_>) -> Result<Option<u64>> {
+    async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         match scope {
             ClearScope::Namespace { prefix, .. } => self.clear_prefix(prefix).await.map(Some),
             ClearScope::All => self.flush_all().await.map(|()| None),
         }
     }
 
-    async fn raw(&self, command: &str, args: Vec<RawValue>) -> Result<RawValue> {
-        check_raw(command, &args)?;
+    async fn raw(
+        &self,
+        _ctx: &CallContext<'_>,
+        command: &str,
+        args: &[RawValue],
+    ) -> Result<RawValue> {
+        check_raw(command, args)?;
         let name = command
             .split_ascii_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        let args = args.into_iter().map(raw_arg).collect::<Result<Vec<_>>>()?;
+        let args = args
+            .iter()
+            .cloned()
+            .map(raw_arg)
+            .collect::<Result<Vec<_>>>()?;
         let frame = self
             .client()?
             .with_options(&self.once)
@@ -930,7 +962,7 @@ impl Backend for RedisBackend {
         raw_reply(frame, 0)
     }
 
-    async fn close(&self) -> Result<()> {
+    async fn close(&self, _ctx: &CallContext<'_>) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

@@ -3,7 +3,7 @@
 //! client-side command timeout.
 
 use cache_core::testkit::server_url;
-use cache_core::{Backend, ErrorKind, OpSet};
+use cache_core::{Backend, CallContext, Command, ErrorKind, OpSet};
 use cache_redis::{RedisBackend, RedisConfig};
 
 async fn backend_with(params: &str) -> Option<RedisBackend> {
@@ -37,16 +37,17 @@ async fn a_closed_backend_answers_closed_without_hanging() {
     let Some(backend) = backend_with("").await else {
         return;
     };
+    let cx = CallContext::new(Command::Set);
     backend
-        .set("closing", "1".into(), OpSet::default())
+        .set(&cx, "closing", "1".into(), OpSet::default())
         .await
         .unwrap();
-    backend.close().await.unwrap();
-    backend.close().await.unwrap();
-    let err = backend.get("closing").await.unwrap_err();
+    backend.close(&cx).await.unwrap();
+    backend.close(&cx).await.unwrap();
+    let err = backend.get(&cx, "closing").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
     let err = backend
-        .multi_get(&["closing".to_owned()])
+        .multi_get(&cx, &["closing".to_owned()])
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed, "{err}");

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, ClearScope, OpSet};
+use crate::context::CallContext;
 use crate::{Capability, Error, ErrorKind, KeyTtl, RawValue, Result};
 
 /// The simplest correct backend: one mutex around a `HashMap`, expiry checked on read with
@@ -49,11 +50,15 @@ impl Backend for MapBackend {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+    async fn get(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
         Ok(self.with(|m| m.get(key).map(|(v, _)| v.clone())))
     }
 
-    async fn multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+    async fn multi_get(
+        &self,
+        _ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Bytes>>> {
         Ok(self.with(|m| {
             keys.iter()
                 .map(|k| m.get(k).map(|(v, _)| v.clone()))
@@ -61,12 +66,18 @@ impl Backend for MapBackend {
         }))
     }
 
-    async fn set(&self, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+    async fn set(&self, _ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
         self.with(|m| m.insert(key.to_owned(), (value, deadline(op.ttl))));
         Ok(())
     }
 
-    async fn add(&self, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
+    async fn add(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        value: Bytes,
+        op: OpSet,
+    ) -> Result<bool> {
         Ok(self.with(|m| {
             if m.contains_key(key) {
                 false
@@ -77,28 +88,33 @@ impl Backend for MapBackend {
         }))
     }
 
-    async fn multi_set(&self, entries: Vec<(String, Bytes)>, op: OpSet) -> Result<()> {
+    async fn multi_set(
+        &self,
+        _ctx: &CallContext<'_>,
+        entries: &[(String, Bytes)],
+        op: OpSet,
+    ) -> Result<()> {
         self.with(|m| {
             for (k, v) in entries {
-                m.insert(k, (v, deadline(op.ttl)));
+                m.insert(k.clone(), (v.clone(), deadline(op.ttl)));
             }
         });
         Ok(())
     }
 
-    async fn delete(&self, key: &str) -> Result<bool> {
+    async fn delete(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         Ok(self.with(|m| m.remove(key).is_some()))
     }
 
-    async fn multi_delete(&self, keys: &[String]) -> Result<u64> {
+    async fn multi_delete(&self, _ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
         Ok(self.with(|m| keys.iter().filter(|k| m.remove(*k).is_some()).count() as u64))
     }
 
-    async fn exists(&self, key: &str) -> Result<bool> {
+    async fn exists(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         Ok(self.with(|m| m.contains_key(key)))
     }
 
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+    async fn increment(&self, _ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
         self.with(|m| {
             let (current, exp) = match m.get(key) {
                 None => (0, None),
@@ -121,7 +137,12 @@ impl Backend for MapBackend {
         })
     }
 
-    async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool> {
+    async fn expire(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
         Ok(self.with(|m| match m.get_mut(key) {
             Some((_, exp)) => {
                 *exp = deadline(ttl);
@@ -131,7 +152,7 @@ impl Backend for MapBackend {
         }))
     }
 
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+    async fn ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl> {
         Ok(self.with(|m| match m.get(key) {
             None => KeyTtl::Missing,
             Some((_, None)) => KeyTtl::NoExpiry,
@@ -146,6 +167,7 @@ impl Backend for MapBackend {
 
     async fn compare_and_set(
         &self,
+        _ctx: &CallContext<'_>,
         key: &str,
         expected: Option<Bytes>,
         new: Bytes,
@@ -161,7 +183,7 @@ impl Backend for MapBackend {
         }))
     }
 
-    async fn clear(&self, scope: ClearScope<'_>) -> Result<Option<u64>> {
+    async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         Ok(Some(self.with(|m| {
             let before = m.len();
             match scope {
@@ -172,7 +194,12 @@ impl Backend for MapBackend {
         })))
     }
 
-    async fn raw(&self, command: &str, _args: Vec<RawValue>) -> Result<RawValue> {
+    async fn raw(
+        &self,
+        _ctx: &CallContext<'_>,
+        command: &str,
+        _args: &[RawValue],
+    ) -> Result<RawValue> {
         match command.to_ascii_uppercase().as_str() {
             "PING" => Ok(RawValue::Text("PONG".into())),
             "DBSIZE" => Ok(RawValue::Int(self.with(|m| m.len()) as i64)),
@@ -183,7 +210,7 @@ impl Backend for MapBackend {
         }
     }
 
-    async fn close(&self) -> Result<()> {
+    async fn close(&self, _ctx: &CallContext<'_>) -> Result<()> {
         self.with(|m| m.clear());
         Ok(())
     }

@@ -1,0 +1,164 @@
+//! [`CacheBuilder`]: settings, plugins and layers, assembled into a [`Cache`].
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use super::flight::Flights;
+use super::{Cache, DEFAULT_TIMEOUT, Inner};
+use crate::backend::Backend;
+use crate::layer::{ErrorContextLayer, Layer, PluginLayer, TimeoutLayer};
+use crate::{DefaultKeyBuilder, Json, KeyBuilder, Plugin, Serializer, Ttl};
+
+/// Builds a [`Cache`]; start with [`Cache::builder`].
+#[must_use = "a builder does nothing until .build()"]
+pub struct CacheBuilder<S = Json> {
+    backend: Arc<dyn Backend>,
+    stack: Arc<dyn Backend>,
+    namespace: Option<String>,
+    ttl: Ttl,
+    timeout: Option<Duration>,
+    key_builder: Arc<dyn KeyBuilder>,
+    plugins: Vec<Arc<dyn Plugin>>,
+    typed_plugins: Vec<Arc<dyn Any + Send + Sync>>,
+    serializer: S,
+}
+
+impl<S: fmt::Debug> fmt::Debug for CacheBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("stack", &self.stack)
+            .field("namespace", &self.namespace)
+            .field("ttl", &self.ttl)
+            .field("timeout", &self.timeout)
+            .field("serializer", &self.serializer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheBuilder<Json> {
+    pub(super) fn new(backend: Arc<dyn Backend>) -> Self {
+        CacheBuilder {
+            stack: backend.clone(),
+            backend,
+            namespace: None,
+            ttl: Ttl::Never,
+            timeout: Some(DEFAULT_TIMEOUT),
+            key_builder: Arc::new(DefaultKeyBuilder),
+            plugins: Vec::new(),
+            typed_plugins: Vec::new(),
+            serializer: Json,
+        }
+    }
+}
+
+impl<S: Serializer> CacheBuilder<S> {
+    /// The namespace of every key (`""` means none). Per-call overrides replace it.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        let ns = namespace.into();
+        self.namespace = if ns.is_empty() { None } else { Some(ns) };
+        self
+    }
+
+    /// The default TTL of writes that do not give one. A zero duration makes those writes
+    /// fail with [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument).
+    pub fn ttl(mut self, ttl: impl Into<Ttl>) -> Self {
+        self.ttl = match ttl.into() {
+            Ttl::Default => Ttl::Never,
+            other => other,
+        };
+        self
+    }
+
+    /// The deadline of each command; `None` or zero disables it. Default: 5 s.
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = timeout.into().filter(|d| !d.is_zero());
+        self
+    }
+
+    /// How keys are built from namespaces and user keys. Default: [`DefaultKeyBuilder`].
+    pub fn key_builder(mut self, key_builder: impl KeyBuilder) -> Self {
+        self.key_builder = Arc::new(key_builder);
+        self
+    }
+
+    /// Adds a plugin; plugins run in the order they are added. Its figures can be read
+    /// later through [`Cache::find_plugin`].
+    pub fn plugin<P: Plugin>(mut self, plugin: P) -> Self {
+        let plugin = Arc::new(plugin);
+        self.plugins.push(plugin.clone());
+        self.typed_plugins.push(plugin);
+        self
+    }
+
+    /// Adds a plugin that is already shared (to read its figures later).
+    pub fn shared_plugin(mut self, plugin: Arc<dyn Plugin>) -> Self {
+        self.plugins.push(plugin);
+        self
+    }
+
+    /// Wraps the stack built so far in `layer`: the last layer added is the outermost of
+    /// yours, and all of yours run inside the pipeline's deadline and plugin hooks (see
+    /// [`layer`](crate::layer) for the order and for writing one).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use cache_core::Cache;
+    /// use cache_core::layer::RetryLayer;
+    /// # let backend = cache_core::testkit::MapBackend::new();
+    ///
+    /// let cache = Cache::builder(backend).layer(RetryLayer::new()).build();
+    /// cache.set("k", &1).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn layer(mut self, layer: impl Layer) -> Self {
+        self.stack = layer.layer(self.stack);
+        self
+    }
+
+    /// The serializer of values. Default: [`Json`].
+    pub fn serializer<S2: Serializer>(self, serializer: S2) -> CacheBuilder<S2> {
+        CacheBuilder {
+            backend: self.backend,
+            stack: self.stack,
+            namespace: self.namespace,
+            ttl: self.ttl,
+            timeout: self.timeout,
+            key_builder: self.key_builder,
+            plugins: self.plugins,
+            typed_plugins: self.typed_plugins,
+            serializer,
+        }
+    }
+
+    /// Builds the cache: wraps the stack in the pipeline's layers (timeout, plugin hooks,
+    /// error context) and reads its [`Capability`](crate::Capability) once.
+    pub fn build(self) -> Cache<S> {
+        let plugin_count = self.plugins.len();
+        let mut stack = TimeoutLayer::new().layer(self.stack);
+        if !self.plugins.is_empty() {
+            stack = PluginLayer::new(self.plugins).layer(stack);
+        }
+        let stack = ErrorContextLayer::new().layer(stack);
+        Cache {
+            inner: Arc::new(Inner {
+                capability: stack.capability(),
+                backend_name: stack.name(),
+                stack,
+                backend: self.backend,
+                namespace: self.namespace,
+                ttl: self.ttl,
+                timeout: self.timeout,
+                key_builder: self.key_builder,
+                plugin_count,
+                typed_plugins: self.typed_plugins,
+                closed: AtomicBool::new(false),
+                flights: Flights::default(),
+            }),
+            serializer: self.serializer,
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The commands, on [`Scoped`]: each builds its key(s) and value(s), calls the stack with the
+//! call's context, and decodes the answer.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Scoped;
+use crate::backend::ClearScope;
+use crate::layer::error_context::add_context;
+use crate::plugin::Command;
+use crate::{Error, ErrorKind, KeyTtl, RawValue, Result, Serializer, Ttl};
+
+fn parse_counter(bytes: &[u8]) -> Result<i64> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| Error::serialization("stored value is not a decimal integer counter"))
+}
+
+impl<S: Serializer> Scoped<'_, S> {
+    /// The value stored at `key`, or `None` on a miss. A stored `null` comes back as a value:
+    /// `get::<Option<T>>` gives `Some(None)`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Serialization`] when the stored bytes do not decode as `V` (the error
+    /// names the key); backend errors; [`ErrorKind::Timeout`].
+    pub async fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
+        self.get_decoded(key, |bytes| self.serializer.decode(bytes))
+            .await
+    }
+
+    /// Like [`get`](Self::get), decoding the stored bytes with `decode` instead of the
+    /// serializer (aiocache's `loads_fn`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// # let cache = cache_core::Cache::new(cache_core::testkit::MapBackend::new());
+    /// cache.set("k", &"hello").await?;
+    /// let len = cache.get_decoded("k", |bytes| Ok(bytes.len())).await?;
+    /// assert_eq!(len, Some(7)); // "hello" with its JSON quotes
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// What `decode` returns (the key is added to the error); the errors of
+    /// [`get`](Self::get).
+    pub async fn get_decoded<V, F>(&self, key: &str, decode: F) -> Result<Option<V>>
+    where
+        F: FnOnce(&[u8]) -> Result<V>,
+    {
+        let (ns, built) = self.prepare(key)?;
+        let keys = [key];
+        let ctx = self.ctx(Command::Get, ns, &keys);
+        match self.stack().get(&ctx, &built).await? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes)
+                .map(Some)
+                .map_err(|e| e.with_context_once("key", key)),
+        }
+    }
+
+    /// Reads a counter written by [`increment`](Self::increment) as a number, whatever the
+    /// serializer. `None` on a miss.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Serialization`] when the stored value is not decimal integer text.
+    pub async fn get_counter(&self, key: &str) -> Result<Option<i64>> {
+        self.get_decoded(key, parse_counter).await
+    }
+
+    /// The values of `keys`, in the same order and number; `None` for each miss. Empty input
+    /// gives an empty answer without a backend call; duplicate keys are allowed.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get); one undecodable value fails the whole call.
+    pub async fn multi_get<V, I, K>(&self, keys: I) -> Result<Vec<Option<V>>>
+    where
+        V: DeserializeOwned,
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        self.check_open()?;
+        let keys: Vec<K> = keys.into_iter().collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ns = self.resolved_namespace();
+        let user: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        let built = self.build_keys(&user, ns)?;
+        let ctx = self.ctx(Command::MultiGet, ns, &user);
+        let raw = self.stack().multi_get(&ctx, &built).await?;
+        if raw.len() != user.len() {
+            return Err(add_context(
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!(
+                        "backend answered {} values for {} keys",
+                        raw.len(),
+                        user.len()
+                    ),
+                ),
+                &ctx,
+            ));
+        }
+        raw.into_iter()
+            .zip(&user)
+            .map(|(v, k)| v.map(|b| self.decode(&b, k)).transpose())
+            .collect()
+    }
+
+    /// Stores `value` at `key`, replacing any value and TTL.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a zero TTL, an empty or oversize key or an oversize
+    /// value; [`ErrorKind::Serialization`] when the value cannot be encoded; backend errors.
+    pub async fn set<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Result<()> {
+        self.set_encoded(key, value, |v| self.serializer.encode(v))
+            .await
+    }
+
+    /// Like [`set`](Self::set), encoding the value with `encode` instead of the serializer
+    /// (aiocache's `dumps_fn`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use cache_core::RawBytes;
+    /// # let cache = cache_core::Cache::new(cache_core::testkit::MapBackend::new());
+    /// cache.set_encoded("k", "v4lu3", |s: &str| Ok(s.to_uppercase().into_bytes())).await?;
+    /// let raw: Option<Vec<u8>> = cache.with_serializer(RawBytes).get("k").await?;
+    /// assert_eq!(raw.as_deref(), Some(&b"V4LU3"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// What `encode` returns (the key is added to the error); the errors of
+    /// [`set`](Self::set).
+    pub async fn set_encoded<V, F>(&self, key: &str, value: &V, encode: F) -> Result<()>
+    where
+        V: ?Sized,
+        F: FnOnce(&V) -> Result<Vec<u8>>,
+    {
+        let (ns, built) = self.prepare(key)?;
+        let bytes = encode(value).map_err(|e| e.with_context_once("key", key))?;
+        self.check_value_len(bytes.len(), key)?;
+        let op = self.write_op()?;
+        let keys = [key];
+        let ctx = self.ctx(Command::Set, ns, &keys);
+        self.stack().set(&ctx, &built, Bytes::from(bytes), op).await
+    }
+
+    /// Stores already encoded `bytes` at `key` without checking their length against the
+    /// capability: the stack and the backend refuse what they cannot hold (so the refusal
+    /// reaches plugins). Used by `get_or_set` for the loaded value.
+    pub(super) async fn store_encoded(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let (ns, built) = self.prepare(key)?;
+        let op = self.write_op()?;
+        let keys = [key];
+        let ctx = self.ctx(Command::Set, ns, &keys);
+        self.stack().set(&ctx, &built, bytes, op).await
+    }
+
+    /// Stores `value` only if `key` is absent, atomically on every backend.
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`] if the key is present (its value is left as it was); the
+    /// errors of [`set`](Self::set).
+    pub async fn add<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Result<()> {
+        self.require(self.inner.capability.add, "add")?;
+        let (ns, built) = self.prepare(key)?;
+        let bytes = self.encode(value, key)?;
+        let op = self.write_op()?;
+        let keys = [key];
+        let ctx = self.ctx(Command::Add, ns, &keys);
+        if self.stack().add(&ctx, &built, bytes, op).await? {
+            Ok(())
+        } else {
+            Err(add_context(
+                Error::new(
+                    ErrorKind::AlreadyExists,
+                    "key already exists; use set to replace its value",
+                ),
+                &ctx,
+            ))
+        }
+    }
+
+    /// Stores every pair with the same TTL, atomically where the backend can
+    /// ([`Capability::atomic_multi_set`](crate::Capability::atomic_multi_set)). Empty input is
+    /// a no-op; of duplicate keys the last value wins.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set); nothing is written when any pair is refused.
+    pub async fn multi_set<I, K, V>(&self, entries: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Serialize,
+    {
+        self.check_open()?;
+        let entries: Vec<(K, V)> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let ns = self.resolved_namespace();
+        let user: Vec<&str> = entries.iter().map(|(k, _)| k.as_ref()).collect();
+        let encoded = entries
+            .iter()
+            .map(|(k, v)| {
+                let k = k.as_ref();
+                Ok((self.build_key(k, ns)?.into_owned(), self.encode(v, k)?))
+            })
+            .collect::<Result<Vec<(String, Bytes)>>>()?;
+        let op = self.write_op()?;
+        let ctx = self.ctx(Command::MultiSet, ns, &user);
+        self.stack().multi_set(&ctx, &encoded, op).await
+    }
+
+    /// Removes `key`; returns how many entries were removed (0 or 1).
+    ///
+    /// # Errors
+    /// Backend errors and [`ErrorKind::Timeout`].
+    pub async fn delete(&self, key: &str) -> Result<u64> {
+        let (ns, built) = self.prepare(key)?;
+        let keys = [key];
+        let ctx = self.ctx(Command::Delete, ns, &keys);
+        Ok(u64::from(self.stack().delete(&ctx, &built).await?))
+    }
+
+    /// Removes every key; returns how many entries were removed (a repeated key counts once).
+    ///
+    /// # Errors
+    /// Backend errors and [`ErrorKind::Timeout`].
+    pub async fn multi_delete<I, K>(&self, keys: I) -> Result<u64>
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        self.check_open()?;
+        let keys: Vec<K> = keys.into_iter().collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let ns = self.resolved_namespace();
+        let user: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        let mut built = self.build_keys(&user, ns)?;
+        built.sort_unstable();
+        built.dedup();
+        let ctx = self.ctx(Command::MultiDelete, ns, &user);
+        self.stack().multi_delete(&ctx, &built).await
+    }
+
+    /// Whether `key` exists. Never writes.
+    ///
+    /// # Errors
+    /// Backend errors and [`ErrorKind::Timeout`].
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        let (ns, built) = self.prepare(key)?;
+        let keys = [key];
+        let ctx = self.ctx(Command::Exists, ns, &keys);
+        self.stack().exists(&ctx, &built).await
+    }
+
+    /// Adds `delta` (may be negative) to the counter at `key` and returns the new value,
+    /// atomically. A missing key is created holding `delta`, without expiry; an existing key
+    /// keeps its TTL. Counters are stored as decimal text: read them back with
+    /// [`get_counter`](Self::get_counter).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] when the stored value is not an integer or the result
+    /// would overflow `i64` (the value is left untouched); backend errors.
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+        self.require(self.inner.capability.increment, "increment")?;
+        let (ns, built) = self.prepare(key)?;
+        let keys = [key];
+        let ctx = self.ctx(Command::Increment, ns, &keys);
+        self.stack().increment(&ctx, &built, delta).await
+    }
+
+    /// Gives `key` a new TTL ([`Ttl::Never`] removes its expiry; [`Ttl::Default`] applies the
+    /// cache's default). Returns whether the key exists — `true` for an existing key even
+    /// when it had no expiry.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a zero TTL; backend errors.
+    pub async fn expire(&self, key: &str, ttl: impl Into<Ttl>) -> Result<bool> {
+        self.require(self.inner.capability.expire, "expire")?;
+        let (ns, built) = self.prepare(key)?;
+        let ttl = ttl.into().resolve(self.inner.ttl, &self.inner.capability)?;
+        let keys = [key];
+        let ctx = self.ctx(Command::Expire, ns, &keys);
+        self.stack().expire(&ctx, &built, ttl).await
+    }
+
+    /// The remaining lifetime of `key`: missing, no expiry, or the time left.
+    ///
+    /// # Errors
+    /// Backend errors and [`ErrorKind::Timeout`].
+    pub async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.require(self.inner.capability.ttl, "ttl")?;
+        let (ns, built) = self.prepare(key)?;
+        let keys = [key];
+        let ctx = self.ctx(Command::Ttl, ns, &keys);
+        self.stack().ttl(&ctx, &built).await
+    }
+
+    /// Writes `new` only if the stored value still encodes to the same bytes as `expected`
+    /// (`None`: only if the key is absent), atomically. Returns whether it wrote. Compare by
+    /// value, so use a serializer whose output is deterministic for `V`.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set).
+    pub async fn compare_and_set<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        expected: Option<&V>,
+        new: &V,
+    ) -> Result<bool> {
+        self.require(self.inner.capability.compare_and_set, "compare_and_set")?;
+        let (ns, built) = self.prepare(key)?;
+        let expected = expected.map(|v| self.encode(v, key)).transpose()?;
+        let new = self.encode(new, key)?;
+        let op = self.write_op()?;
+        let keys = [key];
+        let ctx = self.ctx(Command::CompareAndSet, ns, &keys);
+        self.stack()
+            .compare_and_set(&ctx, &built, expected, new, op)
+            .await
+    }
+
+    /// Removes exactly the keys of the namespace, and nothing else. Returns how many keys
+    /// were removed where the backend can count them.
+    ///
+    /// Without a namespace, an exclusive store (the memory backend) is emptied; a shared
+    /// server refuses, because that would remove other applications' keys — call
+    /// [`wipe_all`](Self::wipe_all) to mean it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] without a namespace on a shared server;
+    /// [`ErrorKind::Unsupported`] when the backend or key builder cannot scope a clear.
+    pub async fn clear(&self) -> Result<Option<u64>> {
+        self.check_open()?;
+        let Some(ns) = self.resolved_namespace() else {
+            if self.inner.capability.exclusive_store {
+                let ctx = self.ctx(Command::Clear, None, &[]);
+                return self.stack().clear(&ctx, ClearScope::All).await;
+            }
+            return Err(Error::invalid_argument(format!(
+                "clear() without a namespace would remove every key of the shared {} server; \
+                 set a namespace, or call wipe_all() to remove everything",
+                self.inner.backend_name
+            )));
+        };
+        self.require(
+            self.inner.capability.clear_namespace,
+            "clearing one namespace",
+        )?;
+        let prefix = self.inner.key_builder.namespace_prefix(ns).ok_or_else(|| {
+            Error::unsupported("the key builder cannot give a namespace prefix to clear")
+                .with_context("namespace", ns)
+        })?;
+        let ctx = self.ctx(Command::Clear, Some(ns), &[]);
+        let scope = ClearScope::Namespace {
+            namespace: ns,
+            prefix: &prefix,
+        };
+        self.stack().clear(&ctx, scope).await
+    }
+
+    /// Removes every key the backend holds, across namespaces and other applications sharing
+    /// the server (Redis `FLUSHDB`, memcached `flush_all`).
+    ///
+    /// # Errors
+    /// Backend errors and [`ErrorKind::Timeout`].
+    pub async fn wipe_all(&self) -> Result<Option<u64>> {
+        self.check_open()?;
+        let ctx = self.ctx(Command::WipeAll, None, &[]);
+        self.stack().clear(&ctx, ClearScope::All).await
+    }
+
+    /// Runs a backend-native command, with no namespace and no serializer.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] if the backend has no raw commands; backend errors.
+    pub async fn raw<I, A>(&self, command: &str, args: I) -> Result<RawValue>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<RawValue>,
+    {
+        self.check_open()?;
+        self.require(self.inner.capability.raw, "raw commands")?;
+        let args: Vec<RawValue> = args.into_iter().map(Into::into).collect();
+        let ctx = self.ctx(Command::Raw, None, &[]).with_raw_command(command);
+        self.stack().raw(&ctx, command, &args).await
+    }
+
+    /// Closes the stack (the cache's closed flag is already set).
+    pub(super) async fn close_stack(&self) -> Result<()> {
+        let ctx = self.ctx(Command::Close, None, &[]);
+        self.stack().close(&ctx).await
+    }
+}

@@ -1,0 +1,312 @@
+//! The user's handle: [`Cache`], its builder, per-call options, commands and single flight.
+//!
+//! - `builder.rs`: [`CacheBuilder`], which assembles the stack of layers;
+//! - `scoped.rs`: [`Scoped`], per-call options, and the steps every command shares;
+//! - `commands.rs`: the commands;
+//! - `flight.rs`: `get_or_set` and its single flight.
+
+mod builder;
+mod commands;
+mod flight;
+mod scoped;
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub use self::builder::CacheBuilder;
+use self::flight::Flights;
+pub use self::scoped::Scoped;
+use crate::backend::Backend;
+use crate::{Capability, Json, KeyBuilder, Plugin, Serializer, Ttl};
+
+/// The default per-command timeout: 5 seconds.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A cache: one handle over any [`Backend`], with a namespace, a default TTL, a per-command
+/// timeout, a serializer `S`, plugins and layers.
+///
+/// `Cache` is cheap to clone (an `Arc` inside) and `Send + Sync + 'static`: build it once and
+/// hand clones to every task. Clones share the stack of layers and the backend, the
+/// configuration, the single-flight table of [`get_or_set`](Cache::get_or_set) and the closed
+/// state.
+///
+/// Every command has a plain form on `Cache` (`cache.get(key)`) and takes per-call options
+/// through [`Scoped`] (`cache.with_ttl(d).namespace("x").set(key, &v)`).
+///
+/// # The pipeline
+///
+/// The handle does the caller's part of each command: it resolves the namespace (per-call
+/// override, else the cache's; an empty namespace means none), builds the key(s) with the
+/// [`KeyBuilder`], encodes the value(s) with the serializer, and refuses bad arguments. It then
+/// calls the stack of [layers](crate::layer) with a [`CallContext`](crate::CallContext) that
+/// carries the command, the user's keys, the namespace and the deadline, and decodes the
+/// answer. The stack that [`CacheBuilder::build`] assembles is, from the outside in:
+///
+/// 1. [`ErrorContextLayer`](crate::layer::ErrorContextLayer): op, backend, key and namespace
+///    on every error;
+/// 2. the plugin hooks (when there are plugins): every `before` hook in order, within the
+///    deadline; then, once the stack below has answered or the deadline has passed, every
+///    `after` hook in order, exactly once;
+/// 3. [`TimeoutLayer`](crate::layer::TimeoutLayer): the deadline (default
+///    [`DEFAULT_TIMEOUT`]), the one timer of the call;
+/// 4. the layers added with [`CacheBuilder::layer`], the last added outermost;
+/// 5. the backend.
+///
+/// Bad arguments are refused by the handle before any layer runs, so they reach no hook.
+///
+/// # Runtime
+///
+/// Commands must run inside a Tokio runtime; with a timeout set (the default) the runtime
+/// needs its time driver (`#[tokio::main]` and `#[tokio::test]` enable it).
+///
+/// # Cancel safety
+///
+/// Dropping a command's future (or its timeout firing) abandons the command: a write may or
+/// may not have reached the backend, and the backend stays usable for the next call.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cache_core::Result<()> {
+/// use std::time::Duration;
+/// use cache_core::Cache;
+/// # let backend = cache_core::testkit::MapBackend::new();
+///
+/// let cache = Cache::builder(backend)
+///     .namespace("users")
+///     .ttl(Duration::from_secs(300))
+///     .build();
+/// cache.set("42", &"Ada").await?;
+/// assert_eq!(cache.get::<String>("42").await?, Some("Ada".to_string()));
+/// cache.with_ttl(Duration::from_millis(1500)).namespace("admins").set("42", &"Grace").await?;
+/// # Ok(()) }
+/// ```
+pub struct Cache<S = Json> {
+    inner: Arc<Inner>,
+    serializer: S,
+}
+
+/// What a cache and its clones share.
+struct Inner {
+    /// The backend under every layer, the pipeline's included.
+    stack: Arc<dyn Backend>,
+    /// The backend as given to the builder.
+    backend: Arc<dyn Backend>,
+    backend_name: &'static str,
+    capability: Capability,
+    namespace: Option<String>,
+    ttl: Ttl,
+    timeout: Option<Duration>,
+    key_builder: Arc<dyn KeyBuilder>,
+    plugin_count: usize,
+    /// The plugins added by value, typed, for [`Cache::find_plugin`].
+    typed_plugins: Vec<Arc<dyn Any + Send + Sync>>,
+    closed: AtomicBool,
+    flights: Flights,
+}
+
+impl<S: Clone> Clone for Cache<S> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+            serializer: self.serializer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Cache<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend)
+            .field("namespace", &self.inner.namespace)
+            .field("ttl", &self.inner.ttl)
+            .field("timeout", &self.inner.timeout)
+            .field("serializer", &self.serializer)
+            .field("plugins", &self.inner.plugin_count)
+            .finish()
+    }
+}
+
+impl Cache<Json> {
+    /// Starts building a cache over `backend`, with [`Json`], no namespace, no default TTL
+    /// and a 5 s timeout.
+    pub fn builder(backend: impl crate::IntoBackend) -> CacheBuilder<Json> {
+        CacheBuilder::new(backend.into_backend())
+    }
+
+    /// A cache over `backend` with every default.
+    pub fn new(backend: impl crate::IntoBackend) -> Cache<Json> {
+        Cache::builder(backend).build()
+    }
+}
+
+impl<S: Serializer> Cache<S> {
+    /// Per-call options starting from the cache's own settings.
+    pub fn scoped(&self) -> Scoped<'_, S> {
+        Scoped::new(&self.inner, self.serializer.clone())
+    }
+
+    /// Per-call options with this TTL for writes.
+    pub fn with_ttl(&self, ttl: impl Into<Ttl>) -> Scoped<'_, S> {
+        self.scoped().with_ttl(ttl)
+    }
+
+    /// Per-call options in this namespace (`""`: no namespace).
+    pub fn namespace<'a>(&'a self, namespace: &'a str) -> Scoped<'a, S> {
+        self.scoped().namespace(namespace)
+    }
+
+    /// Per-call options with this deadline (`None` or zero: none).
+    pub fn with_timeout(&self, timeout: impl Into<Option<Duration>>) -> Scoped<'_, S> {
+        self.scoped().with_timeout(timeout)
+    }
+
+    /// Per-call options with another serializer.
+    pub fn with_serializer<S2: Serializer>(&self, serializer: S2) -> Scoped<'_, S2> {
+        self.scoped().with_serializer(serializer)
+    }
+
+    /// The cache's namespace, if any.
+    pub fn default_namespace(&self) -> Option<&str> {
+        self.inner.namespace.as_deref()
+    }
+
+    /// The cache's default TTL.
+    pub fn default_ttl(&self) -> Ttl {
+        self.inner.ttl
+    }
+
+    /// The cache's per-command deadline, if any.
+    pub fn default_timeout(&self) -> Option<Duration> {
+        self.inner.timeout
+    }
+
+    /// The serializer.
+    pub fn serializer(&self) -> &S {
+        &self.serializer
+    }
+
+    /// What the stack supports (the backend's capability, as the layers above it report it).
+    pub fn capability(&self) -> Capability {
+        self.inner.capability
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend_name
+    }
+
+    /// The first plugin of type `P` added with [`CacheBuilder::plugin`], to read its
+    /// figures; `None` when there is none (plugins added with
+    /// [`CacheBuilder::shared_plugin`] are not found: their owner holds them already).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use cache_core::{Cache, HitMissRatioPlugin, TimingPlugin};
+    /// # let backend = cache_core::testkit::MapBackend::new();
+    ///
+    /// let cache = Cache::builder(backend).plugin(HitMissRatioPlugin::new()).build();
+    /// cache.get::<u32>("absent").await?;
+    /// let ratio = cache.find_plugin::<HitMissRatioPlugin>().unwrap();
+    /// assert_eq!(ratio.misses(), 1);
+    /// assert!(cache.find_plugin::<TimingPlugin>().is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn find_plugin<P: Plugin>(&self) -> Option<&P> {
+        self.inner
+            .typed_plugins
+            .iter()
+            .find_map(|p| p.downcast_ref::<P>())
+    }
+
+    /// The backend as given to the builder, without any layer, for calls the cache does not
+    /// offer.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The whole stack the commands call: the backend under every layer, the pipeline's
+    /// included.
+    pub fn stack(&self) -> &Arc<dyn Backend> {
+        &self.inner.stack
+    }
+
+    /// Whether [`close`](Self::close) has been called on this cache or a clone of it.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the cache and its backend. Idempotent and bounded by the cache's timeout.
+    /// Afterwards every command on this cache and its clones fails with
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed).
+    ///
+    /// # Errors
+    /// Backend errors while releasing connections (the cache is closed anyway).
+    pub async fn close(&self) -> crate::Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.scoped().close_stack().await
+    }
+}
+
+/// Generates `Cache` methods that run the command of the same name through
+/// [`Cache::scoped`]. Generic parameters go in brackets, their bounds in a bracketed where
+/// clause.
+macro_rules! forward_to_scoped {
+    ($(
+        fn $name:ident [$($g:ident),*] ($($arg:ident : $ty:ty),*) -> $ret:ty
+            where [$($bound:tt)*];
+    )*) => {$(
+        #[doc = concat!("See [`Scoped::", stringify!($name), "`].")]
+        ///
+        /// # Errors
+        #[doc = concat!("See [`Scoped::", stringify!($name), "`].")]
+        pub async fn $name<$($g),*>(&self, $($arg: $ty),*) -> $ret
+        where
+            $($bound)*
+        {
+            self.scoped().$name($($arg),*).await
+        }
+    )*};
+}
+
+impl<S: Serializer> Cache<S> {
+    forward_to_scoped! {
+        fn get[V](key: &str) -> crate::Result<Option<V>> where [V: serde::de::DeserializeOwned];
+        fn get_decoded[V, F](key: &str, decode: F) -> crate::Result<Option<V>>
+            where [F: FnOnce(&[u8]) -> crate::Result<V>];
+        fn get_counter[](key: &str) -> crate::Result<Option<i64>> where [];
+        fn multi_get[V, I, K](keys: I) -> crate::Result<Vec<Option<V>>>
+            where [V: serde::de::DeserializeOwned, I: IntoIterator<Item = K>, K: AsRef<str>];
+        fn set[V](key: &str, value: &V) -> crate::Result<()> where [V: serde::Serialize + ?Sized];
+        fn set_encoded[V, F](key: &str, value: &V, encode: F) -> crate::Result<()>
+            where [V: ?Sized, F: FnOnce(&V) -> crate::Result<Vec<u8>>];
+        fn add[V](key: &str, value: &V) -> crate::Result<()> where [V: serde::Serialize + ?Sized];
+        fn multi_set[I, K, V](entries: I) -> crate::Result<()>
+            where [I: IntoIterator<Item = (K, V)>, K: AsRef<str>, V: serde::Serialize];
+        fn delete[](key: &str) -> crate::Result<u64> where [];
+        fn multi_delete[I, K](keys: I) -> crate::Result<u64>
+            where [I: IntoIterator<Item = K>, K: AsRef<str>];
+        fn exists[](key: &str) -> crate::Result<bool> where [];
+        fn increment[](key: &str, delta: i64) -> crate::Result<i64> where [];
+        fn expire[T](key: &str, ttl: T) -> crate::Result<bool> where [T: Into<Ttl>];
+        fn ttl[](key: &str) -> crate::Result<crate::KeyTtl> where [];
+        fn compare_and_set[V](key: &str, expected: Option<&V>, new: &V) -> crate::Result<bool>
+            where [V: serde::Serialize + ?Sized];
+        fn clear[]() -> crate::Result<Option<u64>> where [];
+        fn wipe_all[]() -> crate::Result<Option<u64>> where [];
+        fn raw[I, A](command: &str, args: I) -> crate::Result<crate::RawValue>
+            where [I: IntoIterator<Item = A>, A: Into<crate::RawValue>];
+        fn get_or_set[V, F, Fut, E](key: &str, loader: F) -> crate::Result<V>
+            where [
+                V: serde::Serialize + serde::de::DeserializeOwned,
+                F: FnOnce() -> Fut,
+                Fut: std::future::Future<Output = std::result::Result<V, E>>,
+                E: Into<Box<dyn std::error::Error + Send + Sync>>,
+            ];
+    }
+}

@@ -1,0 +1,233 @@
+//! [`Scoped`]: per-call options, and the steps every command shares.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Inner;
+use crate::backend::{Backend, OpSet};
+use crate::context::{CallContext, Deadline};
+use crate::plugin::Command;
+use crate::{Error, ErrorKind, Json, Result, Serializer, Ttl};
+
+/// Per-call options over a [`Cache`](crate::Cache): TTL, namespace, timeout and serializer
+/// for the commands called through it. Made by [`Cache::with_ttl`](crate::Cache::with_ttl),
+/// [`Cache::namespace`](crate::Cache::namespace),
+/// [`Cache::with_timeout`](crate::Cache::with_timeout),
+/// [`Cache::with_serializer`](crate::Cache::with_serializer) or
+/// [`Cache::scoped`](crate::Cache::scoped); each setter returns it again, so they chain.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cache_core::Result<()> {
+/// use std::time::Duration;
+/// use cache_core::{Cache, RawBytes};
+/// # let cache = Cache::new(cache_core::testkit::MapBackend::new());
+///
+/// cache.with_ttl(Duration::from_secs(60)).namespace("sessions").set("abc", &42).await?;
+/// let n: Option<u32> = cache.namespace("sessions").get("abc").await?;
+/// assert_eq!(n, Some(42));
+/// let raw: Option<Vec<u8>> = cache.namespace("sessions").with_serializer(RawBytes).get("abc").await?;
+/// assert_eq!(raw.as_deref(), Some(&b"42"[..]));
+/// # Ok(()) }
+/// ```
+#[must_use = "options do nothing until a command is called"]
+pub struct Scoped<'a, S = Json> {
+    pub(super) inner: &'a Inner,
+    pub(super) serializer: S,
+    ttl: Ttl,
+    namespace: Option<&'a str>,
+    timeout: Option<Option<Duration>>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Scoped<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scoped")
+            .field("serializer", &self.serializer)
+            .field("ttl", &self.ttl)
+            .field("namespace", &self.namespace)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl<'a, S: Serializer> Scoped<'a, S> {
+    pub(super) fn new(inner: &'a Inner, serializer: S) -> Self {
+        Scoped {
+            inner,
+            serializer,
+            ttl: Ttl::Default,
+            namespace: None,
+            timeout: None,
+        }
+    }
+
+    /// The TTL of the writes made through these options (`Ttl::Default`: the cache's).
+    pub fn with_ttl(mut self, ttl: impl Into<Ttl>) -> Self {
+        self.ttl = ttl.into();
+        self
+    }
+
+    /// The namespace of these calls; `""` removes the cache's namespace.
+    pub fn namespace(mut self, namespace: &'a str) -> Self {
+        self.namespace = Some(namespace);
+        self
+    }
+
+    /// The deadline of these calls; `None` or zero disables it.
+    pub fn with_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = Some(timeout.into().filter(|d| !d.is_zero()));
+        self
+    }
+
+    /// The serializer of these calls.
+    pub fn with_serializer<S2: Serializer>(self, serializer: S2) -> Scoped<'a, S2> {
+        Scoped {
+            inner: self.inner,
+            serializer,
+            ttl: self.ttl,
+            namespace: self.namespace,
+            timeout: self.timeout,
+        }
+    }
+
+    // ---- the steps every command shares ----------------------------------------------
+
+    /// The stack of layers the commands call.
+    pub(super) fn stack(&self) -> &'a dyn Backend {
+        &*self.inner.stack
+    }
+
+    pub(super) fn resolved_namespace(&self) -> Option<&'a str> {
+        match self.namespace {
+            Some("") => None,
+            Some(ns) => Some(ns),
+            None => self.inner.namespace.as_deref(),
+        }
+    }
+
+    pub(super) fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(Error::new(ErrorKind::Closed, "the cache was closed")
+                .with_context("backend", self.inner.backend_name))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Refuses an operation the capability switches off.
+    pub(super) fn require(&self, enabled: bool, what: &'static str) -> Result<()> {
+        if enabled {
+            Ok(())
+        } else {
+            Err(Error::unsupported(format!(
+                "the {} backend does not support {what}",
+                self.inner.backend_name
+            ))
+            .with_context("backend", self.inner.backend_name))
+        }
+    }
+
+    /// The first step of every one-key command: the cache is open, the namespace resolved,
+    /// the key built and checked.
+    pub(super) fn prepare<'k>(&self, key: &'k str) -> Result<(Option<&'a str>, Cow<'k, str>)> {
+        self.check_open()?;
+        let ns = self.resolved_namespace();
+        Ok((ns, self.build_key(key, ns)?))
+    }
+
+    /// The built keys of a multi-key command.
+    pub(super) fn build_keys(&self, keys: &[&str], ns: Option<&str>) -> Result<Vec<String>> {
+        keys.iter()
+            .map(|k| self.build_key(k, ns).map(Cow::into_owned))
+            .collect()
+    }
+
+    pub(super) fn build_key<'k>(&self, key: &'k str, ns: Option<&str>) -> Result<Cow<'k, str>> {
+        if key.is_empty() {
+            return Err(Error::invalid_argument("key must not be empty"));
+        }
+        let built = self
+            .inner
+            .key_builder
+            .build(key, ns)
+            .map_err(|e| e.with_context_once("key", key))?;
+        if let Some(max) = self.inner.capability.max_key_len
+            && built.len() > max
+        {
+            return Err(Error::invalid_argument(format!(
+                "built key is {} bytes; the {} backend holds at most {max}",
+                built.len(),
+                self.inner.backend_name
+            ))
+            .with_context("key", key));
+        }
+        Ok(built)
+    }
+
+    /// The call's context: command, user keys, namespace and deadline.
+    pub(super) fn ctx<'c>(
+        &self,
+        command: Command,
+        namespace: Option<&'c str>,
+        keys: &'c [&'c str],
+    ) -> CallContext<'c> {
+        CallContext::new(command)
+            .with_keys(keys)
+            .with_namespace(namespace)
+            .with_backend(self.inner.backend_name)
+            .with_deadline(self.deadline().map(Deadline::after))
+    }
+
+    /// Encodes `value` with the serializer and checks its length.
+    pub(super) fn encode<V: Serialize + ?Sized>(&self, value: &V, key: &str) -> Result<Bytes> {
+        let bytes = self.encode_unchecked(value, key)?;
+        self.check_value_len(bytes.len(), key)?;
+        Ok(bytes)
+    }
+
+    /// Encodes `value` with the serializer, whatever its length.
+    pub(super) fn encode_unchecked<V: Serialize + ?Sized>(
+        &self,
+        value: &V,
+        key: &str,
+    ) -> Result<Bytes> {
+        self.serializer
+            .encode(value)
+            .map(Bytes::from)
+            .map_err(|e| e.with_context_once("key", key))
+    }
+
+    pub(super) fn check_value_len(&self, len: usize, key: &str) -> Result<()> {
+        match self.inner.capability.max_value_len {
+            Some(max) if len > max => Err(Error::invalid_argument(format!(
+                "encoded value is {len} bytes; the {} backend holds at most {max}",
+                self.inner.backend_name
+            ))
+            .with_context("key", key)),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn decode<V: DeserializeOwned>(&self, bytes: &[u8], key: &str) -> Result<V> {
+        self.serializer
+            .decode(bytes)
+            .map_err(|e| e.with_context_once("key", key))
+    }
+
+    pub(super) fn write_op(&self) -> Result<OpSet> {
+        Ok(OpSet::new(
+            self.ttl.resolve(self.inner.ttl, &self.inner.capability)?,
+        ))
+    }
+
+    /// The deadline budget of these calls.
+    pub(super) fn deadline(&self) -> Option<Duration> {
+        self.timeout.unwrap_or(self.inner.timeout)
+    }
+}

@@ -1,0 +1,180 @@
+//! What every backend call carries besides its arguments: the command, the user's keys and
+//! namespace, and the caller's deadline.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::plugin::{Command, CommandInfo};
+
+/// When a command must have answered, and the budget it was given.
+///
+/// The cache sets it from its timeout (per call or per cache); the
+/// [`TimeoutLayer`](crate::layer::TimeoutLayer) of the stack enforces it with one timer.
+/// Layers and backends below read it to bound their own waits (a retry's back-off, a pool
+/// checkout) instead of starting timers of their own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    /// A deadline `budget` from now (Tokio's clock, so a paused test clock applies).
+    pub fn after(budget: Duration) -> Self {
+        Deadline {
+            at: Instant::now() + budget,
+            budget,
+        }
+    }
+
+    /// A deadline at `at`, reported as a budget of `budget`.
+    pub fn at(at: Instant, budget: Duration) -> Self {
+        Deadline { at, budget }
+    }
+
+    /// The instant the command must have answered by.
+    pub fn instant(&self) -> Instant {
+        self.at
+    }
+
+    /// The whole budget the caller gave the command (for error messages).
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// The time left; zero once passed.
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_expired(&self) -> bool {
+        Instant::now() >= self.at
+    }
+}
+
+impl fmt::Debug for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deadline")
+            .field("budget", &self.budget)
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}
+
+/// The context of one backend call, passed down the whole stack of layers to the backend.
+///
+/// It tells a layer which command runs (so a retry layer can tell an idempotent read from an
+/// `increment`), the keys as the user gave them and the resolved namespace (so hooks and
+/// errors speak of the user's keys, while the backend receives built keys), and the caller's
+/// [`Deadline`].
+///
+/// The [`Cache`](crate::Cache) makes one per command. Code that calls a [`Backend`]
+/// directly makes its own:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cache_core::Result<()> {
+/// use cache_core::{Backend, CallContext, Command};
+/// let backend = cache_core::testkit::MapBackend::new();
+/// let ctx = CallContext::new(Command::Get);
+/// assert_eq!(backend.get(&ctx, "k").await?, None);
+/// # Ok(()) }
+/// ```
+///
+/// [`Backend`]: crate::Backend
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext<'a> {
+    command: Command,
+    namespace: Option<&'a str>,
+    keys: &'a [&'a str],
+    backend: &'static str,
+    raw_command: Option<&'a str>,
+    deadline: Option<Deadline>,
+}
+
+impl<'a> CallContext<'a> {
+    /// A context for `command`, with no keys, no namespace and no deadline.
+    pub fn new(command: Command) -> Self {
+        CallContext {
+            command,
+            namespace: None,
+            keys: &[],
+            backend: "",
+            raw_command: None,
+            deadline: None,
+        }
+    }
+
+    /// The user's keys, as given to the cache.
+    pub fn with_keys(mut self, keys: &'a [&'a str]) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// The resolved namespace (`None`: no namespace).
+    pub fn with_namespace(mut self, namespace: Option<&'a str>) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// The name of the backend at the bottom of the stack.
+    pub fn with_backend(mut self, backend: &'static str) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The deadline of the call (`None`: none).
+    pub fn with_deadline(mut self, deadline: Option<Deadline>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The backend-native command name of a [`Command::Raw`] call.
+    pub fn with_raw_command(mut self, command: &'a str) -> Self {
+        self.raw_command = Some(command);
+        self
+    }
+
+    /// The command.
+    pub fn command(&self) -> Command {
+        self.command
+    }
+
+    /// The resolved namespace, if any.
+    pub fn namespace(&self) -> Option<&'a str> {
+        self.namespace
+    }
+
+    /// The user's keys (not the built keys the backend receives).
+    pub fn keys(&self) -> &'a [&'a str] {
+        self.keys
+    }
+
+    /// The name of the backend at the bottom of the stack (empty when not set).
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The backend-native command name of a [`Command::Raw`] call.
+    pub fn raw_command(&self) -> Option<&'a str> {
+        self.raw_command
+    }
+
+    /// The caller's deadline, if any.
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+
+    /// What plugins are told about this call.
+    pub fn info(&self) -> CommandInfo<'a> {
+        CommandInfo {
+            command: self.command,
+            namespace: self.namespace,
+            keys: self.keys,
+            backend: self.backend,
+        }
+    }
+}
