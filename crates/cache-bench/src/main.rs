@@ -284,6 +284,7 @@ fn main() {
             2
         );
         body.push_str(&text);
+        body.push_str(&memory::layer_costs(rounds, dur));
         body.push_str(&memory::footprint_table(entries));
         report.sections.push(("memory", body));
         report.targets.extend(targets);

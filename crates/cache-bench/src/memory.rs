@@ -521,3 +521,100 @@ pub fn footprint_table(n: usize) -> String {
     }
     out
 }
+
+/// One stack of the layer-cost table: its name and how to build it.
+type StackCase = (&'static str, fn() -> Cache<cache_core::RawBytes>);
+
+/// The stacks whose per-call cost the layer table compares, each over the same memory backend
+/// settings, read with `RawBytes` so the serializer does not hide the facade's cost.
+const STACKS: [StackCase; 6] = [
+    ("no deadline, no plugin", || {
+        layered(Cache::builder(MemoryBackend::new()).timeout(None::<Duration>))
+    }),
+    ("default 5 s deadline (`TimeoutLayer` armed)", || {
+        layered(Cache::builder(MemoryBackend::new()))
+    }),
+    ("+ `RetryLayer`", || {
+        layered(Cache::builder(MemoryBackend::new()).layer(cache_core::layer::RetryLayer::new()))
+    }),
+    ("+ `ChaosLayer` at rate 0", || {
+        layered(Cache::builder(MemoryBackend::new()).layer(cache_core::layer::ChaosLayer::new(1)))
+    }),
+    ("+ one plugin (`HitMissRatioPlugin`)", || {
+        layered(Cache::builder(MemoryBackend::new()).plugin(cache_core::HitMissRatioPlugin::new()))
+    }),
+    ("+ `RetryLayer`, `ChaosLayer` and the plugin", || {
+        layered(
+            Cache::builder(MemoryBackend::new())
+                .layer(cache_core::layer::ChaosLayer::new(1))
+                .layer(cache_core::layer::RetryLayer::new())
+                .plugin(cache_core::HitMissRatioPlugin::new()),
+        )
+    }),
+];
+
+fn layered(builder: cache_core::CacheBuilder) -> Cache<cache_core::RawBytes> {
+    builder
+        .namespace("bench")
+        .serializer(cache_core::RawBytes)
+        .build()
+}
+
+/// Nanoseconds per `get` hit through `cache`, one task on a current-thread runtime.
+fn ns_per_get(cache: &Cache<cache_core::RawBytes>, dur: Duration) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let keys = key_names("");
+        let keys = &keys[..1024];
+        for k in keys {
+            cache.set(k, &vec![b'v'; VALUE_LEN]).await.ok();
+        }
+        let started = Instant::now();
+        let mut n = 0u64;
+        while started.elapsed() < dur {
+            for k in keys {
+                std::hint::black_box(cache.get::<Vec<u8>>(k).await.ok());
+            }
+            n += keys.len() as u64;
+        }
+        started.elapsed().as_nanos() as f64 / n as f64
+    })
+}
+
+/// The cost of each shipped layer per call: `get` hits through stacks that differ by one
+/// layer, interleaved rounds, medians.
+pub fn layer_costs(rounds: usize, dur: Duration) -> String {
+    let caches: Vec<_> = STACKS.iter().map(|(_, build)| build()).collect();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); STACKS.len()];
+    for round in 0..rounds {
+        for i in 0..STACKS.len() {
+            let c = (i + round) % STACKS.len();
+            samples[c].push(ns_per_get(&caches[c], dur));
+        }
+    }
+    let stats: Vec<Stats> = samples.iter().map(|s| Stats::of(s)).collect();
+    let base = stats[0].median;
+    let armed = stats[1].median;
+    let mut out = format!(
+        "\n### Cost of each layer per call\n\nOne task, `Cache<RawBytes>::get` hits on 1,024 keys of the memory backend, {rounds} interleaved rounds of {:.1} s; median ns per call (min – max). \"vs deadline\" is the difference from the default stack (the deadline armed), i.e. what the layer adds.\n\n| stack | ns per get | min – max | vs deadline |\n|---|---|---|---|\n",
+        dur.as_secs_f64()
+    );
+    for (i, (name, _)) in STACKS.iter().enumerate() {
+        let delta = match i {
+            0 => format!("{:+.0} ns", stats[i].median - armed),
+            1 => "—".into(),
+            _ => format!("{:+.0} ns", stats[i].median - armed),
+        };
+        out.push_str(&format!(
+            "| {name} | {:.0} | {:.0} – {:.0} | {delta} |\n",
+            stats[i].median, stats[i].min, stats[i].max
+        ));
+    }
+    out.push_str(&format!(
+        "\nThe pipeline's own layers (error context, deadline) are in every row; the first row is {base:.0} ns without a deadline.\n"
+    ));
+    out
+}

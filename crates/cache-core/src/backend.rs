@@ -54,6 +54,15 @@ impl OpSet {
 /// Methods take `&self`: backends are shared behind an `Arc` and called concurrently. A call
 /// may be cancelled at any `.await` (a timeout drops its future); a backend must leave no
 /// broken state behind when that happens — the next call must work.
+///
+/// Every method receives the call's [`CallContext`]: the command, the user's keys and
+/// namespace, and the caller's [`Deadline`](crate::Deadline). The stack above enforces the
+/// deadline with one timer; a backend reads it to bound waits of its own (and to skip timers
+/// of its own when the deadline already bounds the call). The same trait is implemented by
+/// [layers](crate::layer), which wrap a backend and forward to it.
+///
+/// The trait has no default methods on purpose: a wrapper that forgot a method would
+/// otherwise pass it by silently.
 #[async_trait]
 pub trait Backend: Send + Sync + Debug + 'static {
     /// A short lowercase name (`"memory"`, `"redis"`), used in errors, plugins and metrics.

@@ -1,5 +1,9 @@
 //! Plugins: hooks that run before and after every command.
 //!
+//! Plugins observe; [layers](crate::layer) act. The hooks are run by a layer of the pipeline
+//! that [`CacheBuilder::build`](crate::CacheBuilder::build) installs when a cache has
+//! plugins, inside the error-context layer and outside the timeout layer.
+//!
 //! # Order
 //!
 //! For each command the cache runs, in this order:
@@ -7,19 +11,19 @@
 //! 1. resolve the namespace, build the key(s), encode the value(s);
 //! 2. every plugin's [`Plugin::before`], in the order the plugins were added (inside the
 //!    span of the first plugin whose [`Plugin::span`] gives one, as are steps 3 and 4);
-//! 3. the backend call;
+//! 3. the rest of the stack: the deadline, the layers added with
+//!    [`CacheBuilder::layer`](crate::CacheBuilder::layer), the backend;
 //! 4. every plugin's [`Plugin::after`], in the same order, with the [`Outcome`] — on success
-//!    and on error alike;
+//!    and on error alike, exactly once per plugin and command;
 //! 5. decode the value(s).
 //!
-//! The command's deadline covers steps 2 to 4: everything that can wait. Steps 1 and 5 are
-//! synchronous work on the caller's data and cannot hang; a deadline could not interrupt them
-//! anyway.
-//!
-//! If the deadline passes before step 4 began, the `after` hooks still run once, after the
-//! deadline, with an outcome of kind [`ErrorKind::Timeout`], so timing and error metrics see
-//! timeouts too. Commands refused before reaching the backend (an invalid argument, an
-//! unsupported operation, a closed cache) run no hooks.
+//! The command's deadline covers steps 2 and 3: a slow `before` hook counts against it, and
+//! when it passes the `after` hooks run with an outcome of kind [`ErrorKind::Timeout`]. Once
+//! the stack has answered, the `after` hooks run to the end and the caller gets that answer,
+//! even if the deadline passes while they run: a command that was applied is never reported
+//! as timed out, and no plugin misses its `after`. Keep `after` hooks short; they delay the
+//! answer. Commands refused before reaching the stack (an invalid argument, an unsupported
+//! operation, a closed cache) run no hooks.
 
 use std::fmt::Debug;
 use std::time::Duration;

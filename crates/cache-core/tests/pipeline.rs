@@ -175,3 +175,45 @@ async fn refused_arguments_run_no_hooks() {
         "{log:?}"
     );
 }
+
+/// A plugin whose `after` hook is slow, then one that records its `after` calls.
+struct SlowAfter(Duration);
+
+#[async_trait]
+impl Plugin for SlowAfter {
+    async fn after(&self, _info: &CommandInfo<'_>, _outcome: &Outcome) {
+        tokio::time::sleep(self.0).await;
+    }
+}
+
+#[tokio::test]
+async fn a_deadline_passing_during_after_hooks_keeps_the_answer_and_every_after_hook() {
+    let log: Log = Arc::default();
+    let cache = Cache::builder(MapBackend::new())
+        .timeout(Duration::from_millis(50))
+        .plugin(SlowAfter(Duration::from_millis(200)))
+        .plugin(LoggingPlugin(log.clone(), Duration::ZERO))
+        .build();
+    // The increment is applied before the deadline; the first after hook outlives it.
+    assert_eq!(
+        cache.increment("n", 1).await.unwrap(),
+        1,
+        "the backend's answer"
+    );
+    assert_eq!(
+        cache.with_timeout(None).get_counter("n").await.unwrap(),
+        Some(1),
+        "applied once"
+    );
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "before increment",
+            "after increment error=None",
+            "before get",
+            "after get error=None",
+        ],
+        "every plugin gets exactly one after per command"
+    );
+}

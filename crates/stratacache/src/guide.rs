@@ -18,6 +18,9 @@ pub mod serializers {}
 #[doc = include_str!("../../../docs/guide/plugins.md")]
 pub mod plugins {}
 
+#[doc = include_str!("../../../docs/guide/layers.md")]
+pub mod layers {}
+
 #[doc = include_str!("../../../docs/guide/configuration.md")]
 pub mod configuration {}
 

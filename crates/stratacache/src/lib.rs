@@ -16,10 +16,11 @@ pub use registry::Caches;
 pub use serializer::{AnySerializer, SerializerName};
 
 pub use cache_core::{
-    AiocacheFlavor, AiocacheKeyBuilder, Backend, Cache, CacheBuilder, Capability, ClearScope,
-    Command, CommandInfo, DEFAULT_TIMEOUT, DefaultKeyBuilder, Error, ErrorKind, IntoBackend, Json,
-    KeyBuilder, KeyTtl, OpSet, Outcome, Plugin, PythonJson, RawBytes, RawValue, Result, Scoped,
-    Serializer, Ttl, Utf8, async_trait, duration,
+    AiocacheFlavor, AiocacheKeyBuilder, Backend, Cache, CacheBuilder, CallContext, Capability,
+    ClearScope, Command, CommandInfo, DEFAULT_TIMEOUT, Deadline, DefaultKeyBuilder, Error,
+    ErrorKind, IntoBackend, Json, KeyBuilder, KeyTtl, Layer, OpSet, Outcome, Plugin, PythonJson,
+    RawBytes, RawValue, Result, Scoped, Serializer, Ttl, Utf8, async_trait, duration,
+    forward_backend, layer,
 };
 
 #[cfg(feature = "metrics")]

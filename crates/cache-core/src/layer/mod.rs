@@ -423,6 +423,26 @@ pub fn __as_backend<T: AsBackend + ?Sized>(field: &T) -> &dyn Backend {
 ///     }
 /// }
 /// ```
+///
+/// Leaving a method out is a compile error, so a layer never passes a method by without
+/// saying so:
+///
+/// ```compile_fail,E0046
+/// use std::sync::Arc;
+/// use cache_core::{async_trait, forward_backend, Backend};
+///
+/// #[derive(Debug)]
+/// struct Forgetful {
+///     inner: Arc<dyn Backend>,
+/// }
+///
+/// #[async_trait]
+/// impl Backend for Forgetful {
+///     // `close` is neither forwarded nor written.
+///     forward_backend!(inner: name, capability, get, multi_get, set, add, multi_set, delete,
+///         multi_delete, exists, increment, expire, ttl, compare_and_set, clear, raw);
+/// }
+/// ```
 #[macro_export]
 macro_rules! forward_backend {
     ($field:ident : $($method:ident),+ $(,)?) => {

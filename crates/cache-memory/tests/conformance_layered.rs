@@ -1,0 +1,42 @@
+//! The conformance suite over layered stacks: the memory backend wrapped in each shipped
+//! layer, configured to change nothing (retry with no faults below it, chaos at rate 0).
+//! A layer that breaks the contract fails these cases.
+
+use std::sync::Arc;
+
+use cache_core::Backend;
+use cache_core::layer::{ChaosLayer, Layer, RetryLayer, TimeoutLayer};
+use cache_memory::MemoryBackend;
+
+fn memory() -> Arc<dyn Backend> {
+    Arc::new(MemoryBackend::new())
+}
+
+/// Every shipped layer at once, in the order a service would stack them.
+fn all_layers() -> Arc<dyn Backend> {
+    let stack = ChaosLayer::new(1).layer(memory());
+    let stack = RetryLayer::new().layer(stack);
+    TimeoutLayer::new().layer(stack)
+}
+
+mod retry {
+    cache_core::conformance_tests!(async {
+        Some(cache_core::layer::Layer::layer(
+            &super::RetryLayer::new(),
+            super::memory(),
+        ))
+    });
+}
+
+mod chaos {
+    cache_core::conformance_tests!(async {
+        Some(cache_core::layer::Layer::layer(
+            &super::ChaosLayer::new(42),
+            super::memory(),
+        ))
+    });
+}
+
+mod stacked {
+    cache_core::conformance_tests!(async { Some(super::all_layers()) });
+}
