@@ -162,6 +162,20 @@ impl<S: Serializer> Scoped<'_, S> {
         self.stack().set(&ctx, &built, bytes, op).await
     }
 
+    /// Stores already built and encoded entries in one `multi_set`, without length checks
+    /// (see [`store_encoded`](Self::store_encoded)). Used by `get_or_set_many`.
+    pub(super) async fn store_many(
+        &self,
+        entries: &[(String, Bytes)],
+        user_keys: &[&str],
+    ) -> Result<()> {
+        self.check_open()?;
+        let ns = self.resolved_namespace();
+        let op = self.write_op()?;
+        let ctx = self.ctx(Command::MultiSet, ns, user_keys);
+        self.stack().multi_set(&ctx, entries, op).await
+    }
+
     /// Stores `value` only if `key` is absent, atomically on every backend.
     ///
     /// # Errors

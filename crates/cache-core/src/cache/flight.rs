@@ -26,7 +26,20 @@ pub(super) struct Flights {
     finished: AtomicU64,
 }
 
-type FlightResult = Option<Result<Bytes>>;
+/// What a load gave: the encoded value, `None` when a batch loader did not return the key,
+/// or the load's error.
+type Loaded = Result<Option<Bytes>>;
+
+/// `None` until the load ends.
+type FlightResult = Option<Loaded>;
+
+/// A caller's part in the load of one key.
+enum Role {
+    /// Another caller loads: wait for its answer.
+    Wait(watch::Receiver<FlightResult>),
+    /// This caller loads, and answers the others through the sender.
+    Load(watch::Sender<FlightResult>, u64),
+}
 
 struct Flight {
     id: u64,
@@ -47,6 +60,61 @@ impl Flights {
         self.table
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Joins the load of `built` in flight, or starts one.
+    fn join(&self, built: &str) -> Role {
+        let mut table = self.lock();
+        match table.get(built) {
+            Some(flight) => Role::Wait(flight.rx.clone()),
+            None => {
+                let id = self.next.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = watch::channel(None);
+                table.insert(built.to_owned(), Flight { id, rx });
+                Role::Load(tx, id)
+            }
+        }
+    }
+
+    /// This table's identity, for the re-entrancy check.
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Whether the current task is inside a loader of `built` on this table.
+    fn is_loading_here(&self, built: &str) -> bool {
+        let id = self.id();
+        LOADING
+            .try_with(|loading| loading.iter().any(|(t, k)| *t == id && k == built))
+            .unwrap_or(false)
+    }
+
+    /// The keys being loaded by the current task, with `built` added.
+    fn loading_with(&self, built: impl IntoIterator<Item = String>) -> Arc<[LoadKey]> {
+        let id = self.id();
+        LOADING
+            .try_with(|outer| outer.to_vec())
+            .unwrap_or_default()
+            .into_iter()
+            .chain(built.into_iter().map(|k| (id, k)))
+            .collect()
+    }
+}
+
+fn reentrant_error(key: &str) -> Error {
+    Error::invalid_argument(
+        "a loader asked for a key it is loading itself (get_or_set or get_or_set_many of \
+         the same key on the same cache, from inside its loader); it would wait for itself",
+    )
+    .with_context("op", "get_or_set")
+    .with_context("key", key)
+}
+
+fn loader_error(e: Box<dyn StdError + Send + Sync>, key: Option<&str>) -> Error {
+    let err = Error::new(ErrorKind::Loader, "the loader failed").with_shared_source(Arc::from(e));
+    match key {
+        Some(key) => err.with_context("key", key),
+        None => err,
     }
 }
 
@@ -102,7 +170,6 @@ impl<S: Serializer> Scoped<'_, S> {
         E: Into<Box<dyn StdError + Send + Sync>>,
     {
         let flights = &self.inner.flights;
-        let table_id = std::ptr::from_ref(flights) as usize;
         let mut loader = Some(loader);
         loop {
             let finished_before = flights.finished.load(Ordering::Acquire);
@@ -111,37 +178,21 @@ impl<S: Serializer> Scoped<'_, S> {
             }
             let (_, built) = self.prepare(key)?;
             let built = built.into_owned();
-            let reentrant = LOADING
-                .try_with(|loading| loading.iter().any(|(t, k)| *t == table_id && *k == built))
-                .unwrap_or(false);
-            if reentrant {
-                return Err(Error::invalid_argument(
-                    "get_or_set was called for a key from inside the loader of that same key; \
-                     it would wait for itself",
-                )
-                .with_context("op", "get_or_set")
-                .with_context("key", key));
+            if flights.is_loading_here(&built) {
+                return Err(reentrant_error(key));
             }
-            let role = {
-                let mut table = flights.lock();
-                match table.get(&built) {
-                    Some(flight) => Err(flight.rx.clone()),
-                    None => {
-                        let id = flights.next.fetch_add(1, Ordering::Relaxed);
-                        let (tx, rx) = watch::channel(None);
-                        table.insert(built.clone(), Flight { id, rx });
-                        Ok((tx, id))
+            match flights.join(&built) {
+                Role::Wait(rx) => {
+                    let deadline = self.deadline().map(Deadline::after);
+                    match self.wait(rx, key, deadline).await? {
+                        Some(Ok(Some(bytes))) => return self.decode(&bytes, key),
+                        Some(Err(e)) => return Err(e),
+                        // The loading caller went away, or its batch loader did not find the
+                        // key: load it here.
+                        Some(Ok(None)) | None => continue,
                     }
                 }
-            };
-            match role {
-                Err(rx) => match self.wait(rx, key).await? {
-                    Some(Ok(bytes)) => return self.decode(&bytes, key),
-                    Some(Err(e)) => return Err(e),
-                    // The loading caller went away without an answer: try again.
-                    None => continue,
-                },
-                Ok((tx, id)) => {
+                Role::Load(tx, id) => {
                     let _guard = FlightGuard {
                         flights,
                         key: built.clone(),
@@ -158,18 +209,11 @@ impl<S: Serializer> Scoped<'_, S> {
                     let Some(loader) = loader.take() else {
                         return Err(Error::new(ErrorKind::Unexpected, "loader already used"));
                     };
-                    let loading: Arc<[LoadKey]> = LOADING
-                        .try_with(|outer| outer.iter().cloned().collect::<Vec<_>>())
-                        .unwrap_or_default()
-                        .into_iter()
-                        .chain([(table_id, built)])
-                        .collect();
+                    let loading = flights.loading_with([built]);
                     let value = match LOADING.scope(loading, loader()).await {
                         Ok(v) => v,
                         Err(e) => {
-                            let err = Error::new(ErrorKind::Loader, "the loader failed")
-                                .with_context("key", key)
-                                .with_shared_source(Arc::from(e.into()));
+                            let err = loader_error(e.into(), Some(key));
                             tx.send_replace(Some(Err(err.clone())));
                             return Err(err);
                         }
@@ -182,7 +226,7 @@ impl<S: Serializer> Scoped<'_, S> {
                         }
                     };
                     // Waiters need not wait for the write.
-                    tx.send_replace(Some(Ok(bytes.clone())));
+                    tx.send_replace(Some(Ok(Some(bytes.clone()))));
                     if let Err(e) = self.store_encoded(key, bytes).await {
                         tracing::warn!(
                             key,
@@ -196,20 +240,184 @@ impl<S: Serializer> Scoped<'_, S> {
         }
     }
 
+    /// The values of `keys`, loading the missing ones in one batch: one `multi_get`, then
+    /// `loader` with the distinct keys that missed and that no other caller is loading, then
+    /// one `multi_set` of what it returned. Answers come in the order of `keys`, with `None`
+    /// for a key the loader did not return (nothing is cached for it).
+    ///
+    /// Loads are shared with [`get_or_set`](Self::get_or_set) and with other batches of this
+    /// cache and its clones, key by key: a key another caller is loading is awaited, not
+    /// loaded twice, and the keys this batch loads are awaited by the others. Duplicate keys
+    /// are loaded once.
+    ///
+    /// - A loader error reaches this caller and every caller waiting for one of its keys, as
+    ///   an [`ErrorKind::Loader`] error; nothing is cached.
+    /// - Waiting for other callers' loads is bounded by the call's deadline.
+    /// - The loader is `FnMut`: when a caller this batch waited for went away without an
+    ///   answer, the batch loads those keys itself with a second call.
+    /// - Loaded values that cannot be stored are still returned (and logged).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use std::collections::HashMap;
+    /// # let cache = cache_core::Cache::new(cache_core::testkit::MapBackend::new());
+    /// cache.set("1", &"one").await?;
+    /// let names = cache
+    ///     .get_or_set_many(["1", "2", "3", "2"], |missing: Vec<String>| async move {
+    ///         assert_eq!(missing, ["2", "3"]); // distinct misses only
+    ///         let found: HashMap<String, String> =
+    ///             [("2".to_string(), "two".to_string())].into();
+    ///         Ok::<_, std::io::Error>(found) // "3" not found: a miss
+    ///     })
+    ///     .await?;
+    /// let names: Vec<Option<&str>> = names.iter().map(|n| n.as_deref()).collect();
+    /// assert_eq!(names, [Some("one"), Some("two"), None, Some("two")]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Loader`] when the loader fails; [`ErrorKind::Timeout`] while waiting past
+    /// the deadline; the errors of [`multi_get`](Self::multi_get).
+    pub async fn get_or_set_many<V, I, K, F, Fut, R, E>(
+        &self,
+        keys: I,
+        mut loader: F,
+    ) -> Result<Vec<Option<V>>>
+    where
+        V: Serialize + DeserializeOwned,
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+        F: FnMut(Vec<String>) -> Fut,
+        Fut: Future<Output = std::result::Result<R, E>>,
+        R: IntoIterator<Item = (String, V)>,
+        E: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        self.check_open()?;
+        let keys: Vec<K> = keys.into_iter().collect();
+        let user: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        let mut out: Vec<Option<V>> = self.multi_get(&user).await?;
+        let ns = self.resolved_namespace();
+        // The distinct keys that missed, each with the positions it answers.
+        let mut missing: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, k) in user.iter().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
+            match index.get(k) {
+                Some(&m) => missing[m].1.push(i),
+                None => {
+                    index.insert(k, missing.len());
+                    missing.push((self.build_key(k, ns)?.into_owned(), vec![i]));
+                }
+            }
+        }
+        let flights = &self.inner.flights;
+        if let Some((_, positions)) = missing.iter().find(|(b, _)| flights.is_loading_here(b)) {
+            return Err(reentrant_error(user[positions[0]]));
+        }
+        let deadline = self.deadline().map(Deadline::after);
+        while !missing.is_empty() {
+            let mut load = Vec::new();
+            let mut wait = Vec::new();
+            for entry in std::mem::take(&mut missing) {
+                match flights.join(&entry.0) {
+                    Role::Load(tx, id) => load.push((entry, tx, id)),
+                    Role::Wait(rx) => wait.push((entry, rx)),
+                }
+            }
+            let _guards: Vec<FlightGuard<'_>> = load
+                .iter()
+                .map(|((built, _), _, id)| FlightGuard {
+                    flights,
+                    key: built.clone(),
+                    id: *id,
+                })
+                .collect();
+            if !load.is_empty() {
+                let names: Vec<String> = load
+                    .iter()
+                    .map(|((_, positions), _, _)| user[positions[0]].to_owned())
+                    .collect();
+                let loading = flights.loading_with(load.iter().map(|((b, _), _, _)| b.clone()));
+                let found = match LOADING.scope(loading, loader(names)).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        let err = loader_error(e.into(), None);
+                        for (_, tx, _) in &load {
+                            tx.send_replace(Some(Err(err.clone())));
+                        }
+                        return Err(err);
+                    }
+                };
+                let mut found: HashMap<String, V> = found.into_iter().collect();
+                let mut entries = Vec::with_capacity(found.len());
+                let mut stored = Vec::with_capacity(found.len());
+                for ((built, positions), tx, _) in &load {
+                    let key = user[positions[0]];
+                    let Some(value) = found.remove(key) else {
+                        tx.send_replace(Some(Ok(None)));
+                        continue;
+                    };
+                    let bytes = match self.encode_unchecked(&value, key) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            tx.send_replace(Some(Err(e.clone())));
+                            return Err(e);
+                        }
+                    };
+                    tx.send_replace(Some(Ok(Some(bytes.clone()))));
+                    for &i in &positions[1..] {
+                        out[i] = Some(self.decode(&bytes, key)?);
+                    }
+                    out[positions[0]] = Some(value);
+                    entries.push((built.clone(), bytes));
+                    stored.push(key);
+                }
+                if !entries.is_empty()
+                    && let Err(e) = self.store_many(&entries, &stored).await
+                {
+                    tracing::warn!(
+                        keys = entries.len(),
+                        error = %e,
+                        "get_or_set_many: the loaded values could not be stored"
+                    );
+                }
+            }
+            for ((built, positions), rx) in wait {
+                let key = user[positions[0]];
+                match self.wait(rx, key, deadline).await? {
+                    Some(Ok(Some(bytes))) => {
+                        for &i in &positions {
+                            out[i] = Some(self.decode(&bytes, key)?);
+                        }
+                    }
+                    Some(Ok(None)) => {}
+                    Some(Err(e)) => return Err(e),
+                    // That caller went away: load the key in the next round.
+                    None => missing.push((built, positions)),
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Waits for another caller's load, within this call's deadline. `None`: that caller
     /// went away without an answer.
     async fn wait(
         &self,
         mut rx: watch::Receiver<FlightResult>,
         key: &str,
-    ) -> Result<Option<Result<Bytes>>> {
+        deadline: Option<Deadline>,
+    ) -> Result<FlightResult> {
         let wait = async {
             match rx.wait_for(Option::is_some).await {
                 Ok(answer) => answer.clone(),
                 Err(_) => None,
             }
         };
-        match self.deadline().map(Deadline::after) {
+        match deadline {
             None => Ok(wait.await),
             Some(deadline) => within(deadline, wait).await.map_err(|e| {
                 e.with_context("op", "get_or_set")

@@ -301,6 +301,16 @@ impl<S: Serializer> Cache<S> {
         fn wipe_all[]() -> crate::Result<Option<u64>> where [];
         fn raw[I, A](command: &str, args: I) -> crate::Result<crate::RawValue>
             where [I: IntoIterator<Item = A>, A: Into<crate::RawValue>];
+        fn get_or_set_many[V, I, K, F, Fut, R, E](keys: I, loader: F) -> crate::Result<Vec<Option<V>>>
+            where [
+                V: serde::Serialize + serde::de::DeserializeOwned,
+                I: IntoIterator<Item = K>,
+                K: AsRef<str>,
+                F: FnMut(Vec<String>) -> Fut,
+                Fut: std::future::Future<Output = std::result::Result<R, E>>,
+                R: IntoIterator<Item = (String, V)>,
+                E: Into<Box<dyn std::error::Error + Send + Sync>>,
+            ];
         fn get_or_set[V, F, Fut, E](key: &str, loader: F) -> crate::Result<V>
             where [
                 V: serde::Serialize + serde::de::DeserializeOwned,

@@ -180,6 +180,8 @@ macro_rules! conformance_tests {
             get_or_set_runs_loader_once_for_concurrent_callers,
             get_or_set_returns_stored_value_without_loading,
             get_or_set_loader_error_reaches_every_waiter_and_is_not_cached,
+            get_or_set_many_loads_each_missing_key_once,
+            get_or_set_many_loader_error_reaches_waiters_and_is_not_cached,
             raw_is_supported_or_refused,
             close_is_idempotent_and_later_calls_are_closed,
         );
