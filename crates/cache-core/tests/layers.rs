@@ -358,3 +358,74 @@ async fn the_suite_fails_a_layer_that_breaks_the_contract() {
     let honest = RetryLayer::new().layer(Arc::new(MapBackend::new()));
     cases::multi_get_keeps_order_length_and_misses(Harness::new(honest)).await;
 }
+
+#[tokio::test]
+async fn ttl_jitter_spreads_expiries_within_the_fraction() {
+    use cache_core::KeyTtl;
+    use cache_core::layer::TtlJitterLayer;
+    let ttl = Duration::from_secs(1000);
+    let cache = Cache::builder(MapBackend::new())
+        .ttl(ttl)
+        .layer(TtlJitterLayer::new(0.2).seed(5))
+        .build();
+    let mut lefts = Vec::new();
+    for i in 0..50 {
+        let k = format!("k{i}");
+        cache.set(&k, &i).await.unwrap();
+        let KeyTtl::Remaining(left) = cache.ttl(&k).await.unwrap() else {
+            panic!("no ttl")
+        };
+        assert!(
+            left <= ttl.mul_f64(1.2) + Duration::from_millis(1),
+            "{left:?}"
+        );
+        assert!(left >= ttl - Duration::from_millis(50), "{left:?}");
+        lefts.push(left.as_secs());
+    }
+    lefts.sort_unstable();
+    lefts.dedup();
+    assert!(lefts.len() > 20, "expiries spread: {lefts:?}");
+    // Writes without a TTL stay without one.
+    cache
+        .with_ttl(cache_core::Ttl::Never)
+        .set("forever", &1)
+        .await
+        .unwrap();
+    assert_eq!(cache.ttl("forever").await.unwrap(), KeyTtl::NoExpiry);
+}
+
+#[tokio::test]
+async fn fail_open_turns_temporary_read_failures_into_counted_misses() {
+    use cache_core::layer::FailOpenLayer;
+    let down = FailFirst::new(u32::MAX, ErrorKind::Connection);
+    let fail_open = FailOpenLayer::new();
+    let cache = Cache::builder(MapBackend::new())
+        .layer(down.clone())
+        .layer(fail_open.clone())
+        .build();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), None);
+    let many: Vec<Option<u32>> = cache.multi_get(["a", "b"]).await.unwrap();
+    assert_eq!(many, [None, None]);
+    assert!(!cache.exists("k").await.unwrap());
+    assert_eq!(fail_open.misses_served(), 3);
+    // get_or_set answers from its loader while the cache is down.
+    let v: u32 = cache
+        .get_or_set("k", || async { Ok::<_, Error>(5) })
+        .await
+        .unwrap();
+    assert_eq!(v, 5);
+    // Writes still fail, and so do errors that are not temporary.
+    assert_eq!(
+        cache.set("k", &1).await.unwrap_err().kind(),
+        ErrorKind::Connection
+    );
+    let broken = FailFirst::new(u32::MAX, ErrorKind::Serialization);
+    let cache = Cache::builder(MapBackend::new())
+        .layer(broken)
+        .layer(FailOpenLayer::new())
+        .build();
+    assert_eq!(
+        cache.get::<u32>("k").await.unwrap_err().kind(),
+        ErrorKind::Serialization
+    );
+}

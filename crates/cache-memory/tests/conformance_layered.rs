@@ -1,11 +1,13 @@
 //! The conformance suite over layered stacks: the memory backend wrapped in each shipped
-//! layer, configured to change nothing (retry with no faults below it, chaos at rate 0).
+//! layer that keeps the contract, configured to change nothing (retry with no faults below
+//! it, chaos at rate 0, fail-open reads with a healthy backend). `TtlJitterLayer` is left
+//! out: changing TTLs is its job.
 //! A layer that breaks the contract fails these cases.
 
 use std::sync::Arc;
 
 use cache_core::Backend;
-use cache_core::layer::{ChaosLayer, Layer, RetryLayer, TimeoutLayer};
+use cache_core::layer::{ChaosLayer, FailOpenLayer, Layer, RetryLayer, TimeoutLayer};
 use cache_memory::MemoryBackend;
 
 fn memory() -> Arc<dyn Backend> {
@@ -16,6 +18,7 @@ fn memory() -> Arc<dyn Backend> {
 fn all_layers() -> Arc<dyn Backend> {
     let stack = ChaosLayer::new(1).layer(memory());
     let stack = RetryLayer::new().layer(stack);
+    let stack = FailOpenLayer::new().layer(stack);
     TimeoutLayer::new().layer(stack)
 }
 
@@ -32,6 +35,15 @@ mod chaos {
     cache_core::conformance_tests!(async {
         Some(cache_core::layer::Layer::layer(
             &super::ChaosLayer::new(42),
+            super::memory(),
+        ))
+    });
+}
+
+mod fail_open {
+    cache_core::conformance_tests!(async {
+        Some(cache_core::layer::Layer::layer(
+            &super::FailOpenLayer::new(),
             super::memory(),
         ))
     });

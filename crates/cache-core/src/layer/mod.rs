@@ -55,6 +55,8 @@
 
 mod chaos;
 pub(crate) mod error_context;
+mod fail_open;
+mod jitter;
 mod plugins;
 mod retry;
 pub(crate) mod timeout;
@@ -70,6 +72,8 @@ use bytes::Bytes;
 
 pub use self::chaos::ChaosLayer;
 pub use self::error_context::ErrorContextLayer;
+pub use self::fail_open::FailOpenLayer;
+pub use self::jitter::TtlJitterLayer;
 pub(crate) use self::plugins::PluginLayer;
 pub use self::retry::RetryLayer;
 pub use self::timeout::TimeoutLayer;
