@@ -126,6 +126,15 @@ pub trait Backend: Send + Sync + Debug + 'static {
         op: OpSet,
     ) -> Result<bool>;
 
+    /// Removes `key` only if its current value equals `expected`, atomically. Returns whether
+    /// it removed it. Locks release through it: only the owner's token deletes the lock.
+    async fn compare_and_delete(
+        &self,
+        ctx: &CallContext<'_>,
+        key: &str,
+        expected: Bytes,
+    ) -> Result<bool>;
+
     /// Removes the keys of `scope`. Returns how many were removed, where the backend can
     /// count them.
     async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>>;

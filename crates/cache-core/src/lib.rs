@@ -20,7 +20,9 @@ mod ttl;
 pub mod testkit;
 
 pub use backend::{Backend, ClearScope, IntoBackend, OpSet};
-pub use cache::{Cache, CacheBuilder, DEFAULT_TIMEOUT, Scoped};
+pub use cache::{
+    Cache, CacheBuilder, DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock, LockGuard, OptimisticLock, Scoped,
+};
 pub use capability::Capability;
 pub use context::{CallContext, Deadline};
 pub use error::{Error, ErrorKind, Result};

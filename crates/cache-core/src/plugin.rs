@@ -60,6 +60,8 @@ pub enum Command {
     Ttl,
     /// `compare_and_set`.
     CompareAndSet,
+    /// `compare_and_delete` (also a lock's release).
+    CompareAndDelete,
     /// `clear`.
     Clear,
     /// `wipe_all`.
@@ -72,7 +74,8 @@ pub enum Command {
 
 impl Command {
     /// Whether running the command twice leaves the same state as running it once (reads,
-    /// `set`, `multi_set`, `delete`, `multi_delete`, `expire`, `clear`, `wipe_all`). `add`,
+    /// `set`, `multi_set`, `delete`, `multi_delete`, `expire`, `compare_and_delete`, `clear`,
+    /// `wipe_all`). `add`,
     /// `increment`, `compare_and_set`, `raw` and `close` are not.
     pub const fn is_idempotent(self) -> bool {
         matches!(
@@ -86,6 +89,7 @@ impl Command {
                 | Command::Delete
                 | Command::MultiDelete
                 | Command::Expire
+                | Command::CompareAndDelete
                 | Command::Clear
                 | Command::WipeAll
         )
@@ -106,6 +110,7 @@ impl Command {
             Command::Expire => "expire",
             Command::Ttl => "ttl",
             Command::CompareAndSet => "compare_and_set",
+            Command::CompareAndDelete => "compare_and_delete",
             Command::Clear => "clear",
             Command::WipeAll => "wipe_all",
             Command::Raw => "raw",

@@ -663,6 +663,41 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// `compare_and_delete` on one connection: read the value and its CAS unique, then a
+    /// meta delete that applies only to that unique; a race lost to another write means the
+    /// value changed, so the answer is `false`.
+    async fn compare_and_delete_on(
+        &self,
+        c: &mut Conn<'_>,
+        key: &str,
+        expected: &[u8],
+    ) -> Result<bool, McError> {
+        let Some(current) = c
+            .meta_get(key.as_bytes(), false, None, Some(&["v", "c"]))
+            .await?
+        else {
+            return Ok(false);
+        };
+        if current.data.as_deref().unwrap_or_default() != expected {
+            return Ok(false);
+        }
+        let cas = current
+            .cas
+            .ok_or_else(|| McError::Unexpected("no CAS token in a meta get answer".into()))?;
+        let compare = format!("C{cas}");
+        match c
+            .meta_delete(key.as_bytes(), false, None, Some(&[compare.as_str()]))
+            .await
+        {
+            Ok(_) => Ok(true),
+            // changed or removed since the read: not the expected value any more
+            Err(ClientError::Protocol(Status::Exists | Status::NotFound)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 fn parse_generation(data: Option<&[u8]>) -> Result<u64, McError> {
     data.and_then(|d| std::str::from_utf8(d).ok())
         .and_then(|s| s.trim_end_matches(' ').parse::<u64>().ok())
@@ -946,6 +981,25 @@ impl Backend for MemcachedBackend {
                             .await
                     }
                 }
+            })
+            .await
+            .map_err(|e| inner.fail(server, e))
+    }
+
+    async fn compare_and_delete(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        expected: Bytes,
+    ) -> Result<bool> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = inner.wire_key(key).await?;
+        inner
+            .timed(async {
+                let mut c = server.conn().await?;
+                inner.compare_and_delete_on(&mut c, &wire, &expected).await
             })
             .await
             .map_err(|e| inner.fail(server, e))

@@ -247,6 +247,15 @@ impl Backend for MemoryBackend {
             .map_err(|TooLarge| self.too_large(key, len))
     }
 
+    async fn compare_and_delete(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        expected: Bytes,
+    ) -> Result<bool> {
+        Ok(self.store.compare_and_delete(key, &expected))
+    }
+
     async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         Ok(Some(match scope {
             ClearScope::All => self.store.clear(),

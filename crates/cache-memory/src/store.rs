@@ -539,6 +539,27 @@ impl Store {
         live
     }
 
+    /// Removes `key` only if its live value equals `expected`, atomically. Returns whether it
+    /// removed it.
+    pub(crate) fn compare_and_delete(&self, key: &str, expected: &[u8]) -> bool {
+        let hash = self.ctx.hash(key.as_bytes());
+        let old = {
+            let mut guard = self.shards[self.shard_of(hash)].write();
+            let now = self.now();
+            guard.sweep(&self.ctx, now, SWEEP_STEP, None, false);
+            match guard.find(hash, key.as_bytes()) {
+                Some(i)
+                    if !is_expired(guard.slot(i).meta.load(Relaxed), now)
+                        && guard.slot(i).value[..] == *expected =>
+                {
+                    Some(guard.remove(&self.ctx, i, Some(hash)))
+                }
+                _ => None,
+            }
+        };
+        old.is_some()
+    }
+
     /// Removes every entry whose key starts with `prefix`. Returns how many
     /// live entries were removed (expired ones are removed too, uncounted).
     pub(crate) fn clear_prefix(&self, prefix: &str) -> u64 {

@@ -71,6 +71,12 @@ const CAS: Script = Script {
     sha1: "cd85d25289d4cecfb3703518ecd9cc28cc072c94",
 };
 
+/// `compare_and_delete`, as a [`Script`].
+const CAD: Script = Script {
+    lua: CAD_LUA,
+    sha1: "b6a796aa8d73bb4ce6e26afe648196d086a8d1f1",
+};
+
 /// `expire(key, None)`, as a [`Script`].
 const PERSIST: Script = Script {
     lua: PERSIST_LUA,
@@ -94,6 +100,13 @@ else
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
 return 1";
+
+/// `compare_and_delete`: KEYS[1] = key, ARGV[1] = expected value. Returns 1 when it
+/// removed the key, 0 when the value differed or the key was missing.
+const CAD_LUA: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
 
 /// `expire(key, None)`: removes the expiry and answers whether the key exists (`PERSIST`
 /// alone answers 0 both for a missing key and for a key without expiry).
@@ -930,6 +943,24 @@ impl Backend for RedisBackend {
         Ok(n == 1)
     }
 
+    async fn compare_and_delete(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        expected: Bytes,
+    ) -> Result<bool> {
+        let client = self.client()?.with_options(&self.once);
+        let n: i64 = self
+            .eval(
+                &client,
+                &CAD,
+                vec![Key::from(key)],
+                vec![Value::Bytes(expected)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         match scope {
             ClearScope::Namespace { prefix, .. } => self.clear_prefix(prefix).await.map(Some),
@@ -1039,7 +1070,7 @@ mod tests {
     #[test]
     fn script_hashes_match_their_text() {
         assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        for script in [CAS, PERSIST, SET_MANY_PX] {
+        for script in [CAS, CAD, PERSIST, SET_MANY_PX] {
             assert_eq!(
                 script.sha1,
                 sha1_hex(script.lua.as_bytes()),

@@ -21,6 +21,9 @@ pub mod plugins {}
 #[doc = include_str!("../../../docs/guide/layers.md")]
 pub mod layers {}
 
+#[doc = include_str!("../../../docs/guide/locks.md")]
+pub mod locks {}
+
 #[doc = include_str!("../../../docs/guide/configuration.md")]
 pub mod configuration {}
 

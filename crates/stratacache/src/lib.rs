@@ -17,10 +17,10 @@ pub use serializer::{AnySerializer, SerializerName};
 
 pub use cache_core::{
     AiocacheFlavor, AiocacheKeyBuilder, Backend, Cache, CacheBuilder, CallContext, Capability,
-    ClearScope, Command, CommandInfo, DEFAULT_TIMEOUT, Deadline, DefaultKeyBuilder, Error,
-    ErrorKind, IntoBackend, Json, KeyBuilder, KeyTtl, Layer, OpSet, Outcome, Plugin, PythonJson,
-    RawBytes, RawValue, Result, Scoped, Serializer, Ttl, Utf8, async_trait, duration,
-    forward_backend, layer,
+    ClearScope, Command, CommandInfo, DEFAULT_LEASE, DEFAULT_TIMEOUT, Deadline, DefaultKeyBuilder,
+    Error, ErrorKind, IntoBackend, Json, KeyBuilder, KeyTtl, Layer, Lock, LockGuard, OpSet,
+    OptimisticLock, Outcome, Plugin, PythonJson, RawBytes, RawValue, Result, Scoped, Serializer,
+    Ttl, Utf8, async_trait, duration, forward_backend, layer,
 };
 
 #[cfg(feature = "metrics")]

@@ -344,6 +344,29 @@ impl<S: Serializer> Scoped<'_, S> {
             .await
     }
 
+    /// Removes `key` only if the stored value still encodes to the same bytes as `expected`,
+    /// atomically. Returns whether it removed it. Compare by value, so use a serializer whose
+    /// output is deterministic for `V`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] when the backend has no compare operations
+    /// ([`Capability::compare_and_set`](crate::Capability::compare_and_set)); the errors of
+    /// [`delete`](Self::delete).
+    pub async fn compare_and_delete<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        expected: &V,
+    ) -> Result<bool> {
+        self.require(self.inner.capability.compare_and_set, "compare_and_delete")?;
+        let (ns, built) = self.prepare(key)?;
+        let expected = self.encode(expected, key)?;
+        let keys = [key];
+        let ctx = self.ctx(Command::CompareAndDelete, ns, &keys);
+        self.stack()
+            .compare_and_delete(&ctx, &built, expected)
+            .await
+    }
+
     /// Removes exactly the keys of the namespace, and nothing else. Returns how many keys
     /// were removed where the backend can count them.
     ///

@@ -3,11 +3,13 @@
 //! - `builder.rs`: [`CacheBuilder`], which assembles the stack of layers;
 //! - `scoped.rs`: [`Scoped`], per-call options, and the steps every command shares;
 //! - `commands.rs`: the commands;
-//! - `flight.rs`: `get_or_set` and its single flight.
+//! - `flight.rs`: `get_or_set`, `get_or_set_many` and their single flight;
+//! - `lock.rs`: [`Lock`] and [`OptimisticLock`].
 
 mod builder;
 mod commands;
 mod flight;
+mod lock;
 mod scoped;
 
 use std::any::Any;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 pub use self::builder::CacheBuilder;
 use self::flight::Flights;
+pub use self::lock::{DEFAULT_LEASE, Lock, LockGuard, OptimisticLock};
 pub use self::scoped::Scoped;
 use crate::backend::Backend;
 use crate::{Capability, Json, KeyBuilder, Plugin, Serializer, Ttl};
@@ -296,6 +299,8 @@ impl<S: Serializer> Cache<S> {
         fn expire[T](key: &str, ttl: T) -> crate::Result<bool> where [T: Into<Ttl>];
         fn ttl[](key: &str) -> crate::Result<crate::KeyTtl> where [];
         fn compare_and_set[V](key: &str, expected: Option<&V>, new: &V) -> crate::Result<bool>
+            where [V: serde::Serialize + ?Sized];
+        fn compare_and_delete[V](key: &str, expected: &V) -> crate::Result<bool>
             where [V: serde::Serialize + ?Sized];
         fn clear[]() -> crate::Result<Option<u64>> where [];
         fn wipe_all[]() -> crate::Result<Option<u64>> where [];

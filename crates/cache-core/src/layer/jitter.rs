@@ -106,7 +106,7 @@ impl TtlJitter {
 #[async_trait]
 impl Backend for TtlJitter {
     forward_backend!(inner: name, capability, get, multi_get, delete, multi_delete, exists,
-        increment, ttl, clear, raw, close);
+        increment, ttl, compare_and_delete, clear, raw, close);
 
     async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
         self.inner.set(ctx, key, value, self.op(op)).await

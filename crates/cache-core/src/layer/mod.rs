@@ -58,7 +58,7 @@ pub(crate) mod error_context;
 mod fail_open;
 mod jitter;
 mod plugins;
-mod retry;
+pub(crate) mod retry;
 pub(crate) mod timeout;
 
 use std::fmt;
@@ -341,6 +341,16 @@ impl<A: Around> Backend for Layered<A> {
         self.around.around(ctx, Next::new(&call)).await
     }
 
+    async fn compare_and_delete(
+        &self,
+        ctx: &CallContext<'_>,
+        key: &str,
+        expected: Bytes,
+    ) -> Result<bool> {
+        let call = || self.inner.compare_and_delete(ctx, key, expected.clone());
+        self.around.around(ctx, Next::new(&call)).await
+    }
+
     async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         let call = || self.inner.clear(ctx, scope);
         self.around.around(ctx, Next::new(&call)).await
@@ -416,7 +426,7 @@ pub fn __as_backend<T: AsBackend + ?Sized>(field: &T) -> &dyn Backend {
 /// #[async_trait]
 /// impl Backend for CountMisses {
 ///     forward_backend!(inner: name, capability, multi_get, set, add, multi_set, delete,
-///         multi_delete, exists, increment, expire, ttl, compare_and_set, clear, raw, close);
+///         multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw, close);
 ///
 ///     async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
 ///         let value = self.inner.get(ctx, key).await?;
@@ -444,7 +454,7 @@ pub fn __as_backend<T: AsBackend + ?Sized>(field: &T) -> &dyn Backend {
 /// impl Backend for Forgetful {
 ///     // `close` is neither forwarded nor written.
 ///     forward_backend!(inner: name, capability, get, multi_get, set, add, multi_set, delete,
-///         multi_delete, exists, increment, expire, ttl, compare_and_set, clear, raw);
+///         multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw);
 /// }
 /// ```
 #[macro_export]
@@ -673,6 +683,23 @@ macro_rules! __forward_backend_method {
             Self: 'async_trait,
         {
             $crate::layer::__as_backend(&self.$f).compare_and_set(ctx, key, expected, new, op)
+        }
+    };
+    ($f:ident, compare_and_delete) => {
+        fn compare_and_delete<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+            &'life0 self,
+            ctx: &'life1 $crate::CallContext<'life2>,
+            key: &'life3 str,
+            expected: $crate::__Bytes,
+        ) -> $crate::layer::BoxFuture<'async_trait, $crate::Result<bool>>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            'life2: 'async_trait,
+            'life3: 'async_trait,
+            Self: 'async_trait,
+        {
+            $crate::layer::__as_backend(&self.$f).compare_and_delete(ctx, key, expected)
         }
     };
     ($f:ident, clear) => {

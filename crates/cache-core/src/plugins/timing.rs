@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::{Command, CommandInfo, ErrorKind, Outcome, Plugin};
 
 /// Every command, in declaration order: the order of [`TimingPlugin::snapshot`].
-const COMMANDS: [Command; 16] = [
+const COMMANDS: [Command; 17] = [
     Command::Get,
     Command::MultiGet,
     Command::Set,
@@ -25,6 +25,7 @@ const COMMANDS: [Command; 16] = [
     Command::WipeAll,
     Command::Raw,
     Command::Close,
+    Command::CompareAndDelete,
 ];
 
 /// The position of `command` in [`COMMANDS`].
@@ -46,6 +47,7 @@ const fn slot_of(command: Command) -> usize {
         Command::WipeAll => 13,
         Command::Raw => 14,
         Command::Close => 15,
+        Command::CompareAndDelete => 16,
     }
 }
 

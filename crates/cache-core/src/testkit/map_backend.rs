@@ -183,6 +183,22 @@ impl Backend for MapBackend {
         }))
     }
 
+    async fn compare_and_delete(
+        &self,
+        _ctx: &CallContext<'_>,
+        key: &str,
+        expected: Bytes,
+    ) -> Result<bool> {
+        Ok(self.with(|m| {
+            if m.get(key).is_some_and(|(v, _)| *v == expected) {
+                m.remove(key);
+                true
+            } else {
+                false
+            }
+        }))
+    }
+
     async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         Ok(Some(self.with(|m| {
             let before = m.len();

@@ -1,0 +1,85 @@
+//! Mutual exclusion across processes: 4 processes × 8 tasks take one lock 2,000 times in all
+//! against one real server, each holder doing a read-pause-write of a shared counter inside.
+//! The counter must end at exactly 2,000, and no holder may ever find another inside.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use cache_core::Cache;
+use cache_core::testkit::random_namespace;
+use stratacache_tests::backends::{self, Kind, Setup};
+
+const PROCESSES: usize = 4;
+const TASKS: usize = 8;
+const ACQUISITIONS: usize = 2_000;
+
+/// The acquisitions that do not divide evenly among the processes (the first ones take one
+/// more each).
+fn remainder() -> usize {
+    ACQUISITIONS % PROCESSES
+}
+
+async fn exclusion_across_processes(kind: Kind) {
+    let Some(url) = kind.shared_url() else {
+        return;
+    };
+    let namespace = random_namespace();
+    let started = Instant::now();
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|p| {
+            let share = ACQUISITIONS / PROCESSES + usize::from(p < remainder());
+            Command::new(env!("CARGO_BIN_EXE_lock_worker"))
+                .args([
+                    kind.name(),
+                    url.as_str(),
+                    namespace.as_str(),
+                    &TASKS.to_string(),
+                    &share.to_string(),
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn lock_worker")
+        })
+        .collect();
+    let mut overlaps = 0u64;
+    let mut acquired = 0u64;
+    for child in children {
+        let out = child.wait_with_output().expect("lock_worker ran");
+        assert!(out.status.success(), "a worker failed: {:?}", out.status);
+        let line = String::from_utf8_lossy(&out.stdout);
+        for field in line.split_whitespace() {
+            if let Some(n) = field.strip_prefix("overlaps=") {
+                overlaps += n.parse::<u64>().expect("a count");
+            }
+            if let Some(n) = field.strip_prefix("acquired=") {
+                acquired += n.parse::<u64>().expect("a count");
+            }
+        }
+    }
+    let took = started.elapsed();
+    let backend = backends::connect(kind, &url, &kind.address_of(&url), &Setup::pool(1)).await;
+    let cache = Cache::builder(backend).namespace(namespace).build();
+    let n = cache.get::<u64>("n").await.unwrap();
+    eprintln!(
+        "{}: {acquired} acquisitions by {PROCESSES} processes × {TASKS} tasks in {took:.1?}, \
+         counter {n:?}, {overlaps} overlaps",
+        kind.name()
+    );
+    assert_eq!(acquired, ACQUISITIONS as u64);
+    assert_eq!(overlaps, 0, "a holder found another inside the lock");
+    assert_eq!(n, Some(ACQUISITIONS as u64), "no update lost");
+    cache
+        .multi_delete(["n", "inside", "shared-lock"])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn lock_excludes_across_processes_on_redis() {
+    exclusion_across_processes(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn lock_excludes_across_processes_on_memcached() {
+    exclusion_across_processes(Kind::Memcached).await;
+}
