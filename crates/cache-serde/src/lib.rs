@@ -14,6 +14,11 @@ mod cbor;
 #[cfg(feature = "cbor")]
 pub use cbor::Cbor;
 
+#[cfg(any(feature = "zstd", feature = "lz4"))]
+mod compressed;
+#[cfg(any(feature = "zstd", feature = "lz4"))]
+pub use compressed::{Codec, Compressed};
+
 /// Counters stored by `increment` as decimal text, which binary formats must not misread.
 #[cfg(any(feature = "msgpack", feature = "cbor"))]
 mod counter {

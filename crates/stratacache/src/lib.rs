@@ -43,6 +43,8 @@ pub mod serializers {
     pub use cache_serde::Cbor;
     #[cfg(feature = "msgpack")]
     pub use cache_serde::MsgPack;
+    #[cfg(any(feature = "zstd", feature = "lz4"))]
+    pub use cache_serde::{Codec, Compressed};
 }
 
 #[cfg(feature = "memcached")]
@@ -55,6 +57,8 @@ pub use cache_redis::{RedisBackend, RedisBuilder, RedisConfig};
 pub use cache_serde::Cbor;
 #[cfg(feature = "msgpack")]
 pub use cache_serde::MsgPack;
+#[cfg(any(feature = "zstd", feature = "lz4"))]
+pub use cache_serde::{Codec, Compressed};
 
 /// The names most programs need: `use stratacache::prelude::*;`.
 pub mod prelude {
