@@ -27,7 +27,8 @@ Tasks:
                               workload is `memory`)
     lint                      cargo fmt --check and clippy -D warnings
     fmt                       format the workspace
-    doc                       cargo doc with warnings denied
+    doc                       cargo doc with warnings denied, then each published crate as
+                              docs.rs builds it (--cfg docsrs, RUSTC_BOOTSTRAP=1)
     deny                      cargo deny check bans licenses sources
                               (and advisories with STRATACACHE_DENY_ADVISORIES=1)
     hack                      cargo hack check --each-feature on every library crate

@@ -206,18 +206,53 @@ pub(crate) fn fmt() -> Result {
     util::run(util::cargo().args(["fmt", "--all"]))
 }
 
-/// `cargo x doc`: rustdoc with warnings denied.
-pub(crate) fn doc() -> Result {
+/// The crates published to crates.io, whose pages docs.rs builds.
+const PUBLISHED: [&str; 6] = [
+    "cache-core",
+    "cache-memory",
+    "cache-redis",
+    "cache-memcached",
+    "cache-serde",
+    "stratacache",
+];
+
+/// `RUSTDOCFLAGS` from the environment with `extra` appended.
+fn rustdoc_flags(extra: &str) -> String {
     let mut flags = env::var("RUSTDOCFLAGS").unwrap_or_default();
     if !flags.is_empty() {
         flags.push(' ');
     }
-    flags.push_str("-D warnings");
+    flags.push_str(extra);
+    flags
+}
+
+/// `cargo x doc`: rustdoc with warnings denied, then each published crate the way docs.rs
+/// builds it.
+pub(crate) fn doc() -> Result {
     util::run(
         util::cargo()
             .args(["doc", "--workspace", "--all-features", "--no-deps"])
-            .env("RUSTDOCFLAGS", flags),
-    )
+            .env("RUSTDOCFLAGS", rustdoc_flags("-D warnings")),
+    )?;
+    docs_rs()
+}
+
+/// Each published crate alone, as docs.rs builds it (`[package.metadata.docs.rs]`: every
+/// feature, `--cfg docsrs`), so the `doc_cfg` feature badges ("Available on crate feature …
+/// only") are checked too. docs.rs uses a nightly toolchain; `RUSTC_BOOTSTRAP=1` lets the
+/// stable one accept the unstable `doc_cfg` that `--cfg docsrs` turns on. About 40 s on two
+/// cores after the plain doc build.
+fn docs_rs() -> Result {
+    util::header("doc: as docs.rs builds it");
+    for krate in PUBLISHED {
+        util::run(
+            util::cargo()
+                .args(["doc", "--no-deps", "--all-features", "-p", krate])
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("RUSTDOCFLAGS", rustdoc_flags("--cfg docsrs -D warnings")),
+        )?;
+    }
+    Ok(())
 }
 
 /// `cargo x deny`: licenses, bans and sources; advisories only when asked for.
@@ -437,6 +472,40 @@ mod tests {
         assert!(has_profile(&strings(&["--profile", "default"])));
         assert!(has_profile(&strings(&["--profile=ci"])));
         assert!(!has_profile(&strings(&["--", "--profile"])));
+    }
+
+    /// Every crate that can be published is documented the way docs.rs builds it, and says
+    /// so in its manifest.
+    #[test]
+    fn published_crates_are_the_ones_docs_rs_builds() {
+        let crates = util::workspace_root().join("crates");
+        let mut publishable = Vec::new();
+        for entry in std::fs::read_dir(&crates).unwrap() {
+            let dir = entry.unwrap().path();
+            let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+                continue;
+            };
+            if manifest.contains("publish = false") {
+                continue;
+            }
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                manifest.contains("[package.metadata.docs.rs]")
+                    && manifest.contains("all-features = true")
+                    && manifest.contains(r#"rustdoc-args = ["--cfg", "docsrs"]"#),
+                "{name}: no docs.rs metadata"
+            );
+            let lib = std::fs::read_to_string(dir.join("src").join("lib.rs")).unwrap();
+            assert!(
+                lib.contains("#![cfg_attr(docsrs, feature(doc_cfg))]"),
+                "{name}: lib.rs does not turn on doc_cfg under docsrs"
+            );
+            publishable.push(name);
+        }
+        publishable.sort();
+        let mut listed = PUBLISHED.map(str::to_owned).to_vec();
+        listed.sort();
+        assert_eq!(publishable, listed);
     }
 
     #[test]
