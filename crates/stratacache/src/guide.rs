@@ -26,3 +26,194 @@ pub mod environments {}
 
 #[doc = include_str!("../../../docs/guide/migrating-from-aiocache.md")]
 pub mod migrating_from_aiocache {}
+
+/// The guide states facts the code decides: scheme lists, parameter names, serializer names,
+/// duration units, metric names, example files. These tests read the pages and compare, so a
+/// change on either side that leaves the other behind fails here.
+#[cfg(test)]
+mod drift {
+    use std::collections::BTreeSet;
+
+    const CONFIGURATION: &str = include_str!("../../../docs/guide/configuration.md");
+    const PLUGINS: &str = include_str!("../../../docs/guide/plugins.md");
+    const ENVIRONMENTS: &str = include_str!("../../../docs/guide/environments.md");
+
+    /// The lines of the first table after the heading `heading`.
+    fn table_after<'a>(page: &'a str, heading: &str) -> Vec<&'a str> {
+        let start = page
+            .find(heading)
+            .unwrap_or_else(|| panic!("no heading {heading:?}"));
+        page[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .collect()
+    }
+
+    /// The `n`th cell (0-based) of a table row.
+    fn cell(row: &str, n: usize) -> &str {
+        row.split('|').nth(n + 1).map_or("", str::trim)
+    }
+
+    /// The text inside each pair of backticks in `text`.
+    fn code_spans(text: &str) -> Vec<&str> {
+        text.split('`').skip(1).step_by(2).collect()
+    }
+
+    /// The schemes of the "Schemes" table: the `xxx` of every `` `xxx://…` `` in its first
+    /// column.
+    fn documented_schemes() -> BTreeSet<String> {
+        table_after(CONFIGURATION, "### Schemes")
+            .into_iter()
+            .flat_map(|row| code_spans(cell(row, 0)))
+            .filter_map(|span| span.split_once("://").map(|(scheme, _)| scheme.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_scheme_table_lists_exactly_the_schemes_from_url_accepts() {
+        let documented = documented_schemes();
+        let mut accepted: BTreeSet<String> = crate::url::REDIS_SCHEMES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        accepted.insert("memory".into());
+        accepted.insert("memcached".into());
+        assert_eq!(
+            documented, accepted,
+            "docs/guide/configuration.md, ### Schemes"
+        );
+
+        // and the parser does recognise each: it parses, or it names the feature to enable
+        for scheme in &documented {
+            let host = match scheme.as_str() {
+                "memory" => "",
+                s if s.ends_with("+unix") => "/tmp/redis.sock",
+                _ => "127.0.0.1:1",
+            };
+            let url = format!("{scheme}://{host}");
+            if let Err(e) = crate::url::parse(&url) {
+                assert!(
+                    e.to_string().contains("feature of stratacache"),
+                    "{url}: {e}"
+                );
+            }
+        }
+        assert!(crate::url::parse("valkey-nope://h").is_err());
+    }
+
+    #[test]
+    fn the_guide_no_longer_says_from_url_refuses_a_scheme_it_accepts() {
+        for scheme in crate::url::REDIS_SCHEMES {
+            let claim = format!("does not recognise `{scheme}://`");
+            assert!(!CONFIGURATION.contains(&claim), "{claim}");
+        }
+        assert!(!CONFIGURATION.contains("does not recognise those"));
+    }
+
+    #[test]
+    fn the_cache_level_parameters_are_the_ones_the_url_parser_takes_out() {
+        let documented: BTreeSet<&str> = table_after(CONFIGURATION, "### Cache-level parameters")
+            .into_iter()
+            .map(|row| cell(row, 0).trim_matches('`'))
+            .collect();
+        let taken: BTreeSet<&str> = crate::url::CACHE_PARAMS.into_iter().collect();
+        assert_eq!(documented, taken);
+    }
+
+    #[test]
+    fn the_serializer_names_are_the_ones_that_parse() {
+        let row = table_after(CONFIGURATION, "### Cache-level parameters")
+            .into_iter()
+            .find(|row| cell(row, 0) == "`serializer`")
+            .expect("a serializer row");
+        let documented: BTreeSet<&str> = code_spans(cell(row, 1)).into_iter().collect();
+        for name in &documented {
+            assert!(
+                name.parse::<crate::SerializerName>().is_ok(),
+                "documented serializer {name:?} does not parse"
+            );
+        }
+        for name in crate::SerializerName::ALL {
+            assert!(
+                documented.contains(name.as_str()),
+                "serializer {name:?} is not documented"
+            );
+        }
+    }
+
+    #[test]
+    fn every_documented_duration_and_unit_parses() {
+        let row = table_after(CONFIGURATION, "### Cache-level parameters")
+            .into_iter()
+            .find(|row| cell(row, 0) == "`ttl`")
+            .expect("a ttl row");
+        let spans = code_spans(cell(row, 1));
+        assert!(spans.len() > 10, "{spans:?}");
+        for span in spans {
+            for spelling in span.split('/') {
+                // an example (`1h30m`) or a unit (`min`, `µs`)
+                let text = if spelling.starts_with(|c: char| c.is_ascii_digit()) {
+                    spelling.to_owned()
+                } else {
+                    format!("2{spelling}")
+                };
+                assert!(
+                    cache_core::duration::parse(&text).is_ok(),
+                    "the guide lists {spelling:?}, which does not parse"
+                );
+            }
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn the_metric_names_and_the_default_prefix_are_the_plugins() {
+        use cache_core::plugins::MetricsPlugin;
+
+        let prefix = MetricsPlugin::DEFAULT_PREFIX;
+        assert!(
+            PLUGINS.contains(&format!("With the default prefix `{prefix}`")),
+            "docs/guide/plugins.md does not name the default prefix {prefix:?}"
+        );
+        let plugin = MetricsPlugin::new();
+        let documented: Vec<&str> = table_after(PLUGINS, "## MetricsPlugin")
+            .into_iter()
+            .map(|row| cell(row, 0).trim_matches('`'))
+            .collect();
+        assert_eq!(
+            documented,
+            [
+                plugin.commands_name(),
+                plugin.duration_name(),
+                plugin.hits_name(),
+                plugin.misses_name()
+            ]
+        );
+    }
+
+    /// The config files shown in the environments page are the example's files.
+    #[test]
+    fn the_example_config_files_are_shown_as_they_are() {
+        for name in ["memory", "redis", "memcached"] {
+            let label = format!("`examples/config/{name}.toml`");
+            let at = ENVIRONMENTS
+                .find(&label)
+                .unwrap_or_else(|| panic!("{label} is not shown"));
+            let block = ENVIRONMENTS[at..]
+                .split("```toml\n")
+                .nth(1)
+                .and_then(|rest| rest.split("```").next())
+                .expect("a toml block");
+            let path = format!("{}/examples/config/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+            let file = std::fs::read_to_string(&path).unwrap();
+            let file: String = file
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert_eq!(block.trim(), file.trim(), "{path}");
+        }
+    }
+}
