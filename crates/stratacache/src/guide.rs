@@ -37,6 +37,9 @@ mod drift {
     const CONFIGURATION: &str = include_str!("../../../docs/guide/configuration.md");
     const PLUGINS: &str = include_str!("../../../docs/guide/plugins.md");
     const ENVIRONMENTS: &str = include_str!("../../../docs/guide/environments.md");
+    const GETTING_STARTED: &str = include_str!("../../../docs/guide/getting-started.md");
+    const UMBRELLA_README: &str = include_str!("../README.md");
+    const ROOT_README: &str = include_str!("../../../README.md");
 
     /// The lines of the first table after the heading `heading`.
     fn table_after<'a>(page: &'a str, heading: &str) -> Vec<&'a str> {
@@ -191,6 +194,52 @@ mod drift {
                 plugin.misses_name()
             ]
         );
+    }
+
+    /// The features of `stratacache`'s manifest, `default` left out.
+    fn manifest_features() -> BTreeSet<String> {
+        let manifest = include_str!("../Cargo.toml");
+        manifest
+            .split("[features]")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .expect("a [features] table")
+            .lines()
+            .filter_map(|l| l.split_once(" = ").map(|(name, _)| name.trim().to_owned()))
+            .filter(|name| name != "default" && !name.starts_with('#'))
+            .collect()
+    }
+
+    /// The first column of the feature table after `heading` in `page`.
+    fn documented_features(page: &str, heading: &str) -> BTreeSet<String> {
+        table_after(page, heading)
+            .into_iter()
+            .map(|row| cell(row, 0).trim_matches('`').to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_feature_table_lists_exactly_the_crates_features() {
+        let features = manifest_features();
+        assert!(
+            features.contains("zstd") && features.contains("full"),
+            "{features:?}"
+        );
+        for (page, text, heading) in [
+            (
+                "docs/guide/getting-started.md",
+                GETTING_STARTED,
+                "## Add the crate",
+            ),
+            (
+                "crates/stratacache/README.md",
+                UMBRELLA_README,
+                "## Features",
+            ),
+            ("README.md", ROOT_README, "| `stratacache` feature |"),
+        ] {
+            assert_eq!(documented_features(text, heading), features, "{page}");
+        }
     }
 
     /// The config files shown in the environments page are the example's files.
