@@ -3,28 +3,28 @@
 //! --all-features`. On GitHub, start from `docs/guide/README.md`. The links between pages
 //! point at the `.md` files and work on GitHub; in this rendering, use the modules below.
 
-#[doc = include_str!("../../../docs/guide/README.md")]
+#[doc = include_str!("../guide/README.md")]
 pub mod index {}
 
-#[doc = include_str!("../../../docs/guide/getting-started.md")]
+#[doc = include_str!("../guide/getting-started.md")]
 pub mod getting_started {}
 
-#[doc = include_str!("../../../docs/guide/backends.md")]
+#[doc = include_str!("../guide/backends.md")]
 pub mod backends {}
 
-#[doc = include_str!("../../../docs/guide/serializers.md")]
+#[doc = include_str!("../guide/serializers.md")]
 pub mod serializers {}
 
-#[doc = include_str!("../../../docs/guide/plugins.md")]
+#[doc = include_str!("../guide/plugins.md")]
 pub mod plugins {}
 
-#[doc = include_str!("../../../docs/guide/configuration.md")]
+#[doc = include_str!("../guide/configuration.md")]
 pub mod configuration {}
 
-#[doc = include_str!("../../../docs/guide/environments.md")]
+#[doc = include_str!("../guide/environments.md")]
 pub mod environments {}
 
-#[doc = include_str!("../../../docs/guide/migrating-from-aiocache.md")]
+#[doc = include_str!("../guide/migrating-from-aiocache.md")]
 pub mod migrating_from_aiocache {}
 
 /// The guide states facts the code decides: scheme lists, parameter names, serializer names,
@@ -34,10 +34,10 @@ pub mod migrating_from_aiocache {}
 mod drift {
     use std::collections::BTreeSet;
 
-    const CONFIGURATION: &str = include_str!("../../../docs/guide/configuration.md");
-    const PLUGINS: &str = include_str!("../../../docs/guide/plugins.md");
-    const ENVIRONMENTS: &str = include_str!("../../../docs/guide/environments.md");
-    const GETTING_STARTED: &str = include_str!("../../../docs/guide/getting-started.md");
+    const CONFIGURATION: &str = include_str!("../guide/configuration.md");
+    const PLUGINS: &str = include_str!("../guide/plugins.md");
+    const ENVIRONMENTS: &str = include_str!("../guide/environments.md");
+    const GETTING_STARTED: &str = include_str!("../guide/getting-started.md");
     const UMBRELLA_README: &str = include_str!("../README.md");
     const ROOT_README: &str = include_str!("../../../README.md");
 
