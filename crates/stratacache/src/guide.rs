@@ -242,6 +242,37 @@ mod drift {
         }
     }
 
+    /// The plugin configuration shown in the plugins page reads, and every plugin name the
+    /// configuration page lists is one `PluginConfig::from_name` knows.
+    #[test]
+    fn the_documented_plugin_configuration_reads() {
+        #[derive(serde::Deserialize)]
+        struct Plugins {
+            plugins: Vec<crate::PluginConfig>,
+        }
+        let at = PLUGINS
+            .find("## Plugins from configuration")
+            .expect("the section");
+        let block = PLUGINS[at..]
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block");
+        let parsed: Plugins = toml::from_str(block).expect("the documented TOML reads");
+        assert_eq!(parsed.plugins.len(), 4);
+
+        let row = table_after(CONFIGURATION, "### From environment variables")
+            .into_iter()
+            .find(|row| cell(row, 0) == "`{PREFIX}_PLUGINS`")
+            .expect("a PLUGINS row");
+        let names = code_spans(cell(row, 1)).concat();
+        let names: Vec<&str> = names.split(',').collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        for name in names {
+            assert!(crate::PluginConfig::from_name(name).is_ok(), "{name}");
+        }
+    }
+
     /// The config files shown in the environments page are the example's files.
     #[test]
     fn the_example_config_files_are_shown_as_they_are() {
