@@ -27,9 +27,11 @@ Tasks:
                               workload is `memory`)
     lint                      cargo fmt --check and clippy -D warnings
     fmt                       format the workspace
-    doc                       cargo doc with warnings denied
-    deny                      cargo deny check bans licenses sources
-                              (and advisories with STRATACACHE_DENY_ADVISORIES=1)
+    doc                       cargo doc with warnings denied, then each published crate as
+                              docs.rs builds it (--cfg docsrs, RUSTC_BOOTSTRAP=1)
+    deny                      cargo deny check advisories bans licenses sources; advisories
+                              against the current RustSec database, else the copy on this
+                              machine, else skipped with a warning
     hack                      cargo hack check --each-feature on every library crate
     fuzz --smoke | TARGET [--time SECS]
                               run the cargo-fuzz targets in fuzz/ (30 s each with --smoke) on
@@ -40,8 +42,10 @@ Tasks:
 
 Environment:
     CI                        when set, `test` uses the nextest profile `ci`
-    STRATACACHE_DENY_ADVISORIES=1
-                              also run cargo-deny's advisories check (needs network access)";
+    STRATACACHE_DENY_ADVISORIES=auto|1|0
+                              advisories in `deny` and `ci`: auto (default) fetches the current
+                              database, falls back to the local copy, else skips loudly; 1
+                              requires the current one (a failed fetch fails); 0 skips them";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

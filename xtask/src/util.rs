@@ -183,6 +183,43 @@ fn describe(status: ExitStatus) -> String {
     status.to_string()
 }
 
+/// How a command run with [`run_with_deadline`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Success,
+    /// A non-zero exit, described.
+    Failed(String),
+    /// Still running at the deadline: it was killed.
+    TimedOut,
+}
+
+/// Prints and runs `cmd`, killing it if it runs past `deadline`. Only a failure to start it
+/// is an error; how it ended is the answer.
+pub(crate) fn run_with_deadline(cmd: &mut Command, deadline: std::time::Duration) -> Result<Ended> {
+    print_command(cmd);
+    let mut child = cmd.spawn().map_err(|e| {
+        Failure::new(format!(
+            "could not run `{}`: {e}",
+            cmd.get_program().to_string_lossy()
+        ))
+    })?;
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(Ended::Success),
+            Ok(Some(status)) => return Ok(Ended::Failed(describe(status))),
+            Ok(None) if started.elapsed() >= deadline => {
+                // Our own child: end it and reap it.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(Ended::TimedOut);
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Err(e) => return Ok(Ended::Failed(e.to_string())),
+        }
+    }
+}
+
 /// Runs `cmd` silently and reports whether it succeeded.
 pub(crate) fn succeeds(cmd: &mut Command) -> bool {
     cmd.stdin(Stdio::null())
@@ -292,6 +329,27 @@ mod tests {
         let mut cmd = Command::new("redis-server");
         cmd.env("A", "b c").args(["--save", ""]);
         assert_eq!(display_command(&cmd), "A='b c' redis-server --save ''");
+    }
+
+    #[test]
+    fn a_command_past_its_deadline_is_killed() {
+        let quick = run_with_deadline(
+            Command::new("sh").args(["-c", "exit 0"]),
+            std::time::Duration::from_secs(10),
+        );
+        assert_eq!(quick.unwrap(), Ended::Success);
+        let failed = run_with_deadline(
+            Command::new("sh").args(["-c", "exit 3"]),
+            std::time::Duration::from_secs(10),
+        );
+        assert_eq!(failed.unwrap(), Ended::Failed("exit code 3".into()));
+        let started = std::time::Instant::now();
+        let slow = run_with_deadline(
+            Command::new("sleep").arg("30"),
+            std::time::Duration::from_millis(300),
+        );
+        assert_eq!(slow.unwrap(), Ended::TimedOut);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Durations as people write them in URLs and config files: `250ms`, `2s`, `1.5s`, `1m`.
+//! Durations as people write them in URLs and config files: `250ms`, `2s`, `1.5s`, `1m`,
+//! `7d`, and compounds such as `1h30m`.
 //!
 //! Every crate of the family reads durations through this module, so a URL parameter, a TOML
 //! value and an environment variable accept the same spellings:
@@ -9,53 +10,109 @@
 //!
 //! assert_eq!(duration::parse("250ms"), Ok(Duration::from_millis(250)));
 //! assert_eq!(duration::parse("1.5s"), Ok(Duration::from_millis(1500)));
+//! assert_eq!(duration::parse("7d"), Ok(Duration::from_secs(7 * 86_400)));
+//! assert_eq!(duration::parse("1h30m"), Ok(Duration::from_secs(5_400)));
 //! assert_eq!(duration::format(Duration::from_secs(120)), "120s");
 //! assert!(duration::parse("5").unwrap_err().contains("no unit"));
 //! ```
 
 use std::time::Duration;
 
-/// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h`, `500us`, `10ns` or `0`.
+/// The units [`parse`] reads, largest first, with their length in nanoseconds.
+const UNITS: [(&[&str], u64); 7] = [
+    (&["d"], 86_400_000_000_000),
+    (&["h"], 3_600_000_000_000),
+    (&["m", "min"], 60_000_000_000),
+    (&["s"], 1_000_000_000),
+    (&["ms"], 1_000_000),
+    (&["us", "µs"], 1_000),
+    (&["ns"], 1),
+];
+
+/// Parses a duration: `0`, or one or more `<number><unit>` parts, largest unit first.
+///
+/// Units: `d` (days of 24 hours), `h`, `m` or `min`, `s`, `ms`, `us` or `µs`, `ns`. A number
+/// is decimal digits with an optional fraction (`1.5s`). Parts may be written together
+/// (`1h30m`, `2d12h`, `1m30.5s`) or separated by spaces (`1h 30m`); each unit appears at most
+/// once, in decreasing order. Leading and trailing spaces are ignored.
+///
+/// A number without a unit (`5`, `1h30`) is refused rather than guessed: seconds and
+/// milliseconds are both common, and a wrong guess is off by a factor of a thousand.
 ///
 /// # Errors
-/// A message saying what is wrong (no unit, an unknown unit, not a number, too large).
+/// A message saying what is wrong: no unit, an unknown unit, units repeated or out of order,
+/// not a number, or too large (more than `u64::MAX` nanoseconds, about 584 years).
 pub fn parse(text: &str) -> Result<Duration, String> {
     let v = text.trim();
     if v == "0" {
         return Ok(Duration::ZERO);
     }
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{v:?} has no unit; write it like 250ms, 2s or 1m"))?;
-    let (number, unit) = v.split_at(split);
-    let bad = || format!("{v:?} is not a duration like 250ms or 2s");
-    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+    let bad = || format!("{v:?} is not a duration like 250ms, 2s or 1h30m");
+    if v.is_empty() {
         return Err(bad());
     }
-    let nanos_per_unit: u64 = match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" | "min" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        _ => return Err(format!("unknown unit {unit:?} in {v:?}; use ms, s, m or h")),
-    };
-    let nanos = if number.contains('.') {
-        let f: f64 = number.parse().map_err(|_| bad())?;
-        let n = (f * nanos_per_unit as f64).round();
-        if !n.is_finite() || n >= u64::MAX as f64 {
+    let mut rest = v;
+    let mut total: u64 = 0;
+    // Index into UNITS of the last unit read: the next one must be smaller.
+    let mut last: Option<usize> = None;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_len);
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        if unit.is_empty() {
+            return Err(if after.is_empty() && !number.is_empty() {
+                format!("{v:?} has no unit; write it like 250ms, 2s, 1m or 1h30m")
+            } else {
+                bad()
+            });
+        }
+        if number.is_empty()
+            || number.starts_with('.')
+            || number.ends_with('.')
+            || number.matches('.').count() > 1
+        {
             return Err(bad());
         }
-        n as u64
-    } else {
-        number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(nanos_per_unit))
-            .ok_or_else(bad)?
-    };
-    Ok(Duration::from_nanos(nanos))
+        let Some(index) = UNITS.iter().position(|(names, _)| names.contains(&unit)) else {
+            return Err(format!(
+                "unknown unit {unit:?} in {v:?}; use d, h, m, s, ms, us or ns"
+            ));
+        };
+        if last.is_some_and(|l| index <= l) {
+            return Err(format!(
+                "{v:?} repeats a unit or has them out of order; write the largest first, \
+                 each once, like 1h30m"
+            ));
+        }
+        last = Some(index);
+        let nanos_per_unit = UNITS[index].1;
+        let nanos = if number.contains('.') {
+            let f: f64 = number.parse().map_err(|_| bad())?;
+            let n = (f * nanos_per_unit as f64).round();
+            if !n.is_finite() || n >= u64::MAX as f64 {
+                return Err(too_large(v));
+            }
+            n as u64
+        } else {
+            number
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| n.checked_mul(nanos_per_unit))
+                .ok_or_else(|| too_large(v))?
+        };
+        total = total.checked_add(nanos).ok_or_else(|| too_large(v))?;
+        rest = after.trim_start();
+    }
+    Ok(Duration::from_nanos(total))
+}
+
+fn too_large(v: &str) -> String {
+    format!("{v:?} is too large for a duration (at most about 584 years)")
 }
 
 /// Formats a duration the way [`parse`] reads it, in the largest exact unit: `250ms`, `2s`.
@@ -172,8 +229,38 @@ mod tests {
             ("2min", Duration::from_secs(120)),
             ("1h", Duration::from_secs(3600)),
             (" 3s ", Duration::from_secs(3)),
+            ("7d", Duration::from_secs(7 * 86_400)),
+            ("0.5d", Duration::from_secs(43_200)),
+            ("0s", Duration::ZERO),
         ] {
             assert_eq!(parse(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn reads_compound_durations_largest_unit_first() {
+        for (text, want) in [
+            ("1h30m", Duration::from_secs(5_400)),
+            ("1h 30m", Duration::from_secs(5_400)),
+            ("2d12h", Duration::from_secs(2 * 86_400 + 12 * 3_600)),
+            ("1d1h1m1s", Duration::from_secs(86_400 + 3_600 + 61)),
+            ("1m30.5s", Duration::from_millis(90_500)),
+            ("2min5s", Duration::from_secs(125)),
+            ("1s500ms", Duration::from_millis(1_500)),
+            ("1ms250us", Duration::from_micros(1_250)),
+            ("1us5ns", Duration::from_nanos(1_005)),
+            ("1.5h15m", Duration::from_secs(6_300)),
+            (" 1h  30m ", Duration::from_secs(5_400)),
+        ] {
+            assert_eq!(parse(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_repeated_or_unordered_units() {
+        for text in ["30m1h", "1h1h", "1m1min", "1s1m", "5ms1s", "1d2d"] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains("out of order"), "{text}: {e}");
         }
     }
 
@@ -189,11 +276,65 @@ mod tests {
             "-1s",
             "1e3ms",
             "99999999999999999999s",
+            "1h30",
+            "1h 30",
+            "1h-30m",
+            "1..5s",
+            "1.2.3s",
+            "h1",
+            "1 h",
+            "1h,30m",
+            "1y",
+            "213504d",
+            "5 5s",
         ] {
             assert!(parse(text).is_err(), "{text} parsed");
         }
         assert!(parse("5").unwrap_err().contains("no unit"));
-        assert!(parse("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse("1h30").unwrap_err().contains("no unit"));
+        assert!(parse("5y").unwrap_err().contains("unknown unit"));
+        assert!(parse("213504d").unwrap_err().contains("too large"));
+        // the largest duration parse reads: u64::MAX nanoseconds
+        assert_eq!(
+            parse("213503d23h34m33s709551615ns"),
+            Ok(Duration::from_nanos(u64::MAX))
+        );
+        assert!(parse("213503d23h34m33s709551616ns").is_err());
+    }
+
+    #[test]
+    fn never_panics_on_any_text() {
+        let pieces = [
+            "0",
+            "1",
+            "9",
+            ".",
+            "d",
+            "h",
+            "m",
+            "min",
+            "s",
+            "ms",
+            "us",
+            "µs",
+            "ns",
+            " ",
+            "x",
+            "-",
+            "18446744073709551615",
+            "1e9",
+        ];
+        // every sequence of up to three pieces
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let text = format!("{a}{b}{c}");
+                    if let Ok(d) = parse(&text) {
+                        assert!(d.as_nanos() <= u128::from(u64::MAX), "{text}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -77,13 +77,28 @@ impl fmt::Display for ErrorKind {
 /// Cheap to clone (the source is shared), so one failure can reach several waiters, as
 /// `get_or_set` does when a shared loader fails.
 ///
+/// # Display
+///
+/// `{}` describes this error only: its kind, message and context, as
+/// `Kind: message (name: value, …)`. The underlying cause is not repeated there; it is
+/// [`source()`](StdError::source), so error reporters (`anyhow`, `eyre`, `tracing`'s error
+/// fields) print each cause once. The alternate form `{:#}` appends the whole chain of causes,
+/// `: cause: cause of the cause`, for a one-line log without a reporter.
+///
 /// ```
+/// use std::error::Error as _;
 /// use cache_core::{Error, ErrorKind};
 ///
 /// let err = Error::new(ErrorKind::InvalidArgument, "ttl must be greater than zero")
 ///     .with_context("key", "user:42");
 /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 /// assert_eq!(err.to_string(), "InvalidArgument: ttl must be greater than zero (key: user:42)");
+///
+/// let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// let err = Error::new(ErrorKind::Connection, "cannot connect").with_source(refused);
+/// assert_eq!(err.to_string(), "Connection: cannot connect");
+/// assert_eq!(err.source().map(|s| s.to_string()).as_deref(), Some("refused"));
+/// assert_eq!(format!("{err:#}"), "Connection: cannot connect: refused");
 /// ```
 #[derive(Clone)]
 pub struct Error {
@@ -208,8 +223,12 @@ impl fmt::Display for Error {
             }
             f.write_str(")")?;
         }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        if f.alternate() {
+            let mut cause = StdError::source(self);
+            while let Some(e) = cause {
+                write!(f, ": {e}")?;
+                cause = e.source();
+            }
         }
         Ok(())
     }
@@ -242,7 +261,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_shows_kind_message_context_and_source() {
+    fn display_shows_kind_message_and_context_and_leaves_the_source_to_source() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let err = Error::new(ErrorKind::Connection, "cannot connect")
             .with_context("backend", "redis")
@@ -250,11 +269,53 @@ mod tests {
             .with_source(io);
         assert_eq!(
             err.to_string(),
-            "Connection: cannot connect (backend: redis, endpoint: 127.0.0.1:6379): refused"
+            "Connection: cannot connect (backend: redis, endpoint: 127.0.0.1:6379)"
+        );
+        assert_eq!(
+            err.source().map(ToString::to_string).as_deref(),
+            Some("refused")
         );
         assert!(err.is_temporary());
-        assert!(err.source().is_some());
         assert_eq!(err.context_value("endpoint"), Some("127.0.0.1:6379"));
+    }
+
+    /// A chain printer (what anyhow, eyre and tracing do) shows every cause exactly once.
+    #[test]
+    fn a_chain_printer_shows_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let inner = Error::new(ErrorKind::Connection, "cannot connect").with_source(io);
+        let outer = Error::new(ErrorKind::Loader, "the loader failed").with_source(inner);
+        let mut lines = Vec::new();
+        let mut next: Option<&(dyn StdError + 'static)> = Some(&outer);
+        while let Some(e) = next {
+            lines.push(e.to_string());
+            next = e.source();
+        }
+        assert_eq!(
+            lines,
+            [
+                "Loader: the loader failed",
+                "Connection: cannot connect",
+                "refused"
+            ]
+        );
+        let report = lines.join("\n");
+        assert_eq!(report.matches("refused").count(), 1, "{report}");
+    }
+
+    #[test]
+    fn alternate_display_appends_the_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let inner = Error::new(ErrorKind::Connection, "cannot connect").with_source(io);
+        let outer = Error::new(ErrorKind::Loader, "the loader failed")
+            .with_context("key", "k")
+            .with_source(inner);
+        assert_eq!(
+            format!("{outer:#}"),
+            "Loader: the loader failed (key: k): Connection: cannot connect: refused"
+        );
+        let alone = Error::new(ErrorKind::Timeout, "deadline passed");
+        assert_eq!(format!("{alone:#}"), "Timeout: deadline passed");
     }
 
     #[test]

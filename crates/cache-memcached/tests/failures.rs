@@ -643,7 +643,8 @@ async fn build_needs_one_reachable_server_and_close_is_final() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Connection);
-    assert!(e.to_string().contains(&dead), "{e}");
+    // the server's own error, with its address, is the source
+    assert!(format!("{e:#}").contains(&dead), "{e:#}");
     let e = MemcachedBuilder::new().build().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
 

@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(busy.kind(), ErrorKind::Backend);
         assert!(busy.is_temporary());
         let e = convert(FredError::new(FredKind::Unknown, "ERR syntax error"));
-        assert!(e.to_string().contains("ERR syntax error"), "{e}");
+        assert!(format!("{e:#}").contains("ERR syntax error"), "{e:#}");
         assert!(std::error::Error::source(&e).is_some());
     }
 }

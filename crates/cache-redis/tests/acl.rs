@@ -58,7 +58,8 @@ async fn a_wrong_password_is_a_clear_authentication_error() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(!err.is_temporary());
-    let text = err.to_string();
+    // the server's reply is the source: the chain, as an error reporter prints it
+    let text = format!("{err:#}");
     assert!(text.contains("refused the credentials"), "{text}");
     assert!(text.contains("WRONGPASS"), "{text}");
     assert!(
@@ -94,7 +95,7 @@ async fn a_forbidden_key_is_a_backend_error_naming_the_permission() {
     let other = cache.namespace("alice");
     let err = other.set("theirs", &1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
-    assert!(err.to_string().contains("NOPERM"), "{err}");
+    assert!(format!("{err:#}").contains("NOPERM"), "{err:#}");
     assert_eq!(
         cache.get::<i32>("mine").await.unwrap(),
         Some(1),

@@ -98,7 +98,7 @@ impl log::Log for LogCapture {
 
 /// The error's `Display`, its `Debug` and the `Display` of every source.
 fn every_text(e: &cache_core::Error) -> String {
-    let mut out = format!("{e}\n{e:?}");
+    let mut out = format!("{e}\n{e:#}\n{e:?}");
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let _ = write!(out, "\n{s}\n{s:?}");
@@ -192,7 +192,7 @@ async fn refused_and_accepted_credentials_never_show_the_password() {
     .await
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
-    assert!(e.to_string().contains("WRONGPASS"), "{e}");
+    assert!(format!("{e:#}").contains("WRONGPASS"), "{e:#}");
     assert_hidden(&every_text(&e), "the refused-credentials error");
     drop(server);
 

@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "json")]
@@ -13,6 +14,11 @@ pub use msgpack::MsgPack;
 mod cbor;
 #[cfg(feature = "cbor")]
 pub use cbor::Cbor;
+
+#[cfg(any(feature = "zstd", feature = "lz4"))]
+mod compressed;
+#[cfg(any(feature = "zstd", feature = "lz4"))]
+pub use compressed::{Codec, Compressed};
 
 /// Counters stored by `increment` as decimal text, which binary formats must not misread.
 #[cfg(any(feature = "msgpack", feature = "cbor"))]

@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -44,6 +45,8 @@ pub mod serializers {
     pub use cache_serde::Cbor;
     #[cfg(feature = "msgpack")]
     pub use cache_serde::MsgPack;
+    #[cfg(any(feature = "zstd", feature = "lz4"))]
+    pub use cache_serde::{Codec, Compressed};
 }
 
 #[cfg(feature = "memcached")]
@@ -56,6 +59,8 @@ pub use cache_redis::{RedisBackend, RedisBuilder, RedisConfig};
 pub use cache_serde::Cbor;
 #[cfg(feature = "msgpack")]
 pub use cache_serde::MsgPack;
+#[cfg(any(feature = "zstd", feature = "lz4"))]
+pub use cache_serde::{Codec, Compressed};
 
 /// The names most programs need: `use stratacache::prelude::*;`.
 pub mod prelude {

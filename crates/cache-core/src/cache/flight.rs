@@ -230,7 +230,7 @@ impl<S: Serializer> Scoped<'_, S> {
                     if let Err(e) = self.store_encoded(key, bytes).await {
                         tracing::warn!(
                             key,
-                            error = %e,
+                            error = %format_args!("{e:#}"),
                             "get_or_set: the loaded value could not be stored"
                         );
                     }
@@ -380,7 +380,7 @@ impl<S: Serializer> Scoped<'_, S> {
                 {
                     tracing::warn!(
                         keys = entries.len(),
-                        error = %e,
+                        error = %format_args!("{e:#}"),
                         "get_or_set_many: the loaded values could not be stored"
                     );
                 }

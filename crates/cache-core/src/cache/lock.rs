@@ -356,7 +356,11 @@ impl<S: Serializer> Drop for LockGuard<S> {
                 .compare_and_delete(&lock_key, &token)
                 .await
             {
-                tracing::warn!(key = lock_key, error = %e, "a dropped lock guard could not release its lock; its lease will");
+                tracing::warn!(
+                    key = lock_key,
+                    error = %format_args!("{e:#}"),
+                    "a dropped lock guard could not release its lock; its lease will"
+                );
             }
         });
     }

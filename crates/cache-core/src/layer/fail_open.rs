@@ -98,7 +98,7 @@ fn log_miss(ctx: &CallContext<'_>, e: &Error) {
     tracing::warn!(
         op = ctx.command().as_str(),
         backend = ctx.backend(),
-        error = %e,
+        error = %format_args!("{e:#}"),
         "the backend failed; answering a miss"
     );
 }

@@ -170,7 +170,7 @@ impl Around for RetryLayer {
                 op = ctx.command().as_str(),
                 attempt,
                 ?delay,
-                error = %error,
+                error = %format_args!("{error:#}"),
                 "retrying after a temporary error"
             );
             if !delay.is_zero() {
