@@ -233,7 +233,8 @@ async fn retry_stays_within_the_callers_deadline() {
         matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
         "{err}"
     );
-    assert!(took < Duration::from_millis(400), "took {took:?}");
+    // Without the deadline the retries would go on for 1000 × 20 ms.
+    assert!(took < Duration::from_secs(1), "took {took:?}");
     assert!(fail.calls() < 100, "{} attempts", fail.calls());
 }
 

@@ -153,22 +153,19 @@ async fn get_or_set_returns_a_value_too_large_to_store_to_the_caller_and_every_w
     .build();
     let loads = Arc::new(AtomicU64::new(0));
     let big = "a value much longer than eight bytes".to_string();
-    let calls = (0..4).map(|_| {
-        let cache = cache.clone();
+    let call = || {
         let loads = loads.clone();
         let big = big.clone();
-        tokio::spawn(async move {
-            cache
-                .get_or_set("k", || async move {
-                    loads.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    Ok::<_, Error>(big)
-                })
-                .await
+        cache.get_or_set("k", || async move {
+            loads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, Error>(big)
         })
-    });
-    for call in calls.collect::<Vec<_>>() {
-        assert_eq!(call.await.unwrap().unwrap(), big);
+    };
+    // Polled together: all four join before the load ends.
+    let (a, b, c, d) = tokio::join!(call(), call(), call(), call());
+    for answer in [a, b, c, d] {
+        assert_eq!(answer.unwrap(), big);
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1, "one load for four callers");
     assert_eq!(

@@ -1266,21 +1266,37 @@ pub async fn get_or_set_many_loads_each_missing_key_once(h: Harness) {
 /// and nothing is cached.
 pub async fn get_or_set_many_loader_error_reaches_waiters_and_is_not_cached(h: Harness) {
     let cache = h.cache();
+    let loading = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
     let batch = {
         let cache = cache.clone();
+        let (loading, release) = (loading.clone(), release.clone());
         tokio::spawn(async move {
             cache
-                .get_or_set_many(["x", "y"], |_missing: Vec<String>| async {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    Err::<Vec<(String, User)>, _>("database down")
+                .get_or_set_many(["x", "y"], |_missing: Vec<String>| {
+                    let (loading, release) = (loading.clone(), release.clone());
+                    async move {
+                        loading.notify_one();
+                        release.notified().await;
+                        Err::<Vec<(String, User)>, _>("database down")
+                    }
                 })
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let waiter = cache
-        .get_or_set("y", || async { Ok::<_, std::io::Error>(user(9)) })
-        .await;
+    // The batch is loading "x" and "y": a get_or_set of "y" now waits for it.
+    loading.notified().await;
+    let waiter = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_set("y", || async { Ok::<_, std::io::Error>(user(9)) })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_one();
+    let waiter = waiter.await.unwrap();
     let batch = batch.await.unwrap();
     assert_eq!(batch.unwrap_err().kind(), ErrorKind::Loader);
     assert_eq!(
@@ -1447,7 +1463,8 @@ pub async fn lock_lease_expiry_never_lets_the_old_holder_touch_the_new_lock(h: H
     if !h.capability().compare_and_set {
         return;
     }
-    let lease = h.short_ttl();
+    // Long enough for the old holder to take its fencing token on a loaded machine.
+    let lease = h.short_ttl().max(Duration::from_secs(1));
     let lock = cache.lock("lease").lease(lease);
     let mut old = lock.try_acquire().await.unwrap().expect("free");
     let old_fence = old.fencing_token().await.unwrap();
