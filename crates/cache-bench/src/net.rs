@@ -75,6 +75,14 @@ impl Server {
             Server::Memcached => "raw async-memcached",
         }
     }
+
+    /// The raw round trip the lock measurement compares with.
+    fn raw_ping(self) -> &'static str {
+        match self {
+            Server::Redis => "fred `PING`",
+            Server::Memcached => "async-memcached `version`",
+        }
+    }
 }
 
 /// The workloads, in the order they run and are shown.
@@ -376,6 +384,24 @@ fn decode(bytes: &[u8]) -> Result<Record, BoxError> {
 }
 
 impl Contender {
+    /// One round trip of the raw client with nothing to decode: `PING` on Redis, `version`
+    /// on Memcached.
+    async fn round_trip(&self) -> Result<(), BoxError> {
+        match self {
+            Contender::Ours(c) => {
+                c.exists("bench-round-trip").await?;
+            }
+            Contender::Fred(c) => {
+                let () = c.ping(None).await?;
+            }
+            Contender::Mc(p) => {
+                let mut t = p.take().await;
+                t.client().version().await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn get(&self, d: &Data, i: usize) -> Result<(), BoxError> {
         let v: Record = match self {
             Contender::Ours(c) => c.get(&d.user[i]).await?.ok_or("miss")?,
@@ -664,6 +690,60 @@ fn ratio_cell(r: Stats) -> String {
     format!("{:.3}× ({:.3} – {:.3})", r.median, r.min, r.max)
 }
 
+/// The figures of the uncontended lock measurement.
+struct LockCost {
+    n: usize,
+    lock_us: Vec<f64>,
+    rt_us: Vec<f64>,
+    ratio: Stats,
+}
+
+/// `n` uncontended acquire + release pairs through `cache` against `n` raw round trips, in
+/// `rounds` interleaved rounds.
+async fn lock_cost(
+    cache: &Cache,
+    raw: &Contender,
+    n: usize,
+    rounds: usize,
+) -> Result<LockCost, BoxError> {
+    let lock = cache.lock("bench-lock").lease(Duration::from_secs(10));
+    let (mut lock_us, mut rt_us) = (Vec::new(), Vec::new());
+    for round in 0..rounds.max(1) {
+        let time_locks = async || -> Result<f64, BoxError> {
+            let started = Instant::now();
+            for _ in 0..n {
+                let guard = lock.acquire().await?;
+                guard.release().await?;
+            }
+            Ok(started.elapsed().as_secs_f64() * 1e6 / n as f64)
+        };
+        let time_round_trips = async || -> Result<f64, BoxError> {
+            let started = Instant::now();
+            for _ in 0..n {
+                raw.round_trip().await?;
+            }
+            Ok(started.elapsed().as_secs_f64() * 1e6 / n as f64)
+        };
+        if round % 2 == 0 {
+            lock_us.push(time_locks().await?);
+            rt_us.push(time_round_trips().await?);
+        } else {
+            rt_us.push(time_round_trips().await?);
+            lock_us.push(time_locks().await?);
+        }
+    }
+    // time per op ours / raw = raw rate / our rate, with rates 1 / time
+    let lock_rate: Vec<f64> = lock_us.iter().map(|t| 1.0 / t).collect();
+    let rt_rate: Vec<f64> = rt_us.iter().map(|t| 1.0 / t).collect();
+    let ratio = paired(&rt_rate, &lock_rate);
+    Ok(LockCost {
+        n,
+        lock_us,
+        rt_us,
+        ratio,
+    })
+}
+
 /// Runs every workload against `server` and returns its section.
 ///
 /// # Errors
@@ -743,6 +823,8 @@ pub async fn run(
             sizes.rounds
         );
     }
+
+    let lock = lock_cost(&cache, &raw, if quick { 200 } else { 2_000 }, sizes.rounds).await?;
 
     // leave the server as we found it
     match server {
@@ -880,6 +962,35 @@ pub async fn run(
         py_sizes.multi_100,
         py_sizes.incr,
     );
+    let _ = writeln!(
+        out,
+        "Uncontended `Lock`: {} × (`acquire` + `release`) of one lock against {} × one raw \
+         round trip ({}), interleaved in each of {} rounds: {} per acquire + release, {} per \
+         round trip; ratio (median of per-round ratios) {}. An acquire is one `add` with the \
+         lease, a release one compare-and-delete: {}.\n",
+        lock.n,
+        lock.n,
+        server.raw_ping(),
+        sizes.rounds,
+        cell(&lock.lock_us, "µs"),
+        cell(&lock.rt_us, "µs"),
+        ratio_cell(lock.ratio),
+        match server {
+            Server::Redis => "two round trips (`SET NX PX`, then a script)",
+            Server::Memcached => {
+                "three round trips (`add`, then a meta get of the CAS unique and a meta delete \
+                 with it)"
+            }
+        },
+    );
+    if server == Server::Redis {
+        targets.push(Target {
+            what: "Redis uncontended lock acquire + release / one round trip".into(),
+            goal: "≤ 2.0×".into(),
+            measured: format!("{:.2}×", lock.ratio.median),
+            met: lock.ratio.median <= 2.0,
+        });
+    }
     for t in &targets {
         let _ = writeln!(out, "{}\n", t.line());
     }
