@@ -120,13 +120,21 @@ pub struct MemcachedConfig {
     pub namespace_generations: bool,
     /// How long a process trusts its copy of a namespace's generation before reading it again.
     /// Zero reads it on every call (one more round trip per call). Default 1 s.
+    ///
+    /// Within this time after a clear made by *another* process, this process may still read
+    /// the cleared values, and its writes go into the cleared generation, where nobody reads
+    /// them: they are lost. Past it without a successful read of the counter (its server
+    /// down), commands of the namespace fail (reads are misses with `miss_on_server_down`)
+    /// rather than use an older generation.
     #[serde(with = "cache_core::duration::serde")]
     pub generation_refresh: Duration,
     /// The servers' item size limit (memcached `-I`), in bytes. Larger values are refused
     /// before they are sent. Default 1 MiB, memcached's default.
     pub max_item_size: usize,
     /// Reads (`get`, `multi_get`, `exists`, `ttl`) of keys on a server that cannot be reached
-    /// answer as misses instead of failing. Default false.
+    /// answer as misses instead of failing, and so do reads whose namespace generation cannot
+    /// be read because the counter's server cannot be reached. Writes still fail. Default
+    /// false.
     pub miss_on_server_down: bool,
 }
 
