@@ -13,6 +13,7 @@ pub mod plugins;
 mod raw;
 pub mod serializer;
 mod ttl;
+pub mod url;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
