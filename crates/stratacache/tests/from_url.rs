@@ -223,8 +223,8 @@ async fn url_errors_never_repeat_a_password() {
     let config = CacheConfig::new("redis://ada:pa55w0rd@127.0.0.1:1");
     let shown = format!("{config:?}");
     assert!(
-        !shown.contains("pa55w0rd") && shown.contains("ada:***@"),
-        "{shown}"
+        !shown.contains("pa55w0rd") && !shown.contains("ada") && shown.contains("://***@127"),
+        "no part of the user-info shows: {shown}"
     );
 }
 
