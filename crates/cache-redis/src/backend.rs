@@ -876,7 +876,9 @@ impl Backend for RedisBackend {
         Ok(match ms {
             -2 => KeyTtl::Missing,
             -1 => KeyTtl::NoExpiry,
-            ms if ms >= 0 => KeyTtl::Remaining(Duration::from_millis(ms as u64)),
+            // PTTL is 0 in the millisecond a key expires, while it is still there: a live key
+            // reports at least 1 ms, as on the memory backend (memcached: 1 s)
+            ms if ms >= 0 => KeyTtl::Remaining(Duration::from_millis(ms.max(1) as u64)),
             other => return Err(error::unexpected(format!("PTTL answered {other}"))),
         })
     }
