@@ -200,7 +200,9 @@ pub struct RedisConfig {
     /// Database number (`SELECT`), re-applied after every reconnect. A cluster has only
     /// database 0. Default: 0.
     pub db: u8,
-    /// ACL user name; `None` authenticates as the default user. Default: none.
+    /// ACL user name; `None` authenticates as the default user. Not shown by `Debug` (a URL's
+    /// user-info may hold a password in this place, as in `redis://s3cret@host`). Default:
+    /// none.
     pub username: Option<String>,
     /// Password (`AUTH`). Never shown by `Debug`. Default: none.
     pub password: Option<String>,
@@ -280,7 +282,7 @@ impl fmt::Debug for RedisConfig {
             .field("sentinel_service", &self.sentinel_service)
             .field("socket_path", &self.socket_path)
             .field("db", &self.db)
-            .field("username", &self.username)
+            .field("username", &self.username.as_ref().map(|_| "<redacted>"))
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
             .field("tls_ca_file", &self.tls_ca_file)
@@ -903,15 +905,16 @@ mod tests {
                 })
                 .collect();
             for (scheme, rest) in forms {
-                let url = format!("{scheme}://user:{password}@{rest}");
+                let url = format!("{scheme}://ada:{password}@{rest}");
                 match RedisConfig::from_url(&url) {
                     Ok(c) => {
                         if !password.contains('%') {
                             assert_eq!(c.password.as_deref(), Some(password.as_str()), "{url}");
-                            assert_eq!(c.username.as_deref(), Some("user"), "{url}");
+                            assert_eq!(c.username.as_deref(), Some("ada"), "{url}");
                         }
                         let shown = format!("{c:?} {}", c.describe());
                         assert!(!shown.contains(&password), "{password:?} in {shown}");
+                        assert!(!shown.contains("ada"), "the user name shows: {shown}");
                     }
                     Err(e) => {
                         assert!(password.contains('%'), "{url:?} is refused: {e}");
@@ -921,6 +924,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A user-info without `:` is a user name, and may well be a password written in its
+    /// place: `Debug` shows neither.
+    #[test]
+    fn a_user_name_never_shows_either() {
+        let c = RedisConfig::from_url("redis://s3cr%2Ft@h:6379").unwrap();
+        assert_eq!(c.username.as_deref(), Some("s3cr/t"));
+        let shown = format!("{c:?} {:#?} {}", c, c.describe());
+        assert!(!shown.contains("s3cr"), "{shown}");
     }
 
     #[test]
