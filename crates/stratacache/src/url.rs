@@ -535,6 +535,8 @@ mod tests {
                 "h:6379/0?pool_size=2&namespace=n&timeout=50ms"
             };
             forms.push(format!("{scheme}://user:{{pw}}@{rest}"));
+            // a password written in the user name's place
+            forms.push(format!("{scheme}://{{pw}}@{rest}"));
         }
         for _ in 0..400 {
             let len = 8 + (next() % 24) as usize;
