@@ -90,7 +90,11 @@ pub enum AiocacheFlavor {
     /// aiocache's `SimpleMemoryCache`: `nskey` (plain concatenation).
     Memory,
     /// aiocache's `MemcachedCache`: `nskey`. aiocache also rewrites spaces to `_`, which is
-    /// not injective; this builder refuses keys with spaces instead.
+    /// not injective; this builder refuses namespaces and keys with spaces instead, and every
+    /// key the memcached backend could not store as it is (over 250 bytes, characters outside
+    /// printable ASCII, `#` right after the first `:`), so that the key stored is always the
+    /// key aiocache reads. Namespace generations change every stored key: do not combine them
+    /// with this format (`stratacache` refuses the combination).
     Memcached,
 }
 
@@ -110,6 +114,7 @@ pub enum AiocacheFlavor {
 /// let mc = AiocacheKeyBuilder::new(AiocacheFlavor::Memcached);
 /// assert_eq!(mc.build("key", Some("test")).unwrap(), "testkey");
 /// assert!(mc.build("a b", Some("test")).is_err());
+/// assert!(mc.build("key", Some("my test")).is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AiocacheKeyBuilder {
@@ -128,19 +133,67 @@ impl AiocacheKeyBuilder {
     }
 }
 
+/// Longest key memcached (and aiocache's client) accepts.
+const MEMCACHED_MAX_KEY: usize = 250;
+
+/// Refuses a built memcached-flavour key that would not be stored under exactly the key
+/// aiocache's `MemcachedCache` reads: aiocache rewrites spaces; the memcached backend stores
+/// keys it cannot hold as they are (over 250 bytes, bytes outside printable ASCII, or text
+/// after the first `:` — the whole key without one — starting with `#`, which it reserves)
+/// under a hash.
+fn check_memcached_key(built: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::invalid_argument(format!(
+            "the aiocache memcached key format cannot share this key with aiocache: {why}"
+        )))
+    };
+    if built.contains(' ') {
+        return refuse(
+            "the namespace or key holds a space, which aiocache rewrites to '_' (making two \
+             keys collide)"
+                .into(),
+        );
+    }
+    if let Some(c) = built.chars().find(|c| !c.is_ascii_graphic()) {
+        let what = if c.is_ascii() {
+            "a control character or whitespace"
+        } else {
+            "a non-ASCII character"
+        };
+        return refuse(format!(
+            "the namespace or key holds {what}, which memcached cannot hold as it is; the \
+             memcached backend would store a hash of the key"
+        ));
+    }
+    if built.len() > MEMCACHED_MAX_KEY {
+        return refuse(format!(
+            "the key is {} bytes; memcached holds at most {MEMCACHED_MAX_KEY} bytes, so the \
+             memcached backend would store a hash of it",
+            built.len()
+        ));
+    }
+    let rest = built.split_once(':').map_or(built, |(_, rest)| rest);
+    if rest.starts_with('#') {
+        return refuse(
+            "its text after the first ':' (or the whole key, without one) starts with '#', \
+             which the memcached backend reserves for the keys it encodes"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 impl KeyBuilder for AiocacheKeyBuilder {
     fn build<'a>(&self, key: &'a str, namespace: Option<&str>) -> Result<Cow<'a, str>> {
-        if self.flavor == AiocacheFlavor::Memcached && key.contains(' ') {
-            return Err(Error::invalid_argument(
-                "aiocache's memcached key format rewrites spaces to '_', which can make two keys \
-                 collide; keys with spaces are refused",
-            ));
-        }
-        Ok(match (namespace, self.flavor) {
+        let built = match (namespace, self.flavor) {
             (None, _) => Cow::Borrowed(key),
             (Some(ns), AiocacheFlavor::Redis) => Cow::Owned(format!("{ns}:{key}")),
             (Some(ns), _) => Cow::Owned(format!("{ns}{key}")),
-        })
+        };
+        if self.flavor == AiocacheFlavor::Memcached {
+            check_memcached_key(&built)?;
+        }
+        Ok(built)
     }
 
     fn namespace_prefix(&self, namespace: &str) -> Option<String> {
@@ -173,6 +226,54 @@ mod tests {
             assert!(seen.insert(built.clone()), "collision on {built}");
             assert!(built.starts_with(&kb.namespace_prefix(ns).unwrap()));
         }
+    }
+
+    /// Every pair the memcached flavour accepts is stored under exactly the key aiocache's
+    /// `MemcachedCache` reads; every other pair is refused, naming the reason.
+    #[test]
+    fn memcached_flavour_refuses_every_key_aiocache_would_read_elsewhere() {
+        let mc = AiocacheKeyBuilder::new(AiocacheFlavor::Memcached);
+        let long = "k".repeat(250);
+        for (ns, key, reason) in [
+            (Some("my ns"), "k", "space"),
+            (Some("ns"), "a b", "space"),
+            (None, "a b", "space"),
+            (Some("ns"), "a\tb", "control"),
+            (Some("ns\n"), "k", "control"),
+            (Some("ns"), "caf\u{e9}", "non-ASCII"),
+            (Some("ns"), "a\u{7f}", "control"),
+            (Some("ns"), &long[..249], "250 bytes"),
+            (None, &long[..], ""),
+            (None, "#k", "'#'"),
+            (Some("a:"), "#k", "'#'"),
+            (Some("a"), ":#k", "'#'"),
+        ] {
+            match mc.build(key, ns) {
+                Ok(built) => assert!(
+                    reason.is_empty(),
+                    "{ns:?} {key:?} built {built:?}, not refused for {reason}"
+                ),
+                Err(e) => {
+                    assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+                    assert!(
+                        !reason.is_empty() && e.to_string().contains(reason),
+                        "{ns:?} {key:?}: {e}"
+                    );
+                    assert!(e.to_string().contains("aiocache"), "{e}");
+                }
+            }
+        }
+        for (ns, key, built) in [
+            (Some("test"), "key", "testkey"),
+            (Some("a:"), "b#c", "a:b#c"),
+            (Some("ns"), "#k", "ns#k"),
+            (None, "k:v", "k:v"),
+        ] {
+            assert_eq!(mc.build(key, ns).unwrap(), built);
+        }
+        // the other flavours store any text
+        let redis = AiocacheKeyBuilder::new(AiocacheFlavor::Redis);
+        assert_eq!(redis.build("a b", Some("my ns")).unwrap(), "my ns:a b");
     }
 
     #[test]

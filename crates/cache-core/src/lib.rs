@@ -16,6 +16,7 @@ pub mod plugins;
 mod raw;
 pub mod serializer;
 mod ttl;
+pub mod url;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

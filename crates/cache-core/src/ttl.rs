@@ -87,6 +87,8 @@ pub enum KeyTtl {
     /// The key exists and has no expiry.
     NoExpiry,
     /// The key exists and expires after this long (rounded up to the backend's precision).
+    /// Never zero on the workspace's backends: a key that is still there reports at least
+    /// one unit of the backend's precision (1 ms on memory and Redis, 1 s on memcached).
     Remaining(Duration),
 }
 

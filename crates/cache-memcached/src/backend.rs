@@ -274,6 +274,15 @@ impl MemcachedBackend {
         self.inner.server_for(key).address()
     }
 
+    /// How many times this backend found the generation counter of a namespace it had read
+    /// missing and made it anew (with namespace generations on; otherwise 0). A counter is
+    /// lost when memcached evicts it, when `flush_all` runs elsewhere or when its server
+    /// restarts; each time, every key of that namespace becomes unreachable at once, as after
+    /// a `clear()`. Each loss is also logged as a `tracing` warning.
+    pub fn generations_lost(&self) -> u64 {
+        self.inner.generations.as_ref().map_or(0, Generations::lost)
+    }
+
     /// The connections of each server's pool.
     pub fn status(&self) -> Vec<ServerStatus> {
         self.inner
@@ -335,6 +344,12 @@ impl Inner {
         e.into_error(server.address())
     }
 
+    /// Converts a generation that could not be read.
+    #[cold]
+    fn unread(&self, u: Unread<'_>) -> Error {
+        self.fail(u.server, u.error)
+    }
+
     /// Turns an unreachable server into a miss on reads when `miss_on_server_down` is set.
     #[cold]
     fn read_failed<T>(&self, server: &Server, e: McError, miss: T) -> Result<T> {
@@ -352,8 +367,9 @@ impl Inner {
     /// The memcached key of the built key `key`: encoded, and with namespace generations its
     /// generation folded in. Without generations, or with the generation known, no I/O
     /// happens; a generation read is boxed so that it does not grow every command's future.
+    /// A generation that cannot be read fails with the server that holds its counter.
     #[inline]
-    async fn wire_key<'k>(&self, key: &'k str) -> Result<Cow<'k, str>> {
+    async fn wire_key<'k>(&self, key: &'k str) -> Result<Cow<'k, str>, Unread<'_>> {
         let Some(generations) = &self.generations else {
             return Ok(keys::encode(key));
         };
@@ -371,7 +387,10 @@ impl Inner {
         }))
     }
 
-    async fn wire_keys<'k, K: AsRef<str>>(&self, keys: &'k [K]) -> Result<Vec<Cow<'k, str>>> {
+    async fn wire_keys<'k, K: AsRef<str>>(
+        &self,
+        keys: &'k [K],
+    ) -> Result<Vec<Cow<'k, str>>, Unread<'_>> {
         if self.generations.is_none() {
             return Ok(keys.iter().map(|k| keys::encode(k.as_ref())).collect());
         }
@@ -383,15 +402,18 @@ impl Inner {
     }
 
     /// Reads (or with `bump`, increments) the generation of `group`, creating it with a
-    /// random value when missing. A failed read falls back to the last known generation.
+    /// random value when missing. A failed read is an error: past `generation_refresh` an
+    /// older generation is never used.
     async fn read_generation(
         &self,
         generations: &Generations,
         group: &str,
         bump: bool,
-    ) -> Result<u64> {
+    ) -> Result<u64, Unread<'_>> {
         let key = keys::generation_key(group);
         let server = self.server_for(&key);
+        let ticket = generations.ticket(group);
+        let initial = initial_generation();
         let r = self
             .timed(async {
                 let mut c = server.conn().await?;
@@ -402,7 +424,7 @@ impl Inner {
                 {
                     return parse_generation(v.data.as_deref());
                 }
-                let initial = format!("J{}", initial_generation());
+                let initial = format!("J{initial}");
                 let flags = ["N0", initial.as_str(), "v"];
                 let v = c
                     .meta_increment(
@@ -416,19 +438,21 @@ impl Inner {
                 parse_generation(v.and_then(|v| v.data).as_deref())
             })
             .await;
-        match r {
-            Ok(g) => {
-                generations.store(group, g);
-                Ok(g)
-            }
-            Err(e) => match generations.last(group) {
-                Some(g) if !bump => {
-                    tracing::warn!(group, error = %e, "cannot read a namespace generation; using the last one read");
-                    Ok(g)
-                }
-                _ => Err(self.fail(server, e)),
-            },
+        // the counter was missing and this call made it: a loss if this process had read it
+        if matches!(r, Ok(g) if g == initial) && generations.knows(group) {
+            generations.record_loss();
+            tracing::warn!(
+                group,
+                "a namespace generation counter was lost (evicted, flushed or its server \
+                 restarted); the namespace is empty from now on"
+            );
         }
+        if bump {
+            generations.cleared(group, ticket, r.as_ref().ok().copied());
+        } else if let Ok(g) = r {
+            generations.store(group, ticket, g);
+        }
+        r.map_err(|error| Unread { server, error })
     }
 
     /// `get k1 k2 …` on one server, answers in the order of `keys`.
@@ -698,6 +722,12 @@ impl Inner {
     }
 }
 
+/// A namespace generation that could not be read, and the server that holds its counter.
+struct Unread<'s> {
+    server: &'s Server,
+    error: McError,
+}
+
 fn parse_generation(data: Option<&[u8]>) -> Result<u64, McError> {
     data.and_then(|d| std::str::from_utf8(d).ok())
         .and_then(|s| s.trim_end_matches(' ').parse::<u64>().ok())
@@ -718,7 +748,10 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await?;
+        let wire = match inner.wire_key(key).await {
+            Ok(w) => w,
+            Err(u) => return inner.read_failed(u.server, u.error, None),
+        };
         let r = inner
             .timed(async {
                 let mut c = server.conn().await?;
@@ -741,7 +774,10 @@ impl Backend for MemcachedBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let wires = inner.wire_keys(keys).await?;
+        let wires = match inner.wire_keys(keys).await {
+            Ok(w) => w,
+            Err(u) => return inner.read_failed(u.server, u.error, vec![None; keys.len()]),
+        };
         if inner.servers.len() == 1 {
             let server = &inner.servers[0];
             return match inner.timed(inner.get_many(server, &wires)).await {
@@ -780,7 +816,7 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await?;
+        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
         inner
             .timed(async {
                 let mut c = server.conn().await?;
@@ -803,7 +839,7 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await?;
+        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
         inner
             .timed(async {
                 let mut c = server.conn().await?;
@@ -833,7 +869,7 @@ impl Backend for MemcachedBackend {
         }
         let ttl = format!("T{}", exptime(op.ttl));
         let built: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-        let wires = inner.wire_keys(&built).await?;
+        let wires = inner.wire_keys(&built).await.map_err(|u| inner.unread(u))?;
         let groups = inner.split(&built);
         let calls: Vec<_> = groups
             .into_iter()
@@ -846,7 +882,7 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await?;
+        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
         inner
             .timed(async {
                 let mut c = server.conn().await?;
@@ -866,7 +902,7 @@ impl Backend for MemcachedBackend {
         if keys.is_empty() {
             return Ok(0);
         }
-        let wires = inner.wire_keys(keys).await?;
+        let wires = inner.wire_keys(keys).await.map_err(|u| inner.unread(u))?;
         let groups = inner.split(keys);
         let calls: Vec<_> = groups
             .into_iter()
@@ -880,7 +916,10 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await?;
+        let wire = match inner.wire_key(key).await {
+            Ok(w) => w,
+            Err(u) => return inner.read_failed(u.server, u.error, false),
+        };
         // `mg <key> s`: reads the item's size only; no value transfer, no write, CAS unchanged
         let r = inner
             .timed(async {
@@ -900,7 +939,7 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await?;
+        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
         inner
             .timed(async {
                 let mut c = server.conn().await?;
@@ -919,7 +958,7 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await?;
+        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
         let touch = format!("T{}", exptime(ttl));
         inner
             .timed(async {
@@ -938,7 +977,10 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await?;
+        let wire = match inner.wire_key(key).await {
+            Ok(w) => w,
+            Err(u) => return inner.read_failed(u.server, u.error, KeyTtl::Missing),
+        };
         let r = inner
             .timed(async {
                 let mut c = server.conn().await?;
@@ -964,7 +1006,7 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await?;
+        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
         let exptime = exptime(op.ttl);
         inner
             .timed(async {
@@ -995,7 +1037,7 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await?;
+        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
         inner
             .timed(async {
                 let mut c = server.conn().await?;
@@ -1034,7 +1076,10 @@ impl Backend for MemcachedBackend {
                     ))
                     .with_context("namespace", namespace));
                 }
-                inner.read_generation(generations, prefix, true).await?;
+                inner
+                    .read_generation(generations, prefix, true)
+                    .await
+                    .map_err(|u| inner.unread(u))?;
                 Ok(None)
             }
         }

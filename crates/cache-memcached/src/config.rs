@@ -120,13 +120,21 @@ pub struct MemcachedConfig {
     pub namespace_generations: bool,
     /// How long a process trusts its copy of a namespace's generation before reading it again.
     /// Zero reads it on every call (one more round trip per call). Default 1 s.
+    ///
+    /// Within this time after a clear made by *another* process, this process may still read
+    /// the cleared values, and its writes go into the cleared generation, where nobody reads
+    /// them: they are lost. Past it without a successful read of the counter (its server
+    /// down), commands of the namespace fail (reads are misses with `miss_on_server_down`)
+    /// rather than use an older generation.
     #[serde(with = "cache_core::duration::serde")]
     pub generation_refresh: Duration,
     /// The servers' item size limit (memcached `-I`), in bytes. Larger values are refused
     /// before they are sent. Default 1 MiB, memcached's default.
     pub max_item_size: usize,
     /// Reads (`get`, `multi_get`, `exists`, `ttl`) of keys on a server that cannot be reached
-    /// answer as misses instead of failing. Default false.
+    /// answer as misses instead of failing, and so do reads whose namespace generation cannot
+    /// be read because the counter's server cannot be reached. Writes still fail. Default
+    /// false.
     pub miss_on_server_down: bool,
 }
 
@@ -150,17 +158,10 @@ fn config_error(url: &str, msg: impl fmt::Display) -> Error {
     Error::config(format!("invalid memcached URL: {msg}")).with_context("url", redact(url))
 }
 
+/// `url` without its user-info (memcached URLs carry no credentials, but one may be added
+/// by mistake; it ends at the URL's last `@`, see [`cache_core::url`]).
 fn redact(url: &str) -> String {
-    // memcached URLs carry no credentials, but never echo userinfo if someone adds one: all of
-    // it, up to the last `@` of the authority (a password may itself hold an `@`)
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => url.to_owned(),
-    }
+    cache_core::url::redact(url)
 }
 
 impl MemcachedConfig {
@@ -179,13 +180,20 @@ impl MemcachedConfig {
     /// repeated parameter, a bad value.
     pub fn from_url(url: &str) -> Result<Self> {
         let err = |m: String| config_error(url, m);
-        let (scheme, rest) = url
-            .split_once("://")
+        let parts = cache_core::url::split(url)
             .ok_or_else(|| err(format!("expected {MEMCACHED_SCHEME}://host:port")))?;
+        let (scheme, rest) = (parts.scheme, parts.rest);
         if !scheme.eq_ignore_ascii_case(MEMCACHED_SCHEME) {
             return Err(err(format!(
                 "scheme is {scheme:?}, expected {MEMCACHED_SCHEME:?}"
             )));
+        }
+        if parts.userinfo.is_some() {
+            return Err(err(
+                "memcached's text protocol has no authentication; remove the credentials \
+                 (an `@` elsewhere in the URL must be percent-encoded as %40)"
+                    .into(),
+            ));
         }
         if rest.contains('#') {
             return Err(err("a fragment (#...) has no meaning here".into()));
@@ -202,11 +210,6 @@ impl MemcachedConfig {
             return Err(err(format!(
                 "memcached has no databases or paths; remove {path:?}"
             )));
-        }
-        if authority.contains('@') {
-            return Err(err(
-                "memcached's text protocol has no authentication; remove the credentials".into(),
-            ));
         }
         if authority.is_empty() {
             return Err(err("no server given".into()));
@@ -527,9 +530,10 @@ mod tests {
             assert!(!e.to_string().contains("secret"), "{e}");
         }
         assert_eq!(
-            redact("memcached://u:p@ss@h:1?a=b@c"),
-            "memcached://***@h:1?a=b@c"
+            redact("memcached://u:p@ss@h:1?a=b"),
+            "memcached://***@h:1?a=b"
         );
+        assert_eq!(redact("memcached://u:p/s?s#@h:1"), "memcached://***@h:1");
     }
 
     #[test]

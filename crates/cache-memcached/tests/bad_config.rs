@@ -80,3 +80,32 @@ fn credentials_in_a_url_are_refused_and_never_repeated() {
         assert!(!text.contains("s3cr3t"), "{text}");
     }
 }
+
+/// Random printable passwords (space to `~`, `@ / ? # :` included, written as they are) in
+/// memcached URLs: refused as credentials, and neither the error nor its `Debug` holds them.
+#[test]
+fn credentials_of_any_printable_characters_are_never_repeated() {
+    let mut seed = 0x0123_4567_89ab_cdef_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let len = 8 + (next() % 24) as usize;
+        let password: String = (0..len)
+            .map(|_| char::from(0x20 + (next() % 95) as u8))
+            .collect();
+        for url in [
+            format!("memcached://user:{password}@127.0.0.1:11211"),
+            format!("memcached://:{password}@127.0.0.1:11211?pool_size=2"),
+            format!("memcached://h1,user:{password}@h2/"),
+        ] {
+            let e = MemcachedConfig::from_url(&url).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{url}: {e}");
+            let text = format!("{e}\n{e:?}");
+            assert!(!text.contains(&password), "{password:?} in {text}");
+        }
+    }
+}

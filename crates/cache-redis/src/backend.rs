@@ -11,6 +11,7 @@ use bytes::Bytes;
 use cache_core::{
     Backend, CallContext, Capability, ClearScope, Error, KeyTtl, OpSet, RawValue, Result,
 };
+use fred::clients::WithOptions;
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface};
 use fred::prelude::{Client, Expiration, Key, Options, Server, SetOptions, Value};
@@ -132,10 +133,19 @@ return #KEYS";
 /// # Connections
 ///
 /// One auto-pipelining connection by default: concurrent commands share it without waiting
-/// for each other's replies. With `pool_size` > 1 commands go to the connections in turn.
-/// Broken connections are replaced by themselves (see
+/// for each other's replies. With `pool_size` > 1 reads go to the connections in turn, and
+/// every write of a key goes over one connection chosen by the key's hash slot (a
+/// `multi_set` or `multi_delete`: by its first key), so that the writes of a key reach the
+/// server in the order they were made. Broken connections are replaced by themselves (see
 /// [`ReconnectConfig`](crate::ReconnectConfig)); commands issued meanwhile wait for the new
 /// connection up to their timeout.
+///
+/// # Writes are sent at most once
+///
+/// A read whose connection breaks while it is in flight is sent again on the new
+/// connection. A write never is: it fails with a `Connection` error, whether or not the
+/// server applied it. Re-sending a `set` could make it land after a later `delete` or `set`
+/// of the key, from this process or another, and bring back an invalidated value.
 ///
 /// # Closing
 ///
@@ -154,8 +164,11 @@ pub struct RedisBackend {
     clients: Box<[Client]>,
     next: AtomicUsize,
     clustered: bool,
-    /// Options of commands that are not idempotent (`add`, `increment`, CAS, deletes, raw):
-    /// one attempt, never re-sent after a connection broke with the command in flight.
+    /// Options of every command that writes (`set`, `multi_set`, `add`, `increment`,
+    /// `expire`, CAS, deletes, raw): one attempt, never re-sent after a connection broke with
+    /// the command in flight. A re-sent `set` could land after a later `delete` or `set` of
+    /// the key that went over another, healthy connection of the pool, and bring back a
+    /// value that was invalidated.
     once: Options,
     closed: AtomicBool,
     tasks: Mutex<Vec<ConnectHandle>>,
@@ -233,6 +246,22 @@ impl RedisBackend {
             &self.clients[0]
         } else {
             &self.clients[self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()]
+        })
+    }
+
+    /// The connection that carries every write of `key`, or `Closed`. Writes of one key
+    /// always go over one connection of the pool, so they reach the server in the order they
+    /// were made, also across a reconnect: a write that waits for its broken connection to be
+    /// replaced cannot land after a later `delete` or `set` of the key sent over another one.
+    #[inline]
+    fn client_for(&self, key: &str) -> Result<&Client> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(error::closed());
+        }
+        Ok(if self.clients.len() == 1 {
+            &self.clients[0]
+        } else {
+            &self.clients[usize::from(redis_keyslot(key.as_bytes())) % self.clients.len()]
         })
     }
 
@@ -382,7 +411,7 @@ impl RedisBackend {
     /// Writes `entries` (one hash slot, or any keys on a standalone server) atomically.
     async fn set_many(
         &self,
-        client: &Client,
+        client: &WithOptions<Client>,
         entries: &[(String, Bytes)],
         ttl: Option<Duration>,
     ) -> Result<()> {
@@ -422,7 +451,7 @@ impl RedisBackend {
     /// pipeline.
     async fn cluster_multi_set(
         &self,
-        client: &Client,
+        client: &WithOptions<Client>,
         entries: &[(String, Bytes)],
         ttl: Option<Duration>,
     ) -> Result<()> {
@@ -792,7 +821,8 @@ impl Backend for RedisBackend {
     }
 
     async fn set(&self, _ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
-        self.client()?
+        self.client_for(key)?
+            .with_options(&self.once)
             .set::<(), _, _>(key, value, op.ttl.map(px), None, false)
             .await
             .map_err(|e| self.fail(e))
@@ -806,7 +836,7 @@ impl Backend for RedisBackend {
         op: OpSet,
     ) -> Result<bool> {
         let reply: Value = self
-            .client()?
+            .client_for(key)?
             .with_options(&self.once)
             .set(key, value, op.ttl.map(px), Some(SetOptions::NX), false)
             .await
@@ -823,17 +853,17 @@ impl Backend for RedisBackend {
         if entries.is_empty() {
             return Ok(());
         }
-        let client = self.client()?;
+        let client = self.client_for(&entries[0].0)?.with_options(&self.once);
         if self.clustered {
-            self.cluster_multi_set(client, entries, op.ttl).await
+            self.cluster_multi_set(&client, entries, op.ttl).await
         } else {
-            self.set_many(client, entries, op.ttl).await
+            self.set_many(&client, entries, op.ttl).await
         }
     }
 
     async fn delete(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         let n: i64 = self
-            .client()?
+            .client_for(key)?
             .with_options(&self.once)
             .unlink(key)
             .await
@@ -845,7 +875,7 @@ impl Backend for RedisBackend {
         if keys.is_empty() {
             return Ok(0);
         }
-        let client = self.client()?;
+        let client = self.client_for(&keys[0])?;
         self.unlink(client, keys.iter().map(|k| Key::from(k.as_str())).collect())
             .await
     }
@@ -888,7 +918,7 @@ impl Backend for RedisBackend {
         key: &str,
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        let client = self.client()?;
+        let client = self.client_for(key)?.with_options(&self.once);
         match ttl {
             Some(ttl) => {
                 let n: i64 = client
@@ -899,7 +929,7 @@ impl Backend for RedisBackend {
             }
             None => {
                 let n: i64 = self
-                    .eval(client, &PERSIST, vec![Key::from(key)], Vec::new())
+                    .eval(&client, &PERSIST, vec![Key::from(key)], Vec::new())
                     .await?;
                 Ok(n == 1)
             }
@@ -911,7 +941,9 @@ impl Backend for RedisBackend {
         Ok(match ms {
             -2 => KeyTtl::Missing,
             -1 => KeyTtl::NoExpiry,
-            ms if ms >= 0 => KeyTtl::Remaining(Duration::from_millis(ms as u64)),
+            // PTTL is 0 in the millisecond a key expires, while it is still there: a live key
+            // reports at least 1 ms, as on the memory backend (memcached: 1 s)
+            ms if ms >= 0 => KeyTtl::Remaining(Duration::from_millis(ms.max(1) as u64)),
             other => return Err(error::unexpected(format!("PTTL answered {other}"))),
         })
     }
@@ -927,7 +959,7 @@ impl Backend for RedisBackend {
         let Some(expected) = expected else {
             return self.add(ctx, key, new, op).await;
         };
-        let client = self.client()?.with_options(&self.once);
+        let client = self.client_for(key)?.with_options(&self.once);
         let ttl = match op.ttl {
             Some(ttl) => Value::Integer(millis(ttl)),
             None => Value::Bytes(Bytes::new()),

@@ -196,8 +196,8 @@ impl RedisBuilder {
             .with_connection_config(|c| {
                 c.connection_timeout = config.connect_timeout;
                 c.internal_command_timeout = config.connect_timeout;
-                // idempotent commands are retried once more on a fresh connection if theirs
-                // broke while they were in flight; the others opt out per call
+                // reads are retried on a fresh connection if theirs broke while they were in
+                // flight; every write opts out per call (sent at most once, see `once`)
                 c.max_command_attempts = 3;
                 c.tcp = tcp_config(config.command_timeout);
             })

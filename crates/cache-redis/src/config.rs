@@ -200,7 +200,9 @@ pub struct RedisConfig {
     /// Database number (`SELECT`), re-applied after every reconnect. A cluster has only
     /// database 0. Default: 0.
     pub db: u8,
-    /// ACL user name; `None` authenticates as the default user. Default: none.
+    /// ACL user name; `None` authenticates as the default user. Not shown by `Debug` (a URL's
+    /// user-info may hold a password in this place, as in `redis://s3cret@host`). Default:
+    /// none.
     pub username: Option<String>,
     /// Password (`AUTH`). Never shown by `Debug`. Default: none.
     pub password: Option<String>,
@@ -280,7 +282,7 @@ impl fmt::Debug for RedisConfig {
             .field("sentinel_service", &self.sentinel_service)
             .field("socket_path", &self.socket_path)
             .field("db", &self.db)
-            .field("username", &self.username)
+            .field("username", &self.username.as_ref().map(|_| "<redacted>"))
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
             .field("tls_ca_file", &self.tls_ca_file)
@@ -307,7 +309,10 @@ impl RedisConfig {
     /// ```
     ///
     /// `valkey` may replace `redis` in every scheme. User name and password are
-    /// percent-decoded. The port defaults to 6379 (26379 for a sentinel). Query parameters,
+    /// percent-decoded. The user-info ends at the last `@` of the URL, so a password may hold
+    /// any printable character as it is (`@`, `:`, `/`, `?`, `#` included); an `@` in the
+    /// query must be percent-encoded (`%40`). The database may be followed by a `/`
+    /// (`redis://host:6379/0/`, as aiocache writes it). The port defaults to 6379 (26379 for a sentinel). Query parameters,
     /// each optional: `db`, `node` (repeatable), `service_name` (also `sentinelServiceName`),
     /// `protocol` (`resp2` / `resp3`), `pool_size`, `connect_timeout`, `command_timeout`
     /// (`250ms`, `5s`, …), `reconnect_min_delay`, `reconnect_max_delay`,
@@ -484,9 +489,12 @@ mod url {
     use super::{DEFAULT_PORT, DEFAULT_SENTINEL_PORT, RedisConfig, RedisMode, RespProtocol};
 
     pub(super) fn parse(url: &str) -> Result<RedisConfig> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        // the user-info ends at the last `@`: a password may hold `/`, `?`, `#`, `@`; split it
+        // off before reading anything else, so no later message quotes any part of it
+        let parts = cache_core::url::split(url).ok_or_else(|| {
             Error::config("a redis URL starts with a scheme such as redis:// or rediss://")
         })?;
+        let (scheme, rest) = (parts.scheme, parts.rest);
         let lower = scheme.to_ascii_lowercase();
         let (mode, tls) = match lower.replacen("valkey", "redis", 1).as_str() {
             "redis" => (RedisMode::Standalone, false),
@@ -503,11 +511,7 @@ mod url {
                 )));
             }
         };
-        let (rest, fragment) = match rest.split_once('#') {
-            Some((r, f)) => (r, Some(f)),
-            None => (rest, None),
-        };
-        if fragment.is_some() {
+        if rest.contains('#') {
             return Err(Error::config("a redis URL has no #fragment"));
         }
         let (before_query, query) = match rest.split_once('?') {
@@ -520,26 +524,24 @@ mod url {
             ..RedisConfig::default()
         };
 
-        // the authority (userinfo and host) ends where the path starts; for redis+unix:// the
-        // path is the socket path
-        let authority_end = before_query.find('/').unwrap_or(before_query.len());
-        let (authority, path) = before_query.split_at(authority_end);
-        let host_part = match authority.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let (user, password) = match userinfo.split_once(':') {
-                    Some((u, p)) => (u, Some(p)),
-                    None => (userinfo, None),
-                };
-                let user = decode(user, "user name")?;
-                config.username = (!user.is_empty()).then_some(user);
-                if let Some(p) = password {
-                    let p = decode(p, "password")?;
-                    config.password = (!p.is_empty()).then_some(p);
-                }
-                host
+        if let Some(userinfo) = parts.userinfo {
+            let (user, password) = cache_core::url::credentials(userinfo);
+            if user.contains(['/', '?', '#']) {
+                return Err(Error::config(
+                    "the redis URL's user name holds '/', '?' or '#', or its path or query \
+                     holds an '@': percent-encode an '@' outside the user-info as %40",
+                ));
             }
-            None => authority,
-        };
+            let user = decode(user, "user name")?;
+            config.username = (!user.is_empty()).then_some(user);
+            if let Some(p) = password {
+                let p = decode(p, "password")?;
+                config.password = (!p.is_empty()).then_some(p);
+            }
+        }
+        // the host ends where the path starts; for redis+unix:// the path is the socket path
+        let host_end = before_query.find('/').unwrap_or(before_query.len());
+        let (host_part, path) = before_query.split_at(host_end);
 
         if mode == RedisMode::Unix {
             if !host_part.is_empty() {
@@ -563,7 +565,16 @@ mod url {
             let (host, port) = split_host(host_part, default_port)?;
             config.endpoint = host;
             config.port = port;
-            match path.trim_start_matches('/') {
+            // `/db`, also as `/db/` (aiocache's form); nothing more
+            let db = path.strip_prefix('/').unwrap_or(path);
+            let db = db.strip_suffix('/').unwrap_or(db);
+            if db.contains('/') || (db.is_empty() && path.len() > 1) {
+                return Err(Error::config(
+                    "the redis URL's path holds more than a database number; write /db \
+                     (or /db/), such as /0",
+                ));
+            }
+            match db {
                 "" => {}
                 db if mode == RedisMode::Cluster => {
                     return Err(Error::config(format!(
@@ -859,6 +870,101 @@ mod tests {
         );
         let e = err("redis://user:topsecret@h:bad");
         assert!(!e.contains("topsecret"), "{e}");
+    }
+
+    /// Random printable passwords (every character from space to `~`), written as they are
+    /// in every URL form: each parses to exactly that password, and neither `Debug`,
+    /// `describe` nor an error ever holds it.
+    #[test]
+    fn passwords_of_any_printable_characters_parse_and_never_show() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let forms = [
+            ("redis", "h:6379/0?pool_size=2"),
+            ("valkey", "h/1"),
+            ("redis-cluster", "h:7000?node=h2:7001"),
+            ("redis-sentinel", "s1:26379/2?service_name=main"),
+            ("redis+unix", "/tmp/redis.sock?db=1"),
+        ];
+        for round in 0..3000 {
+            let len = 8 + (next() % 24) as usize;
+            let with_percent = round % 4 == 0;
+            let password: String = (0..len)
+                .map(|_| {
+                    loop {
+                        let c = char::from(0x20 + (next() % 95) as u8);
+                        if with_percent || c != '%' {
+                            break c;
+                        }
+                    }
+                })
+                .collect();
+            for (scheme, rest) in forms {
+                let url = format!("{scheme}://ada:{password}@{rest}");
+                match RedisConfig::from_url(&url) {
+                    Ok(c) => {
+                        if !password.contains('%') {
+                            assert_eq!(c.password.as_deref(), Some(password.as_str()), "{url}");
+                            assert_eq!(c.username.as_deref(), Some("ada"), "{url}");
+                        }
+                        let shown = format!("{c:?} {}", c.describe());
+                        assert!(!shown.contains(&password), "{password:?} in {shown}");
+                        assert!(!shown.contains("ada"), "the user name shows: {shown}");
+                    }
+                    Err(e) => {
+                        assert!(password.contains('%'), "{url:?} is refused: {e}");
+                        let shown = format!("{e} {e:?}");
+                        assert!(!shown.contains(&password), "{password:?} in {shown}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A user-info without `:` is a user name, and may well be a password written in its
+    /// place: `Debug` shows neither.
+    #[test]
+    fn a_user_name_never_shows_either() {
+        let c = RedisConfig::from_url("redis://s3cr%2Ft@h:6379").unwrap();
+        assert_eq!(c.username.as_deref(), Some("s3cr/t"));
+        let shown = format!("{c:?} {:#?} {}", c, c.describe());
+        assert!(!shown.contains("s3cr"), "{shown}");
+    }
+
+    #[test]
+    fn a_password_with_a_slash_is_not_read_as_the_port() {
+        let c = RedisConfig::from_url("redis://user:hunter/2@h:6379/0").unwrap();
+        assert_eq!(c.password.as_deref(), Some("hunter/2"));
+        assert_eq!((c.endpoint.as_str(), c.port, c.db), ("h", 6379, 0));
+        let e = err("redis://user:hunter/2@h:bad/0");
+        assert!(!e.contains("hunter") && e.contains("invalid port"), "{e}");
+    }
+
+    /// aiocache writes its URLs as `redis://host:port/db/` (trailing slash); other extra
+    /// path segments are refused with a message that says what is wrong.
+    #[test]
+    fn aiocache_trailing_slash_after_the_database_is_accepted() {
+        let c = RedisConfig::from_url("redis://host:1000/0/").unwrap();
+        assert_eq!((c.endpoint.as_str(), c.port, c.db), ("host", 1000, 0));
+        let c = RedisConfig::from_url("redis://:pw@host:1000/3/?pool_size=2").unwrap();
+        assert_eq!((c.db, c.pool_size), (3, 2));
+        let c = RedisConfig::from_url("redis-sentinel://s/2/?service_name=m").unwrap();
+        assert_eq!(c.db, 2);
+        for url in [
+            "redis://h/0/x",
+            "redis://h/0//",
+            "redis://h//0",
+            "redis://h/0/1/",
+        ] {
+            let e = err(url);
+            assert!(e.contains("path"), "{url}: {e}");
+            assert!(e.contains("/db"), "{url}: {e}");
+        }
     }
 
     #[test]

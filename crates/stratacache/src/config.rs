@@ -392,7 +392,8 @@ impl CacheConfig {
         let parsed = url::parse(&self.url)?;
         let params = self.merge(parsed.params)?;
         let serializer = AnySerializer::new(params.serializer.unwrap_or_default())?;
-        let (backend, flavor) = connect(parsed.scheme, &parsed.backend_url).await?;
+        let key_format = params.key_builder.unwrap_or_default();
+        let (backend, flavor) = connect(parsed.scheme, &parsed.backend_url, key_format).await?;
         let mut builder = Cache::builder(backend).serializer(serializer);
         if let Some(ns) = params.namespace {
             builder = builder.namespace(ns);
@@ -401,7 +402,7 @@ impl CacheConfig {
             builder = builder.ttl(ttl);
         }
         builder = builder.timeout(params.timeout.unwrap_or(Some(DEFAULT_TIMEOUT)));
-        builder = match params.key_builder.unwrap_or_default() {
+        builder = match key_format {
             KeyFormat::Default => builder.key_builder(DefaultKeyBuilder),
             KeyFormat::Aiocache => builder.key_builder(AiocacheKeyBuilder::new(flavor)),
         };
@@ -441,8 +442,13 @@ impl CacheConfig {
     }
 }
 
-/// Builds the backend a URL names, and the aiocache key flavor that matches it.
-async fn connect(scheme: Scheme, backend_url: &str) -> Result<(Arc<dyn Backend>, AiocacheFlavor)> {
+/// Builds the backend a URL names, and the aiocache key flavor that matches it. Refuses,
+/// before connecting, a backend setting that would store other keys than `key_format` builds.
+async fn connect(
+    scheme: Scheme,
+    backend_url: &str,
+    key_format: KeyFormat,
+) -> Result<(Arc<dyn Backend>, AiocacheFlavor)> {
     match scheme {
         #[cfg(feature = "memory")]
         Scheme::Memory => {
@@ -466,13 +472,20 @@ async fn connect(scheme: Scheme, backend_url: &str) -> Result<(Arc<dyn Backend>,
         #[cfg(feature = "memcached")]
         Scheme::Memcached => {
             let config = cache_memcached::MemcachedConfig::from_url(backend_url)?;
+            if config.namespace_generations && key_format == KeyFormat::Aiocache {
+                return Err(Error::config(
+                    "key_builder=aiocache cannot be combined with namespace_generations: \
+                     generations put a number into every stored key, so aiocache would never \
+                     find the keys; turn one of them off",
+                ));
+            }
             let backend = config.into_builder().build().await?;
             Ok((Arc::new(backend), AiocacheFlavor::Memcached))
         }
         #[allow(unreachable_patterns)]
         other => {
             // `url::parse` refuses schemes whose feature is off; this keeps the match total.
-            let _ = backend_url;
+            let _ = (backend_url, key_format);
             Err(Error::config(format!(
                 "the backend needs the `{}` feature of stratacache",
                 other.feature()

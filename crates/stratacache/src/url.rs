@@ -84,10 +84,11 @@ fn config_error(message: String) -> Error {
     Error::config(message)
 }
 
-/// Splits `url`. Never repeats the URL (it may hold a password) in an error.
+/// Splits `url`. Never repeats the URL's user-info (it may hold a password) in an error: the
+/// user-info, which ends at the URL's last `@`, is set aside before anything else is read.
 pub(crate) fn parse(url: &str) -> Result<CacheUrl> {
     let url = url.trim();
-    let Some((scheme_text, rest)) = url.split_once("://") else {
+    let Some(parts) = cache_core::url::split(url) else {
         return Err(config_error(format!(
             "a cache URL starts with a scheme, like memory://, redis://host:6379 or \
              memcached://host:11211; {}",
@@ -98,6 +99,7 @@ pub(crate) fn parse(url: &str) -> Result<CacheUrl> {
             }
         )));
     };
+    let (scheme_text, rest) = (parts.scheme, parts.rest);
     let lower = scheme_text.to_ascii_lowercase();
     let scheme = if lower == "memory" {
         Scheme::Memory
@@ -124,7 +126,7 @@ pub(crate) fn parse(url: &str) -> Result<CacheUrl> {
     if rest.contains('#') {
         return Err(config_error(
             "a fragment (#...) has no meaning in a cache URL; percent-encode a `#` in a \
-             password as %23"
+             query value as %23"
                 .into(),
         ));
     }
@@ -147,7 +149,10 @@ pub(crate) fn parse(url: &str) -> Result<CacheUrl> {
             .map_err(|m| config_error(format!("URL parameter `{key}`: {m}")))?;
         set_param(&mut params, key, &value)?;
     }
-    let mut backend_url = format!("{scheme_text}://{base}");
+    let mut backend_url = match parts.userinfo {
+        Some(userinfo) => format!("{scheme_text}://{userinfo}@{base}"),
+        None => format!("{scheme_text}://{base}"),
+    };
     if !kept.is_empty() {
         backend_url.push('?');
         backend_url.push_str(&kept.join("&"));
@@ -218,10 +223,14 @@ pub(crate) struct MemoryParams {
 /// Reads `memory://?max_entries=…&max_bytes=…` (after the cache-level parameters were taken
 /// out).
 pub(crate) fn parse_memory(backend_url: &str) -> Result<MemoryParams> {
-    let rest = backend_url
-        .split_once("://")
-        .map(|(_, r)| r)
-        .unwrap_or_default();
+    let parts = cache_core::url::split(backend_url);
+    if parts.is_some_and(|p| p.userinfo.is_some()) {
+        return Err(config_error(
+            "memory:// takes no credentials; remove the user-info (everything up to the `@`)"
+                .into(),
+        ));
+    }
+    let rest = parts.map(|p| p.rest).unwrap_or_default();
     let (base, query) = match rest.split_once('?') {
         Some((base, query)) => (base, query),
         None => (rest, ""),
@@ -317,45 +326,10 @@ fn truncate(text: &str) -> String {
     }
 }
 
-/// `url` with the password (or the whole user-info without a `:`) replaced by `***`, for
-/// `Debug` output.
+/// `url` for `Debug` output: the user-info and secret query values hidden (see
+/// [`cache_core::url::redact`]).
 pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let shown = match userinfo.split_once(':') {
-                Some((user, _)) => format!("{user}:***"),
-                None => "***".to_owned(),
-            };
-            format!("{scheme}://{shown}@{host}{}", redact_query(tail))
-        }
-        None => format!("{scheme}://{authority}{}", redact_query(tail)),
-    }
-}
-
-/// Hides the values of query parameters that hold secrets (`password`, `token`, …).
-fn redact_query(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else {
-        return tail.to_owned();
-    };
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _))
-                if ["password", "pass", "token", "secret"]
-                    .iter()
-                    .any(|s| k.to_ascii_lowercase().contains(s)) =>
-            {
-                format!("{k}=***")
-            }
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", pairs.join("&"))
+    cache_core::url::redact(url)
 }
 
 #[cfg(test)]
@@ -534,14 +508,90 @@ mod tests {
         }
     }
 
+    /// Random printable passwords (space to `~`, as they are, `@ / ? # :` included) in every
+    /// URL form of every scheme: no `Debug` of the config, no error of the cache's URL parser
+    /// or of the backend's, and no `Debug` of a parsed backend config holds the password.
+    #[test]
+    fn no_output_of_any_url_form_holds_the_password() {
+        let mut seed = 0xd1b5_4a32_d192_ed03_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut forms: Vec<String> = vec![
+            "memory://user:{pw}@h".into(),
+            "memcached://user:{pw}@127.0.0.1:11211?pool_size=2&namespace=n".into(),
+        ];
+        for scheme in REDIS_SCHEMES {
+            let rest = if scheme.ends_with("+unix") {
+                "/tmp/redis.sock?db=1&namespace=n"
+            } else if scheme.ends_with("-cluster") {
+                "h:7000?node=h2:7001&ttl=1m"
+            } else if scheme.ends_with("-sentinel") {
+                "s1:26379/2?service_name=main&namespace=n"
+            } else {
+                "h:6379/0?pool_size=2&namespace=n&timeout=50ms"
+            };
+            forms.push(format!("{scheme}://user:{{pw}}@{rest}"));
+            // a password written in the user name's place
+            forms.push(format!("{scheme}://{{pw}}@{rest}"));
+        }
+        for _ in 0..400 {
+            let len = 8 + (next() % 24) as usize;
+            let password: String = (0..len)
+                .map(|_| char::from(0x20 + (next() % 95) as u8))
+                .collect();
+            for form in &forms {
+                let url = form.replace("{pw}", &password);
+                let mut shown = format!("{:?}", crate::CacheConfig::new(url.as_str()));
+                shown.push_str(&redact(&url));
+                match parse(&url) {
+                    Err(e) => shown.push_str(&format!("{e} {e:?}")),
+                    Ok(parsed) => shown.push_str(&backend_outputs(&parsed)),
+                }
+                assert!(
+                    !shown.contains(&password),
+                    "the password {password:?} of {form} shows: {shown}"
+                );
+            }
+        }
+    }
+
+    /// What the backend's own parser shows of a URL: its error, or its config's `Debug`.
+    fn backend_outputs(parsed: &CacheUrl) -> String {
+        fn show<T: std::fmt::Debug>(r: Result<T>) -> String {
+            match r {
+                Ok(v) => format!("{v:?}"),
+                Err(e) => format!("{e} {e:?}"),
+            }
+        }
+        match parsed.scheme {
+            Scheme::Memory => show(parse_memory(&parsed.backend_url)),
+            #[cfg(feature = "redis")]
+            Scheme::Redis { .. } => show(cache_redis::RedisConfig::from_url(&parsed.backend_url)),
+            #[cfg(feature = "memcached")]
+            Scheme::Memcached => show(cache_memcached::MemcachedConfig::from_url(
+                &parsed.backend_url,
+            )),
+            #[allow(unreachable_patterns)]
+            _ => String::new(),
+        }
+    }
+
     #[test]
     fn redaction() {
         assert_eq!(
             redact("redis://user:s3cr3t@h:1/0?pool_size=2"),
-            "redis://user:***@h:1/0?pool_size=2"
+            "redis://***@h:1/0?pool_size=2"
         );
         assert_eq!(redact("redis://s3cr3t@h"), "redis://***@h");
-        assert_eq!(redact("redis://:p@ss@h"), "redis://:***@h");
+        assert_eq!(redact("redis://:p@ss@h"), "redis://***@h");
+        assert_eq!(
+            redact("redis://user:s3#cr/t?x@h:6379/0"),
+            "redis://***@h:6379/0"
+        );
         assert_eq!(
             redact("redis-sentinel://h?sentinel_password=x&db=1"),
             "redis-sentinel://h?sentinel_password=***&db=1"
