@@ -67,6 +67,18 @@ fn scope(opts: &Options) -> (TokenStream, TokenStream, TokenStream) {
     }
 }
 
+/// `.arg(…)` of a default key, so that the argument's own type (never a reference to it)
+/// must be `Serialize`: `by_ref` when `ident` holds a reference to the argument (in helpers),
+/// or to a key of a `#[multi_cached]` function.
+fn key_arg(arg: &crate::func::Arg, by_ref: bool, ident: &syn::Ident) -> TokenStream {
+    let reference = by_ref || matches!(arg.ty, Type::Reference(_));
+    if reference {
+        quote_spanned!(arg.ty.span()=> .arg(#ident))
+    } else {
+        quote_spanned!(arg.ty.span()=> .arg(&#ident))
+    }
+}
+
 fn fn_args(tokens: TokenStream) -> syn::Result<Punctuated<FnArg, Token![,]>> {
     syn::parse::Parser::parse2(Punctuated::<FnArg, Token![,]>::parse_terminated, tokens)
 }
@@ -122,26 +134,28 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let (shape, stored) = shape(&ret, opts.cache_none, &krate)?;
     let arg_names: Vec<String> = f.args.iter().map(|a| a.ident.to_string()).collect();
 
-    let key = match &opts.key {
+    if let Some(lit) = &opts.key {
+        let t = key::parse(lit, &arg_names, None)?;
+        if t.positional > 0 {
+            return Err(error(
+                lit.span(),
+                "the key template of #[cached] names arguments: `\"user:{id}\"`, not `{}`",
+            ));
+        }
+    }
+    // The key, in the wrapper (arguments by value) or in a helper (arguments by reference).
+    let key_in = |by_ref: bool| match &opts.key {
         Some(lit) => {
-            let t = key::parse(lit, &arg_names, None)?;
-            if t.positional > 0 {
-                return Err(error(
-                    lit.span(),
-                    "the key template of #[cached] names arguments: `\"user:{id}\"`, not `{}`",
-                ));
-            }
             quote!(::core::result::Result::<::std::string::String, #krate::Error>::Ok(::std::format!(#lit)))
         }
         None => {
             let writer = f.key_writer(&krate);
-            let args = f.args.iter().map(|a| {
-                let i = &a.ident;
-                quote_spanned!(a.ty.span()=> .arg(&#i))
-            });
+            let args = f.args.iter().map(|a| key_arg(a, by_ref, &a.ident));
             quote!(#writer #(#args)* .finish())
         }
     };
+    let key = key_in(false);
+    let key_ref = key_in(true);
     let (ttl, ns, ns_let) = scope(&opts);
     let unless = match &opts.unless {
         Some(u) => quote!(#u),
@@ -233,7 +247,7 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #vis #sig_invalidate {
             let __stratacache_cache = &(#cache);
             #ns_let
-            #krate::__macros::invalidate(__stratacache_cache.scoped() #ns, #key).await
+            #krate::__macros::invalidate(__stratacache_cache.scoped() #ns, #key_ref).await
         }
 
         #(#cfgs)*
@@ -259,14 +273,14 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #vis #sig_peek {
             let __stratacache_cache = &(#cache);
             #ns_let
-            #krate::__macros::peek(__stratacache_cache.scoped() #ns, #key).await
+            #krate::__macros::peek(__stratacache_cache.scoped() #ns, #key_ref).await
         }
 
         #(#cfgs)*
         #[doc = #doc_key]
         #[allow(dead_code)]
         #vis #sig_key {
-            #key
+            #key_ref
         }
     })
 }
@@ -332,43 +346,44 @@ pub(crate) fn multi_cached(attr: TokenStream, item: TokenStream) -> syn::Result<
     let ref_keys = matches!(keys_arg.ty, Type::Reference(_));
     let arg_names: Vec<String> = f.args.iter().map(|a| a.ident.to_string()).collect();
 
-    // The cache key of one key `__stratacache_k: &K`.
-    let key_of = match &opts.key {
-        Some(lit) => {
-            let t = key::parse(lit, &arg_names, Some(&keys_ident.to_string()))?;
-            if t.positional != 1 {
-                return Err(error(
-                    lit.span(),
-                    "the key template of #[multi_cached] has one `{}`, the place of each key: \
-                     `\"user:{}\"`",
-                ));
-            }
-            quote!(::core::result::Result::<::std::string::String, #krate::Error>::Ok(
-                ::std::format!(#lit, __stratacache_k)
-            ))
+    if let Some(lit) = &opts.key {
+        let t = key::parse(lit, &arg_names, Some(&keys_ident.to_string()))?;
+        if t.positional != 1 {
+            return Err(error(
+                lit.span(),
+                "the key template of #[multi_cached] has one `{}`, the place of each key: \
+                 `\"user:{}\"`",
+            ));
         }
+    }
+    // The cache key of one key `__stratacache_k: &K`, with the other arguments by value (in
+    // the wrapper) or by reference (in a helper).
+    let key_of = |by_ref: bool| match &opts.key {
+        Some(lit) => quote!(::core::result::Result::<::std::string::String, #krate::Error>::Ok(
+            ::std::format!(#lit, __stratacache_k)
+        )),
         None => {
             let writer = f.key_writer(&krate);
             let args = f.args.iter().map(|a| {
-                let i = if a.ident == *keys_ident {
-                    format_ident!("__stratacache_k")
+                if a.ident == *keys_ident {
+                    key_arg(a, true, &format_ident!("__stratacache_k"))
                 } else {
-                    a.ident.clone()
-                };
-                quote_spanned!(a.ty.span()=> .arg(&#i))
+                    key_arg(a, by_ref, &a.ident)
+                }
             });
             quote!(#writer #(#args)* .finish())
         }
     };
-    let cache_keys = |source: TokenStream| {
+    let cache_keys = |source: TokenStream, by_ref: bool| {
+        let key_of = key_of(by_ref);
         quote! {
             ::core::iter::Iterator::collect::<#krate::Result<::std::vec::Vec<::std::string::String>>>(
                 ::core::iter::Iterator::map(::core::iter::IntoIterator::into_iter(#source), |__stratacache_k| #key_of)
             )
         }
     };
-    let wrapper_keys = cache_keys(quote!(&__stratacache_keys));
-    let helper_keys = cache_keys(quote!(#keys_ident));
+    let wrapper_keys = cache_keys(quote!(&__stratacache_keys), false);
+    let helper_keys = cache_keys(quote!(#keys_ident), true);
 
     let collect_keys = if ref_keys {
         quote!(::core::iter::Iterator::collect::<::std::vec::Vec<_>>(
