@@ -334,6 +334,49 @@ where
             return call().await;
         }
     };
+    // A hit is one `get`; the single flight's larger future is boxed, on a miss only, so it
+    // does not make every call's future larger.
+    let mark = cache.flight_mark();
+    let missed = match cache.get::<Sh::Stored>(&key).await {
+        Ok(Some(v)) => return Sh::join(v),
+        Ok(None) => Some(mark),
+        Err(e) if e.kind() == ErrorKind::Serialization => {
+            // The stored value no longer decodes (its type changed): replace it.
+            warn(what, &key, &e);
+            return Box::pin(refresh::<S, Sh, Out, F, Fut, P>(
+                cache,
+                what,
+                Ok(key),
+                unless,
+                call,
+            ))
+            .await;
+        }
+        // Another failure: get_or_set reads again, and reports it.
+        Err(_) => None,
+    };
+    Box::pin(load::<S, Sh, Out, F, Fut, P>(
+        cache, what, key, unless, call, missed,
+    ))
+    .await
+}
+
+/// The miss path of [`cached`]: one run shared by the concurrent callers of `key`.
+async fn load<S, Sh, Out, F, Fut, P>(
+    cache: Scoped<'_, S>,
+    what: &'static str,
+    key: String,
+    unless: P,
+    call: F,
+    missed: Option<u64>,
+) -> Out
+where
+    S: Serializer,
+    Sh: Shape<Out>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Out>,
+    P: FnOnce(&Sh::Stored) -> bool,
+{
     let mut call = Some(call);
     let mut kept: Option<Out> = None;
     let serializer = cache.serializer.clone();
@@ -342,7 +385,9 @@ where
         let kept = &mut kept;
         let serializer = &serializer;
         cache
-            .get_or_set::<Sh::Stored, _, _, NotStored>(&key, move || {
+            .get_or_set_after::<Sh::Stored, _, _, NotStored>(
+                &key,
+                move || {
                 let run = call.take();
                 async move {
                     let Some(run) = run else {
@@ -375,7 +420,9 @@ where
                         }
                     }
                 }
-            })
+            },
+                missed,
+            )
             .await
     };
     let e = match loaded {
