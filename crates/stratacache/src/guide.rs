@@ -29,3 +29,7 @@ pub mod environments {}
 
 #[doc = include_str!("../../../docs/guide/migrating-from-aiocache.md")]
 pub mod migrating_from_aiocache {}
+
+#[cfg(feature = "macros")]
+#[doc = include_str!("../../../docs/guide/decorators.md")]
+pub mod decorators {}
