@@ -243,7 +243,7 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
 
         #(#cfgs)*
         #[doc = #doc_invalidate]
-        #[allow(dead_code)]
+        #[allow(dead_code, unused_variables)]
         #vis #sig_invalidate {
             let __stratacache_cache = &(#cache);
             #ns_let
@@ -252,7 +252,7 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
 
         #(#cfgs)*
         #[doc = #doc_refresh]
-        #[allow(dead_code)]
+        #[allow(dead_code, unused_variables)]
         #vis #sig_refresh {
             let __stratacache_cache = &(#cache);
             #ns_let
@@ -269,7 +269,7 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
 
         #(#cfgs)*
         #[doc = #doc_peek]
-        #[allow(dead_code)]
+        #[allow(dead_code, unused_variables)]
         #vis #sig_peek {
             let __stratacache_cache = &(#cache);
             #ns_let
@@ -278,7 +278,7 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
 
         #(#cfgs)*
         #[doc = #doc_key]
-        #[allow(dead_code)]
+        #[allow(dead_code, unused_variables)]
         #vis #sig_key {
             #key_ref
         }
@@ -464,7 +464,7 @@ pub(crate) fn multi_cached(attr: TokenStream, item: TokenStream) -> syn::Result<
 
         #(#cfgs)*
         #[doc = #doc_invalidate]
-        #[allow(dead_code)]
+        #[allow(dead_code, unused_variables)]
         #vis #sig_invalidate {
             let __stratacache_cache = &(#cache);
             #ns_let

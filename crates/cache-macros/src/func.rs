@@ -193,6 +193,7 @@ impl Func {
                 .filter(|a| Some(&a.ident) != skip)
                 .map(|Arg { ident, ty }| match ty {
                     Type::Reference(_) => quote!(#ident: #ty),
+                    Type::ImplTrait(_) | Type::TraitObject(_) => quote!(#ident: &(#ty)),
                     _ => quote!(#ident: &#ty),
                 });
         if self.method {
@@ -224,12 +225,16 @@ impl Func {
             .collect()
     }
 
-    /// The attributes of the body function: all but the docs.
+    /// The attributes of the body function: conditions and lint levels. The others (docs,
+    /// `#[tracing::instrument]`, `#[must_use]`, …) stay on the cached function only.
     pub(crate) fn body_attrs(&self) -> Vec<&syn::Attribute> {
+        const KEPT: [&str; 7] = [
+            "cfg", "cfg_attr", "allow", "expect", "warn", "deny", "forbid",
+        ];
         self.item
             .attrs
             .iter()
-            .filter(|a| !a.path().is_ident("doc"))
+            .filter(|a| KEPT.iter().any(|k| a.path().is_ident(k)))
             .collect()
     }
 }
