@@ -378,51 +378,49 @@ where
     P: FnOnce(&Sh::Stored) -> bool,
 {
     let mut call = Some(call);
+    let mut unless = Some(unless);
     let mut kept: Option<Out> = None;
     let serializer = cache.serializer.clone();
     let loaded = {
-        let call = &mut call;
-        let kept = &mut kept;
-        let serializer = &serializer;
-        cache
-            .get_or_set_after::<Sh::Stored, _, _, NotStored>(
-                &key,
-                move || {
-                let run = call.take();
-                async move {
-                    let Some(run) = run else {
-                        return Err(NotStored::Failed);
-                    };
-                    match Sh::split(run().await) {
-                        Split::Store(v) => match serializer.encode(&v) {
-                            Ok(bytes) if unless(&v) => {
-                                *kept = Some(Sh::join(v));
-                                Err(NotStored::Skipped(Bytes::from(bytes)))
-                            }
-                            Ok(_) => Ok(v),
-                            Err(e) => {
-                                tracing::warn!(
-                                    function = what,
-                                    error = %e,
-                                    "cached function: its value could not be encoded; not cached"
-                                );
-                                *kept = Some(Sh::join(v));
-                                Err(NotStored::Unencodable)
-                            }
-                        },
-                        Split::Empty(out) => {
-                            *kept = Some(out);
-                            Err(NotStored::Empty)
+        let (call, unless, kept, serializer) = (&mut call, &mut unless, &mut kept, &serializer);
+        // Runs here when this caller loads: the function's output, what it means to the cache.
+        let loader = move || {
+            let run = call.take();
+            let unless = unless.take();
+            async move {
+                let (Some(run), Some(unless)) = (run, unless) else {
+                    return Err(NotStored::Failed);
+                };
+                match Sh::split(run().await) {
+                    Split::Store(v) => match serializer.encode(&v) {
+                        Ok(bytes) if unless(&v) => {
+                            *kept = Some(Sh::join(v));
+                            Err(NotStored::Skipped(Bytes::from(bytes)))
                         }
-                        Split::Failed(out) => {
-                            *kept = Some(out);
-                            Err(NotStored::Failed)
+                        Ok(_) => Ok(v),
+                        Err(e) => {
+                            tracing::warn!(
+                                function = what,
+                                error = %e,
+                                "cached function: its value could not be encoded; not cached"
+                            );
+                            *kept = Some(Sh::join(v));
+                            Err(NotStored::Unencodable)
                         }
+                    },
+                    Split::Empty(out) => {
+                        *kept = Some(out);
+                        Err(NotStored::Empty)
+                    }
+                    Split::Failed(out) => {
+                        *kept = Some(out);
+                        Err(NotStored::Failed)
                     }
                 }
-            },
-                missed,
-            )
+            }
+        };
+        cache
+            .get_or_set_after::<Sh::Stored, _, _, NotStored>(&key, loader, missed)
             .await
     };
     let e = match loaded {
@@ -433,11 +431,13 @@ where
     if let Some(out) = kept {
         return out;
     }
+    // The function ran here and gave a value that was stored: `get_or_set` answered `Ok`.
+    // So when it fails, the function has not run here.
     let Some(call) = call else {
-        // The function ran here and its output is gone: only when storing it failed after
-        // the run, which get_or_set reports as a success. Unreachable in practice.
         unreachable!("the function ran and left no output: {e}");
     };
+    // `unless` for a run here.
+    let unless = move |v: &Sh::Stored| unless.is_some_and(|u| u(v));
     match not_stored(&e) {
         Some(NotStored::Empty) => {
             if let Some(out) = Sh::empty() {
@@ -452,28 +452,14 @@ where
         // Another caller's run failed; its error cannot be shared (`E` need not be `Clone`):
         // run the function here, and store what it gives.
         Some(NotStored::Failed | NotStored::Unencodable) => {
-            return refresh::<S, Sh, Out, F, Fut, fn(&Sh::Stored) -> bool>(
-                cache,
-                what,
-                Ok(key),
-                never,
-                call,
-            )
-            .await;
+            return refresh::<S, Sh, Out, F, Fut, _>(cache, what, Ok(key), unless, call).await;
         }
         None => {}
     }
     warn(what, &key, &e);
     if e.kind() == ErrorKind::Serialization {
         // The stored value no longer decodes (its type changed): replace it.
-        return refresh::<S, Sh, Out, F, Fut, fn(&Sh::Stored) -> bool>(
-            cache,
-            what,
-            Ok(key),
-            never,
-            call,
-        )
-        .await;
+        return refresh::<S, Sh, Out, F, Fut, _>(cache, what, Ok(key), unless, call).await;
     }
     call().await
 }

@@ -386,3 +386,25 @@ async fn the_runtime_path_can_be_another() {
     assert_eq!(through_a_reexport(3).await, 3);
     assert_eq!(ELSEWHERE.get::<u8>("x:3").await.unwrap(), Some(3));
 }
+
+static SKIPPED: LazyLock<Cache> = LazyLock::new(memory);
+static SKIPPED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Fails on its first run; its values are never to be cached.
+#[cached(cache = SKIPPED, key = "skipped", unless = |_| true)]
+async fn never_cached() -> Result<u32, String> {
+    let n = SKIPPED_RUNS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if n == 0 { Err("first".into()) } else { Ok(1) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_of_a_failed_run_keep_to_unless() {
+    let calls: Vec<_> = (0..4).map(|_| tokio::spawn(never_cached())).collect();
+    let mut ok = 0;
+    for call in calls {
+        ok += usize::from(call.await.unwrap().is_ok());
+    }
+    assert_eq!(ok, 3);
+    assert!(!SKIPPED.exists("skipped").await.unwrap());
+}
