@@ -296,6 +296,11 @@ fn not_stored(e: &Error) -> Option<&NotStored> {
     std::error::Error::source(e)?.downcast_ref::<NotStored>()
 }
 
+/// A cache that cannot be had (a registry's): the function runs without it.
+pub fn unavailable(what: &str, e: &Error) {
+    warn(what, "", e);
+}
+
 /// A predicate that never holds: the `unless` of a function without one.
 pub fn never<V: ?Sized>(_: &V) -> bool {
     false

@@ -12,6 +12,8 @@ use crate::options::{Options, TtlOpt, error};
 
 const CACHED_OPTIONS: &[&str] = &[
     "cache",
+    "caches",
+    "alias",
     "key",
     "ttl",
     "namespace",
@@ -19,7 +21,80 @@ const CACHED_OPTIONS: &[&str] = &[
     "cache_none",
     "crate",
 ];
-const MULTI_OPTIONS: &[&str] = &["cache", "keys", "key", "ttl", "namespace", "crate"];
+const MULTI_OPTIONS: &[&str] = &[
+    "cache",
+    "caches",
+    "alias",
+    "keys",
+    "key",
+    "ttl",
+    "namespace",
+    "crate",
+];
+
+/// Where a cached function's cache comes from.
+enum Source<'a> {
+    /// `cache = EXPR`.
+    Expr(&'a syn::Expr),
+    /// `caches = EXPR, alias = "name"`: the shared cache of a name in a `Caches` registry.
+    Registry(&'a syn::Expr, &'a syn::Expr),
+}
+
+impl<'a> Source<'a> {
+    fn new(opts: &'a Options, macro_name: &str) -> syn::Result<Self> {
+        match (&opts.cache, &opts.caches, &opts.alias) {
+            (Some(cache), None, None) => Ok(Source::Expr(cache)),
+            (None, Some(caches), Some(alias)) => Ok(Source::Registry(caches, alias)),
+            (Some(cache), _, _) => Err(error(
+                cache.span(),
+                "give either `cache = EXPR` or `caches = EXPR, alias = \"name\"`, not both",
+            )),
+            (None, Some(caches), None) => Err(error(
+                caches.span(),
+                "`caches` needs `alias = \"name\"`, the name of the cache in the registry",
+            )),
+            (None, None, Some(alias)) => Err(error(
+                alias.span(),
+                "`alias` needs `caches = EXPR`, the registry (a `Caches`) it names a cache of",
+            )),
+            (None, None, None) => Err(error(
+                Span::call_site(),
+                format!(
+                    "#[{macro_name}] needs its cache: `cache = EXPR` (a static such as a \
+                     `LazyLock<Cache>`, a field such as `self.cache`, or a call), or \
+                     `caches = EXPR, alias = \"name\"` (a `Caches` registry and a name)"
+                ),
+            )),
+        }
+    }
+
+    /// `let __stratacache_cache = …;`. When a registry cannot give its cache, a function runs
+    /// without it (`fallback`: the call of the function's body) and a helper returns the error.
+    fn bind(
+        &self,
+        krate: &Path,
+        what: &TokenStream,
+        fallback: Option<&TokenStream>,
+    ) -> TokenStream {
+        match (self, fallback) {
+            (Source::Expr(cache), _) => quote!(let __stratacache_cache = &(#cache);),
+            (Source::Registry(caches, alias), Some(fallback)) => quote! {
+                let __stratacache_owned = match (#caches).get(#alias).await {
+                    ::core::result::Result::Ok(cache) => cache,
+                    ::core::result::Result::Err(e) => {
+                        #krate::__macros::unavailable(#what, &e);
+                        return #fallback.await;
+                    }
+                };
+                let __stratacache_cache = &__stratacache_owned;
+            },
+            (Source::Registry(caches, alias), None) => quote! {
+                let __stratacache_owned = (#caches).get(#alias).await?;
+                let __stratacache_cache = &__stratacache_owned;
+            },
+        }
+    }
+}
 
 /// The `Shape` of a `#[cached]` function's return type, and the type its cache entries hold.
 fn shape(ret: &Type, cache_none: Option<bool>, krate: &Path) -> syn::Result<(TokenStream, Type)> {
@@ -123,13 +198,7 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let opts = Options::parse(attr, "cached", CACHED_OPTIONS)?;
     let f = Func::new(syn::parse2(item)?, "cached")?;
     let krate = opts.krate();
-    let Some(cache) = &opts.cache else {
-        return Err(error(
-            Span::call_site(),
-            "#[cached] needs its cache: `cache = EXPR` (a static such as a `LazyLock<Cache>`, a \
-             field such as `self.cache`, or a call)",
-        ));
-    };
+    let source = Source::new(&opts, "cached")?;
     let ret = f.ret();
     let (shape, stored) = shape(&ret, opts.cache_none, &krate)?;
     let arg_names: Vec<String> = f.args.iter().map(|a| a.ident.to_string()).collect();
@@ -223,10 +292,14 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
          builder).\n\n# Errors\n`Serialization` when an argument cannot be serialized into the key."
     );
 
+    let body_call = quote!(#body_path(#call_args));
+    let bind_run = source.bind(&krate, &what, Some(&body_call));
+    let bind_helper = source.bind(&krate, &what, None);
+
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
-            let __stratacache_cache = &(#cache);
+            #bind_run
             #ns_let
             let __stratacache_key = #key;
             #krate::__macros::cached::<_, #shape, #ret, _, _, _>(
@@ -245,7 +318,7 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #[doc = #doc_invalidate]
         #[allow(dead_code, unused_variables)]
         #vis #sig_invalidate {
-            let __stratacache_cache = &(#cache);
+            #bind_helper
             #ns_let
             #krate::__macros::invalidate(__stratacache_cache.scoped() #ns, #key_ref).await
         }
@@ -254,7 +327,7 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #[doc = #doc_refresh]
         #[allow(dead_code, unused_variables)]
         #vis #sig_refresh {
-            let __stratacache_cache = &(#cache);
+            #bind_run
             #ns_let
             let __stratacache_key = #key;
             #krate::__macros::refresh::<_, #shape, #ret, _, _, _>(
@@ -271,7 +344,7 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #[doc = #doc_peek]
         #[allow(dead_code, unused_variables)]
         #vis #sig_peek {
-            let __stratacache_cache = &(#cache);
+            #bind_helper
             #ns_let
             #krate::__macros::peek(__stratacache_cache.scoped() #ns, #key_ref).await
         }
@@ -300,13 +373,7 @@ pub(crate) fn multi_cached(attr: TokenStream, item: TokenStream) -> syn::Result<
     let opts = Options::parse(attr, "multi_cached", MULTI_OPTIONS)?;
     let f = Func::new(syn::parse2(item)?, "multi_cached")?;
     let krate = opts.krate();
-    let Some(cache) = &opts.cache else {
-        return Err(error(
-            Span::call_site(),
-            "#[multi_cached] needs its cache: `cache = EXPR` (a static such as a \
-             `LazyLock<Cache>`, a field such as `self.cache`, or a call)",
-        ));
-    };
+    let source = Source::new(&opts, "multi_cached")?;
     let ret = f.ret();
     let (map, shape) = match type_arg(&ret, "Result") {
         Some(m) => (m, quote!(#krate::__macros::Res<#krate::__macros::Plain>)),
@@ -443,10 +510,15 @@ pub(crate) fn multi_cached(attr: TokenStream, item: TokenStream) -> syn::Result<
          were.\n\n# Errors\nThe cache's, and `Serialization` when a key cannot be built."
     );
 
+    let all_args = f.args.iter().map(|a| &a.ident);
+    let body_call = quote!(#body_path(#self_arg #(#all_args),*));
+    let bind_run = source.bind(&krate, &what, Some(&body_call));
+    let bind_helper = source.bind(&krate, &what, None);
+
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
-            let __stratacache_cache = &(#cache);
+            #bind_run
             #ns_let
             let __stratacache_keys = #collect_keys;
             let __stratacache_cache_keys = #wrapper_keys;
@@ -466,7 +538,7 @@ pub(crate) fn multi_cached(attr: TokenStream, item: TokenStream) -> syn::Result<
         #[doc = #doc_invalidate]
         #[allow(dead_code, unused_variables)]
         #vis #sig_invalidate {
-            let __stratacache_cache = &(#cache);
+            #bind_helper
             #ns_let
             #krate::__macros::invalidate_many(__stratacache_cache.scoped() #ns, #helper_keys).await
         }

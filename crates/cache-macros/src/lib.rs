@@ -23,6 +23,8 @@ use proc_macro::TokenStream;
 ///
 /// - `cache = EXPR` (required): the cache, evaluated on each call and used by method call, so
 ///   a `Cache`, a `&Cache`, a `static` `LazyLock<Cache>` or a field (`self.cache`) all work.
+/// - `caches = EXPR, alias = "name"` (instead of `cache`): the shared cache of `name` in a
+///   `stratacache::Caches` registry (aiocache's `alias`), fetched on each call.
 /// - `key = "user:{id}"`: a template naming arguments (formatted with `Display`, or a format
 ///   spec such as `{id:?}`); a name that is no argument is a compile error. Without it the key
 ///   is the function's path, its type parameters and its arguments as a JSON array
@@ -76,7 +78,8 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Options
 ///
-/// - `cache = EXPR` (required), `ttl`, `namespace`, `crate`: as for [`macro@cached`].
+/// - `cache = EXPR` or `caches = EXPR, alias = "name"` (required), `ttl`, `namespace`,
+///   `crate`: as for [`macro@cached`].
 /// - `keys = ident`: the argument holding the keys (needed when there are several arguments).
 /// - `key = "user:{}"`: a template with one `{}`, the place of each key (formatted with
 ///   `Display`), and optionally other arguments by name. Without it, each key is the key the

@@ -35,6 +35,8 @@ pub(crate) enum TtlOpt {
 /// The options both attributes share, and the rest, by name.
 pub(crate) struct Options {
     pub(crate) cache: Option<Expr>,
+    pub(crate) caches: Option<Expr>,
+    pub(crate) alias: Option<Expr>,
     pub(crate) key: Option<LitStr>,
     pub(crate) ttl: Option<TtlOpt>,
     pub(crate) namespace: Option<Expr>,
@@ -55,6 +57,8 @@ impl Options {
             syn::parse::Parser::parse2(Punctuated::<Opt, Token![,]>::parse_terminated, attr)?;
         let mut out = Options {
             cache: None,
+            caches: None,
+            alias: None,
             key: None,
             ttl: None,
             namespace: None,
@@ -84,6 +88,8 @@ impl Options {
             seen.push(n.clone());
             match n.as_str() {
                 "cache" => out.cache = Some(value),
+                "caches" => out.caches = Some(value),
+                "alias" => out.alias = Some(value),
                 "key" => {
                     out.key = Some(lit_str(
                         &value,

@@ -408,3 +408,43 @@ async fn callers_of_a_failed_run_keep_to_unless() {
     assert_eq!(ok, 3);
     assert!(!SKIPPED.exists("skipped").await.unwrap());
 }
+
+// ---- a cache from the registry -------------------------------------------------------------
+
+static CACHES: LazyLock<stratacache::Caches> = LazyLock::new(|| {
+    stratacache::Caches::new([(
+        "users",
+        stratacache::CacheConfig::new("memory://").namespace("users"),
+    )])
+});
+static REGISTRY_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(caches = CACHES, alias = "users", key = "u:{id}")]
+async fn from_registry(id: u32) -> u32 {
+    REGISTRY_RUNS.fetch_add(1, Ordering::SeqCst);
+    id
+}
+
+#[cached(caches = CACHES, alias = "nobody", key = "u:{id}")]
+async fn from_an_unknown_name(id: u32) -> u32 {
+    REGISTRY_RUNS.fetch_add(100, Ordering::SeqCst);
+    id
+}
+
+#[tokio::test]
+async fn a_registry_name_gives_the_shared_cache() {
+    assert_eq!(from_registry(1).await, 1);
+    assert_eq!(from_registry(1).await, 1);
+    assert_eq!(REGISTRY_RUNS.load(Ordering::SeqCst), 1);
+    let users = CACHES.get("users").await.unwrap();
+    assert_eq!(users.get::<u32>("u:1").await.unwrap(), Some(1));
+    assert_eq!(from_registry_cached(&1).await.unwrap(), Some(1));
+    // An unknown name: the function runs without a cache; the helpers say why.
+    assert_eq!(from_an_unknown_name(2).await, 2);
+    assert_eq!(from_an_unknown_name(2).await, 2);
+    assert_eq!(REGISTRY_RUNS.load(Ordering::SeqCst), 201);
+    assert_eq!(
+        from_an_unknown_name_cached(&2).await.unwrap_err().kind(),
+        ErrorKind::Config
+    );
+}

@@ -39,6 +39,11 @@ async fn cache_none_without_option(id: u32) -> u32 {
     id
 }
 
+#[cached(caches = CACHE, key = "user:{id}")]
+async fn registry_without_a_name(id: u32) -> u32 {
+    id
+}
+
 struct Repo;
 
 impl Repo {
