@@ -11,9 +11,17 @@ use proc_macro::TokenStream;
 
 /// Caches the result of an `async fn` (a free function, or a method taking `&self`).
 ///
-/// ```ignore
+/// ```
+/// # use std::sync::LazyLock;
+/// # use stratacache::{Cache, MemoryBackend};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+/// # type DbError = std::io::Error;
+/// static CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::new(MemoryBackend::new()));
+///
 /// #[stratacache::cached(cache = CACHE, key = "user:{id}", ttl = "5m", namespace = "users")]
-/// async fn load_user(id: u64) -> Result<User, DbError> { … }
+/// async fn load_user(id: u64) -> Result<User, DbError> {
+///     Ok(User { id }) // the database query
+/// }
 /// ```
 ///
 /// A call reads the cache; on a miss it runs the function through the cache's `get_or_set`, so
@@ -63,9 +71,18 @@ pub fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Caches the values of an `async fn` that loads many keys at once, key by key.
 ///
-/// ```ignore
+/// ```
+/// # use std::collections::HashMap;
+/// # use std::sync::LazyLock;
+/// # use stratacache::{Cache, MemoryBackend};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { id: u64 }
+/// # type DbError = std::io::Error;
+/// static CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::new(MemoryBackend::new()));
+///
 /// #[stratacache::multi_cached(cache = CACHE, keys = ids, key = "user:{}", ttl = "5m")]
-/// async fn load_users(ids: Vec<u64>) -> Result<HashMap<u64, User>, DbError> { … }
+/// async fn load_users(ids: Vec<u64>) -> Result<HashMap<u64, User>, DbError> {
+///     Ok(ids.into_iter().map(|id| (id, User { id })).collect()) // one query for all
+/// }
 /// ```
 ///
 /// The function takes a collection of keys (`Vec<K>`, `HashSet<K>`, `&[K]`, …) and returns a
