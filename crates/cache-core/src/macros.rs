@@ -318,12 +318,62 @@ fn warn(what: &str, key: &str, e: &Error) {
 /// The body of a `#[cached]` function: the value at `key`, or one run of `call` shared by the
 /// concurrent callers of the key, stored unless it is an error, a `None` (for [`Opt`]) or
 /// `unless` holds.
-pub async fn cached<S, Sh, Out, F, Fut, P>(
+//
+// Not an `async fn`: its arguments would be stored twice in its future (once as arguments,
+// once as locals), and a hit's future would be larger than a plain `get`'s. The async block
+// uses its captures in place, and the miss path is boxed.
+#[allow(clippy::manual_async_fn)]
+pub fn cached<S, Sh, Out, F, Fut, P>(
     cache: Scoped<'_, S>,
     what: &'static str,
     key: Result<String>,
     unless: P,
     call: F,
+) -> impl Future<Output = Out>
+where
+    S: Serializer,
+    Sh: Shape<Out>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Out>,
+    P: FnOnce(&Sh::Stored) -> bool,
+{
+    async move {
+        let (mark, read) = match &key {
+            Ok(k) => (cache.flight_mark(), cache.get::<Sh::Stored>(k).await),
+            Err(e) => {
+                warn(what, "", e);
+                return call().await;
+            }
+        };
+        let missed = match read {
+            Ok(Some(v)) => return Sh::join(v),
+            Ok(None) => Some(mark),
+            Err(e) if e.kind() == ErrorKind::Serialization => {
+                // The stored value no longer decodes (its type changed): replace it.
+                warn(what, key.as_deref().unwrap_or_default(), &e);
+                return Box::pin(refresh::<S, Sh, Out, F, Fut, P>(
+                    cache, what, key, unless, call,
+                ))
+                .await;
+            }
+            // Another failure: get_or_set reads again, and reports it.
+            Err(_) => None,
+        };
+        Box::pin(load::<S, Sh, Out, F, Fut, P>(
+            cache, what, key, unless, call, missed,
+        ))
+        .await
+    }
+}
+
+/// The miss path of [`cached`]: one run shared by the concurrent callers of `key`.
+async fn load<S, Sh, Out, F, Fut, P>(
+    cache: Scoped<'_, S>,
+    what: &'static str,
+    key: Result<String>,
+    unless: P,
+    call: F,
+    missed: Option<u64>,
 ) -> Out
 where
     S: Serializer,
@@ -339,49 +389,6 @@ where
             return call().await;
         }
     };
-    // A hit is one `get`; the single flight's larger future is boxed, on a miss only, so it
-    // does not make every call's future larger.
-    let mark = cache.flight_mark();
-    let missed = match cache.get::<Sh::Stored>(&key).await {
-        Ok(Some(v)) => return Sh::join(v),
-        Ok(None) => Some(mark),
-        Err(e) if e.kind() == ErrorKind::Serialization => {
-            // The stored value no longer decodes (its type changed): replace it.
-            warn(what, &key, &e);
-            return Box::pin(refresh::<S, Sh, Out, F, Fut, P>(
-                cache,
-                what,
-                Ok(key),
-                unless,
-                call,
-            ))
-            .await;
-        }
-        // Another failure: get_or_set reads again, and reports it.
-        Err(_) => None,
-    };
-    Box::pin(load::<S, Sh, Out, F, Fut, P>(
-        cache, what, key, unless, call, missed,
-    ))
-    .await
-}
-
-/// The miss path of [`cached`]: one run shared by the concurrent callers of `key`.
-async fn load<S, Sh, Out, F, Fut, P>(
-    cache: Scoped<'_, S>,
-    what: &'static str,
-    key: String,
-    unless: P,
-    call: F,
-    missed: Option<u64>,
-) -> Out
-where
-    S: Serializer,
-    Sh: Shape<Out>,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Out>,
-    P: FnOnce(&Sh::Stored) -> bool,
-{
     let mut call = Some(call);
     let mut unless = Some(unless);
     let mut kept: Option<Out> = None;

@@ -301,11 +301,10 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #vis #sig {
             #bind_run
             #ns_let
-            let __stratacache_key = #key;
             #krate::__macros::cached::<_, #shape, #ret, _, _, _>(
                 __stratacache_cache.scoped() #ttl #ns,
                 #what,
-                __stratacache_key,
+                #key,
                 #unless,
                 move || #body_path(#call_args),
             )
@@ -329,11 +328,10 @@ pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #vis #sig_refresh {
             #bind_run
             #ns_let
-            let __stratacache_key = #key;
             #krate::__macros::refresh::<_, #shape, #ret, _, _, _>(
                 __stratacache_cache.scoped() #ttl #ns,
                 #what,
-                __stratacache_key,
+                #key,
                 #unless,
                 move || #body_path(#call_args),
             )
