@@ -263,8 +263,9 @@ pub(crate) fn fmt() -> Result {
 }
 
 /// The crates published to crates.io, whose pages docs.rs builds.
-const PUBLISHED: [&str; 6] = [
+const PUBLISHED: [&str; 7] = [
     "cache-core",
+    "cache-macros",
     "cache-memory",
     "cache-redis",
     "cache-memcached",

@@ -6,6 +6,7 @@
 
 mod aiocache;
 mod chart;
+mod decorators;
 mod harness;
 mod memory;
 mod net;
@@ -21,11 +22,19 @@ use chart::Group;
 use harness::{Target, machine, tool_version};
 use net::Server;
 
-const WORKLOADS: [&str; 6] = ["memory", "redis", "memcached", "serde", "stampede", "all"];
+const WORKLOADS: [&str; 7] = [
+    "memory",
+    "decorators",
+    "redis",
+    "memcached",
+    "serde",
+    "stampede",
+    "all",
+];
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cache-bench <memory|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
+        "usage: cache-bench <memory|decorators|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
     );
     std::process::exit(2)
 }
@@ -165,7 +174,8 @@ fn setup_section(what: &str, quick: bool, python: Option<&Python>, took: Duratio
          - Last command: `cargo x bench {what}{}` ({:.1} min on this machine).\n\n\
          | command | does |\n|---|---|\n\
          | `cargo x bench all` | every section below and the charts in `docs/img/`, in one run (servers started if needed) |\n\
-         | `cargo x bench memory` | memory backend vs moka and quick_cache, memory per entry, eviction study (no server) |\n\
+         | `cargo x bench memory` | memory backend vs moka and quick_cache, memory per entry, eviction study, cached functions (no server) |\n\
+         | `cargo x bench decorators` | a `#[cached]` hit vs a hand-written `get` of the same key (no server) |\n\
          | `cargo x bench redis` | Redis: stratacache vs raw fred vs aiocache |\n\
          | `cargo x bench memcached` | Memcached: stratacache vs raw async-memcached vs aiocache |\n\
          | `cargo x bench stampede` | `get_or_set` with 1,000 concurrent callers per cold key, every backend |\n\
@@ -299,6 +309,21 @@ fn main() {
             report.sections.push(("eviction", eviction_study()));
         }
         eprintln!("memory done after {:.0} s", started.elapsed().as_secs_f64());
+    }
+
+    if all || what == "memory" || what == "decorators" {
+        let (rounds, dur) = if quick {
+            (3, Duration::from_millis(100))
+        } else {
+            (9, Duration::from_millis(500))
+        };
+        let (body, target) = decorators::run(rounds, dur);
+        report.sections.push(("decorators", body));
+        report.targets.push(target);
+        eprintln!(
+            "decorators done after {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
     }
 
     let python = (all || matches!(what, "redis" | "memcached")).then(Python::prepare);

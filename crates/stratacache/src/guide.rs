@@ -33,6 +33,10 @@ pub mod environments {}
 #[doc = include_str!("../guide/migrating-from-aiocache.md")]
 pub mod migrating_from_aiocache {}
 
+#[cfg(feature = "macros")]
+#[doc = include_str!("../guide/decorators.md")]
+pub mod decorators {}
+
 /// The guide states facts the code decides: scheme lists, parameter names, serializer names,
 /// duration units, metric names, example files. These tests read the pages and compare, so a
 /// change on either side that leaves the other behind fails here.

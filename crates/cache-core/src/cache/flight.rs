@@ -169,13 +169,43 @@ impl<S: Serializer> Scoped<'_, S> {
         Fut: Future<Output = std::result::Result<V, E>>,
         E: Into<Box<dyn StdError + Send + Sync>>,
     {
+        self.get_or_set_after(key, loader, None).await
+    }
+
+    /// A mark to take before a `get` that [`get_or_set_after`](Self::get_or_set_after) may
+    /// follow.
+    pub(crate) fn flight_mark(&self) -> u64 {
+        self.inner.flights.finished.load(Ordering::Acquire)
+    }
+
+    /// [`get_or_set`](Self::get_or_set); with `missed`, the caller has just read `key` and
+    /// missed, after taking `missed` from [`flight_mark`](Self::flight_mark), so the first read
+    /// is skipped (it would count a second miss).
+    pub(crate) async fn get_or_set_after<V, F, Fut, E>(
+        &self,
+        key: &str,
+        loader: F,
+        mut missed: Option<u64>,
+    ) -> Result<V>
+    where
+        V: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<V, E>>,
+        E: Into<Box<dyn StdError + Send + Sync>>,
+    {
         let flights = &self.inner.flights;
         let mut loader = Some(loader);
         loop {
-            let finished_before = flights.finished.load(Ordering::Acquire);
-            if let Some(v) = self.get(key).await? {
-                return Ok(v);
-            }
+            let finished_before = match missed.take() {
+                Some(mark) => mark,
+                None => {
+                    let mark = flights.finished.load(Ordering::Acquire);
+                    if let Some(v) = self.get(key).await? {
+                        return Ok(v);
+                    }
+                    mark
+                }
+            };
             let (_, built) = self.prepare(key)?;
             let built = built.into_owned();
             if flights.is_loading_here(&built) {

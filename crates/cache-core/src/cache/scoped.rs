@@ -39,7 +39,7 @@ use crate::{Error, ErrorKind, Json, Result, Serializer, Ttl};
 #[must_use = "options do nothing until a command is called"]
 pub struct Scoped<'a, S = Json> {
     pub(super) inner: &'a Inner,
-    pub(super) serializer: S,
+    pub(crate) serializer: S,
     ttl: Ttl,
     namespace: Option<&'a str>,
     timeout: Option<Option<Duration>>,
