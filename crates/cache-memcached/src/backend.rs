@@ -11,7 +11,8 @@ use async_memcached::{AsciiProtocol, Error as ClientError, MetaProtocol, Status,
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, CallContext, Capability, ClearScope, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
+    Backend, CallContext, Capability, ClearScope, Deadline, Error, ErrorKind, KeyTtl, OpSet,
+    RawValue, Result,
 };
 use futures_util::future::join_all;
 
@@ -323,10 +324,16 @@ impl Inner {
         &self.servers[self.server_index(key)]
     }
 
-    /// Runs `fut` under the command timeout, if one is set.
+    /// Runs `fut` under the command timeout, if one is set and the caller's `deadline` does
+    /// not already end the call sooner: the cache's deadline is enforced above the backend,
+    /// so a call never runs two timers.
     #[inline]
-    async fn timed<T>(&self, fut: impl Future<Output = Result<T, McError>>) -> Result<T, McError> {
-        match self.command_timeout {
+    async fn timed<T>(
+        &self,
+        deadline: Option<Deadline>,
+        fut: impl Future<Output = Result<T, McError>>,
+    ) -> Result<T, McError> {
+        match own_timeout(self.command_timeout, deadline) {
             None => fut.await,
             Some(d) => tokio::time::timeout(d, fut)
                 .await
@@ -369,7 +376,11 @@ impl Inner {
     /// happens; a generation read is boxed so that it does not grow every command's future.
     /// A generation that cannot be read fails with the server that holds its counter.
     #[inline]
-    async fn wire_key<'k>(&self, key: &'k str) -> Result<Cow<'k, str>, Unread<'_>> {
+    async fn wire_key<'k>(
+        &self,
+        key: &'k str,
+        deadline: Option<Deadline>,
+    ) -> Result<Cow<'k, str>, Unread<'_>> {
         let Some(generations) = &self.generations else {
             return Ok(keys::encode(key));
         };
@@ -378,7 +389,7 @@ impl Inner {
         };
         let generation = match generations.fresh(group) {
             Some(g) => g,
-            None => Box::pin(self.read_generation(generations, group, false)).await?,
+            None => Box::pin(self.read_generation(generations, group, false, deadline)).await?,
         };
         let folded = keys::fold(key, group.len(), generation);
         Ok(Cow::Owned(match keys::encode(&folded) {
@@ -390,13 +401,14 @@ impl Inner {
     async fn wire_keys<'k, K: AsRef<str>>(
         &self,
         keys: &'k [K],
+        deadline: Option<Deadline>,
     ) -> Result<Vec<Cow<'k, str>>, Unread<'_>> {
         if self.generations.is_none() {
             return Ok(keys.iter().map(|k| keys::encode(k.as_ref())).collect());
         }
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            out.push(self.wire_key(k.as_ref()).await?);
+            out.push(self.wire_key(k.as_ref(), deadline).await?);
         }
         Ok(out)
     }
@@ -409,13 +421,14 @@ impl Inner {
         generations: &Generations,
         group: &str,
         bump: bool,
+        deadline: Option<Deadline>,
     ) -> Result<u64, Unread<'_>> {
         let key = keys::generation_key(group);
         let server = self.server_for(&key);
         let ticket = generations.ticket(group);
         let initial = initial_generation();
         let r = self
-            .timed(async {
+            .timed(deadline, async {
                 let mut c = server.conn().await?;
                 if !bump
                     && let Some(v) = c
@@ -504,17 +517,21 @@ impl Inner {
 
     async fn get_group(
         &self,
+        deadline: Option<Deadline>,
         s: usize,
         positions: Vec<usize>,
         wires: &[Cow<'_, str>],
     ) -> (usize, Vec<usize>, Result<Vec<Option<Bytes>>, McError>) {
         let batch: Vec<&str> = positions.iter().map(|&i| &*wires[i]).collect();
-        let r = self.timed(self.get_many(&self.servers[s], &batch)).await;
+        let r = self
+            .timed(deadline, self.get_many(&self.servers[s], &batch))
+            .await;
         (s, positions, r)
     }
 
     async fn set_group(
         &self,
+        deadline: Option<Deadline>,
         s: usize,
         positions: Vec<usize>,
         wires: &[Cow<'_, str>],
@@ -526,7 +543,7 @@ impl Inner {
             .map(|&i| (&*wires[i], &entries[i].1[..]))
             .collect();
         let r = self
-            .timed(async {
+            .timed(deadline, async {
                 let mut c = self.servers[s].conn().await?;
                 let refused = c.meta_set_multi(&items, Some(&[ttl])).await?;
                 if refused.is_empty() {
@@ -545,12 +562,13 @@ impl Inner {
 
     async fn delete_group(
         &self,
+        deadline: Option<Deadline>,
         s: usize,
         positions: Vec<usize>,
         wires: &[Cow<'_, str>],
     ) -> (usize, Result<u64, McError>) {
         let r = self
-            .timed(async {
+            .timed(deadline, async {
                 let mut c = self.servers[s].conn().await?;
                 let mut deleted = 0u64;
                 for &i in &positions {
@@ -566,9 +584,13 @@ impl Inner {
         (s, r)
     }
 
-    async fn flush_server(&self, s: usize) -> (usize, Result<(), McError>) {
+    async fn flush_server(
+        &self,
+        deadline: Option<Deadline>,
+        s: usize,
+    ) -> (usize, Result<(), McError>) {
         let r = self
-            .timed(async {
+            .timed(deadline, async {
                 let mut c = self.servers[s].conn().await?;
                 Ok(c.flush_all().await?)
             })
@@ -728,6 +750,16 @@ struct Unread<'s> {
     error: McError,
 }
 
+/// The timer a call needs of its own: the command timeout, unless the caller's deadline
+/// ends the call first (the stack above enforces that one).
+fn own_timeout(command_timeout: Option<Duration>, deadline: Option<Deadline>) -> Option<Duration> {
+    let own = command_timeout?;
+    match deadline {
+        Some(d) if d.remaining() <= own => None,
+        _ => Some(own),
+    }
+}
+
 fn parse_generation(data: Option<&[u8]>) -> Result<u64, McError> {
     data.and_then(|d| std::str::from_utf8(d).ok())
         .and_then(|s| s.trim_end_matches(' ').parse::<u64>().ok())
@@ -744,16 +776,16 @@ impl Backend for MemcachedBackend {
         self.inner.capability
     }
 
-    async fn get(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
+    async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = match inner.wire_key(key).await {
+        let wire = match inner.wire_key(key, ctx.deadline()).await {
             Ok(w) => w,
             Err(u) => return inner.read_failed(u.server, u.error, None),
         };
         let r = inner
-            .timed(async {
+            .timed(ctx.deadline(), async {
                 let mut c = server.conn().await?;
                 Ok(c.get(wire.as_bytes()).await?)
             })
@@ -766,7 +798,7 @@ impl Backend for MemcachedBackend {
 
     async fn multi_get(
         &self,
-        _ctx: &CallContext<'_>,
+        ctx: &CallContext<'_>,
         keys: &[String],
     ) -> Result<Vec<Option<Bytes>>> {
         let inner = &*self.inner;
@@ -774,13 +806,16 @@ impl Backend for MemcachedBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let wires = match inner.wire_keys(keys).await {
+        let wires = match inner.wire_keys(keys, ctx.deadline()).await {
             Ok(w) => w,
             Err(u) => return inner.read_failed(u.server, u.error, vec![None; keys.len()]),
         };
         if inner.servers.len() == 1 {
             let server = &inner.servers[0];
-            return match inner.timed(inner.get_many(server, &wires)).await {
+            return match inner
+                .timed(ctx.deadline(), inner.get_many(server, &wires))
+                .await
+            {
                 Ok(v) => Ok(v),
                 Err(e) => inner.read_failed(server, e, vec![None; keys.len()]),
             };
@@ -788,7 +823,7 @@ impl Backend for MemcachedBackend {
         let groups = inner.split(keys);
         let calls: Vec<_> = groups
             .into_iter()
-            .map(|(s, positions)| inner.get_group(s, positions, &wires))
+            .map(|(s, positions)| inner.get_group(ctx.deadline(), s, positions, &wires))
             .collect();
         let mut out: Vec<Option<Bytes>> = vec![None; keys.len()];
         let mut first: Option<Error> = None;
@@ -812,13 +847,16 @@ impl Backend for MemcachedBackend {
         }
     }
 
-    async fn set(&self, _ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+    async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
+        let wire = inner
+            .wire_key(key, ctx.deadline())
+            .await
+            .map_err(|u| inner.unread(u))?;
         inner
-            .timed(async {
+            .timed(ctx.deadline(), async {
                 let mut c = server.conn().await?;
                 Ok(
                     c.set(wire.as_bytes(), &value[..], Some(exptime(op.ttl)), None)
@@ -829,19 +867,16 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn add(
-        &self,
-        _ctx: &CallContext<'_>,
-        key: &str,
-        value: Bytes,
-        op: OpSet,
-    ) -> Result<bool> {
+    async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
+        let wire = inner
+            .wire_key(key, ctx.deadline())
+            .await
+            .map_err(|u| inner.unread(u))?;
         inner
-            .timed(async {
+            .timed(ctx.deadline(), async {
                 let mut c = server.conn().await?;
                 match c
                     .add(wire.as_bytes(), &value[..], Some(exptime(op.ttl)), None)
@@ -858,7 +893,7 @@ impl Backend for MemcachedBackend {
 
     async fn multi_set(
         &self,
-        _ctx: &CallContext<'_>,
+        ctx: &CallContext<'_>,
         entries: &[(String, Bytes)],
         op: OpSet,
     ) -> Result<()> {
@@ -869,22 +904,30 @@ impl Backend for MemcachedBackend {
         }
         let ttl = format!("T{}", exptime(op.ttl));
         let built: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-        let wires = inner.wire_keys(&built).await.map_err(|u| inner.unread(u))?;
+        let wires = inner
+            .wire_keys(&built, ctx.deadline())
+            .await
+            .map_err(|u| inner.unread(u))?;
         let groups = inner.split(&built);
         let calls: Vec<_> = groups
             .into_iter()
-            .map(|(s, positions)| inner.set_group(s, positions, &wires, entries, &ttl))
+            .map(|(s, positions)| {
+                inner.set_group(ctx.deadline(), s, positions, &wires, entries, &ttl)
+            })
             .collect();
         inner.first_error(join_all(calls).await).map(|_| ())
     }
 
-    async fn delete(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
+    async fn delete(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
+        let wire = inner
+            .wire_key(key, ctx.deadline())
+            .await
+            .map_err(|u| inner.unread(u))?;
         inner
-            .timed(async {
+            .timed(ctx.deadline(), async {
                 let mut c = server.conn().await?;
                 match c.delete(wire.as_bytes()).await {
                     Ok(()) => Ok(true),
@@ -896,33 +939,36 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn multi_delete(&self, _ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
+    async fn multi_delete(&self, ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
         let inner = &*self.inner;
         inner.check_open()?;
         if keys.is_empty() {
             return Ok(0);
         }
-        let wires = inner.wire_keys(keys).await.map_err(|u| inner.unread(u))?;
+        let wires = inner
+            .wire_keys(keys, ctx.deadline())
+            .await
+            .map_err(|u| inner.unread(u))?;
         let groups = inner.split(keys);
         let calls: Vec<_> = groups
             .into_iter()
-            .map(|(s, positions)| inner.delete_group(s, positions, &wires))
+            .map(|(s, positions)| inner.delete_group(ctx.deadline(), s, positions, &wires))
             .collect();
         let counts = inner.first_error(join_all(calls).await)?;
         Ok(counts.into_iter().map(|(_, n)| n).sum())
     }
 
-    async fn exists(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
+    async fn exists(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = match inner.wire_key(key).await {
+        let wire = match inner.wire_key(key, ctx.deadline()).await {
             Ok(w) => w,
             Err(u) => return inner.read_failed(u.server, u.error, false),
         };
         // `mg <key> s`: reads the item's size only; no value transfer, no write, CAS unchanged
         let r = inner
-            .timed(async {
+            .timed(ctx.deadline(), async {
                 let mut c = server.conn().await?;
                 Ok(c.meta_get(wire.as_bytes(), false, None, Some(&["s"]))
                     .await?
@@ -935,13 +981,16 @@ impl Backend for MemcachedBackend {
         }
     }
 
-    async fn increment(&self, _ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
+    async fn increment(&self, ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
+        let wire = inner
+            .wire_key(key, ctx.deadline())
+            .await
+            .map_err(|u| inner.unread(u))?;
         inner
-            .timed(async {
+            .timed(ctx.deadline(), async {
                 let mut c = server.conn().await?;
                 inner.increment_on(&mut c, &wire, delta).await
             })
@@ -951,17 +1000,20 @@ impl Backend for MemcachedBackend {
 
     async fn expire(
         &self,
-        _ctx: &CallContext<'_>,
+        ctx: &CallContext<'_>,
         key: &str,
         ttl: Option<Duration>,
     ) -> Result<bool> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
+        let wire = inner
+            .wire_key(key, ctx.deadline())
+            .await
+            .map_err(|u| inner.unread(u))?;
         let touch = format!("T{}", exptime(ttl));
         inner
-            .timed(async {
+            .timed(ctx.deadline(), async {
                 let mut c = server.conn().await?;
                 Ok(
                     c.meta_get(wire.as_bytes(), false, None, Some(&[touch.as_str(), "t"]))
@@ -973,16 +1025,16 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl> {
+    async fn ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = match inner.wire_key(key).await {
+        let wire = match inner.wire_key(key, ctx.deadline()).await {
             Ok(w) => w,
             Err(u) => return inner.read_failed(u.server, u.error, KeyTtl::Missing),
         };
         let r = inner
-            .timed(async {
+            .timed(ctx.deadline(), async {
                 let mut c = server.conn().await?;
                 Ok(c.meta_get(wire.as_bytes(), false, None, Some(&["t"]))
                     .await?)
@@ -997,7 +1049,7 @@ impl Backend for MemcachedBackend {
 
     async fn compare_and_set(
         &self,
-        _ctx: &CallContext<'_>,
+        ctx: &CallContext<'_>,
         key: &str,
         expected: Option<Bytes>,
         new: Bytes,
@@ -1006,10 +1058,13 @@ impl Backend for MemcachedBackend {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
+        let wire = inner
+            .wire_key(key, ctx.deadline())
+            .await
+            .map_err(|u| inner.unread(u))?;
         let exptime = exptime(op.ttl);
         inner
-            .timed(async {
+            .timed(ctx.deadline(), async {
                 let mut c = server.conn().await?;
                 match &expected {
                     None => match c.add(wire.as_bytes(), &new[..], Some(exptime), None).await {
@@ -1030,16 +1085,19 @@ impl Backend for MemcachedBackend {
 
     async fn compare_and_delete(
         &self,
-        _ctx: &CallContext<'_>,
+        ctx: &CallContext<'_>,
         key: &str,
         expected: Bytes,
     ) -> Result<bool> {
         let inner = &*self.inner;
         inner.check_open()?;
         let server = inner.server_for(key);
-        let wire = inner.wire_key(key).await.map_err(|u| inner.unread(u))?;
+        let wire = inner
+            .wire_key(key, ctx.deadline())
+            .await
+            .map_err(|u| inner.unread(u))?;
         inner
-            .timed(async {
+            .timed(ctx.deadline(), async {
                 let mut c = server.conn().await?;
                 inner.compare_and_delete_on(&mut c, &wire, &expected).await
             })
@@ -1047,13 +1105,13 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
+    async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         let inner = &*self.inner;
         inner.check_open()?;
         match scope {
             ClearScope::All => {
                 let calls: Vec<_> = (0..inner.servers.len())
-                    .map(|s| inner.flush_server(s))
+                    .map(|s| inner.flush_server(ctx.deadline(), s))
                     .collect();
                 let r = inner.first_error(join_all(calls).await);
                 if let Some(g) = &inner.generations {
@@ -1077,7 +1135,7 @@ impl Backend for MemcachedBackend {
                     .with_context("namespace", namespace));
                 }
                 inner
-                    .read_generation(generations, prefix, true)
+                    .read_generation(generations, prefix, true, ctx.deadline())
                     .await
                     .map_err(|u| inner.unread(u))?;
                 Ok(None)
@@ -1087,13 +1145,13 @@ impl Backend for MemcachedBackend {
 
     async fn raw(
         &self,
-        _ctx: &CallContext<'_>,
+        ctx: &CallContext<'_>,
         command: &str,
         args: &[RawValue],
     ) -> Result<RawValue> {
         let inner = &*self.inner;
         inner.check_open()?;
-        crate::raw::run(self, command, args).await
+        crate::raw::run(self, ctx.deadline(), command, args).await
     }
 
     async fn close(&self, _ctx: &CallContext<'_>) -> Result<()> {
@@ -1121,11 +1179,12 @@ impl MemcachedBackend {
 
     pub(crate) async fn raw_timed<T>(
         &self,
+        deadline: Option<Deadline>,
         server: &Server,
         fut: impl Future<Output = Result<T, McError>>,
     ) -> Result<T> {
         self.inner
-            .timed(fut)
+            .timed(deadline, fut)
             .await
             .map_err(|e| self.inner.fail(server, e))
     }
@@ -1134,6 +1193,30 @@ impl MemcachedBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_call_runs_one_timer_the_sooner_of_the_deadline_and_the_command_timeout() {
+        let short = Duration::from_millis(250);
+        let soon = Some(Deadline::after(Duration::from_millis(100)));
+        let late = Some(Deadline::after(Duration::from_secs(5)));
+        assert_eq!(own_timeout(None, soon), None, "no command timeout");
+        assert_eq!(own_timeout(None, None), None);
+        assert_eq!(
+            own_timeout(Some(short), None),
+            Some(short),
+            "no deadline above"
+        );
+        assert_eq!(
+            own_timeout(Some(short), soon),
+            None,
+            "the deadline above ends the call first"
+        );
+        assert_eq!(
+            own_timeout(Some(short), late),
+            Some(short),
+            "the command timeout is sooner"
+        );
+    }
 
     #[test]
     fn ttl_conversion_rounds_up_and_adds_the_clock_second() {

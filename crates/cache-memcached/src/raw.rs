@@ -3,7 +3,7 @@
 
 use async_memcached::{AsciiProtocol, Error as ClientError, MetaProtocol, MetaValue, Status};
 use bytes::Bytes;
-use cache_core::{Error, RawValue, Result};
+use cache_core::{Deadline, Error, RawValue, Result};
 use futures_util::future::join_all;
 
 use crate::MemcachedBackend;
@@ -129,12 +129,13 @@ fn meta_answer(
 /// Runs `command` with `args`; see the crate docs for the table of commands.
 pub(crate) async fn run(
     backend: &MemcachedBackend,
+    deadline: Option<Deadline>,
     command: &str,
     args: &[RawValue],
 ) -> Result<RawValue> {
     let cmd = command.to_ascii_lowercase();
     match cmd.as_str() {
-        "version" | "stats" | "flush_all" => return every_server(backend, &cmd).await,
+        "version" | "stats" | "flush_all" => return every_server(backend, deadline, &cmd).await,
         "get" | "set" | "add" | "delete" | "incr" | "decr" | "mg" | "ms" | "md" | "ma" => {}
         _ => {
             return Err(Error::invalid_argument(format!(
@@ -149,7 +150,7 @@ pub(crate) async fn run(
         "get" => {
             if args.len() == 1 {
                 return backend
-                    .raw_timed(server, async {
+                    .raw_timed(deadline, server, async {
                         let mut c = server.conn().await?;
                         Ok(match c.get(&key).await? {
                             Some(v) => RawValue::Bytes(Bytes::from(v.data.unwrap_or_default())),
@@ -163,7 +164,7 @@ pub(crate) async fn run(
             let keys = args.iter().map(arg_bytes).collect::<Result<Vec<_>>>()?;
             let calls = keys.iter().map(|k| {
                 let server = backend.raw_server(k);
-                backend.raw_timed(server, async move {
+                backend.raw_timed(deadline, server, async move {
                     let mut c = server.conn().await?;
                     Ok(match c.get(k).await? {
                         Some(v) => RawValue::Bytes(Bytes::from(v.data.unwrap_or_default())),
@@ -183,7 +184,7 @@ pub(crate) async fn run(
             let exptime = args.get(2).map(|t| arg_i64(t, "exptime")).transpose()?;
             let add = cmd == "add";
             backend
-                .raw_timed(server, async {
+                .raw_timed(deadline, server, async {
                     let mut c = server.conn().await?;
                     let r = if add {
                         c.add(&key, value.as_slice(), exptime, None).await
@@ -200,7 +201,7 @@ pub(crate) async fn run(
         }
         "delete" => {
             backend
-                .raw_timed(server, async {
+                .raw_timed(deadline, server, async {
                     let mut c = server.conn().await?;
                     match c.delete(&key).await {
                         Ok(()) => Ok(text("DELETED")),
@@ -215,7 +216,7 @@ pub(crate) async fn run(
             let amount = arg_u64(&args[1], "amount")?;
             let incr = cmd == "incr";
             backend
-                .raw_timed(server, async {
+                .raw_timed(deadline, server, async {
                     let mut c = server.conn().await?;
                     let r = if incr {
                         c.increment(&key, amount).await
@@ -236,7 +237,7 @@ pub(crate) async fn run(
             let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
             let flags = (!flags.is_empty()).then_some(flags.as_slice());
             backend
-                .raw_timed(server, async {
+                .raw_timed(deadline, server, async {
                     let mut c = server.conn().await?;
                     match cmd.as_str() {
                         "mg" => {
@@ -264,7 +265,7 @@ pub(crate) async fn run(
             let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
             let flags = (!flags.is_empty()).then_some(flags.as_slice());
             backend
-                .raw_timed(server, async {
+                .raw_timed(deadline, server, async {
                     let mut c = server.conn().await?;
                     meta_answer(
                         c.meta_set(&key, value.as_slice(), false, None, flags).await,
@@ -280,13 +281,17 @@ pub(crate) async fn run(
 }
 
 /// `version`, `stats` or `flush_all` on every server: a map from address to answer.
-async fn every_server(backend: &MemcachedBackend, cmd: &str) -> Result<RawValue> {
+async fn every_server(
+    backend: &MemcachedBackend,
+    deadline: Option<Deadline>,
+    cmd: &str,
+) -> Result<RawValue> {
     let calls = backend
         .raw_servers()
         .iter()
         .map(|server: &Server| async move {
             let answer = backend
-                .raw_timed(server, async {
+                .raw_timed(deadline, server, async {
                     let mut c = server.conn().await?;
                     Ok(match cmd {
                         "version" => RawValue::Text(c.version().await?.trim_end().to_owned()),
