@@ -674,18 +674,9 @@ impl Inner {
     ) -> Result<bool, McError> {
         let ttl = format!("T{exptime}");
         for _ in 0..CAS_ATTEMPTS {
-            let Some(current) = c
-                .meta_get(key.as_bytes(), false, None, Some(&["v", "c"]))
-                .await?
-            else {
+            let Some(cas) = cas_if_equal(c, key, expected).await? else {
                 return Ok(false);
             };
-            if current.data.as_deref().unwrap_or_default() != expected {
-                return Ok(false);
-            }
-            let cas = current
-                .cas
-                .ok_or_else(|| McError::Unexpected("no CAS token in a meta get answer".into()))?;
             let compare = format!("C{cas}");
             match c
                 .meta_set(
@@ -719,18 +710,9 @@ impl Inner {
         key: &str,
         expected: &[u8],
     ) -> Result<bool, McError> {
-        let Some(current) = c
-            .meta_get(key.as_bytes(), false, None, Some(&["v", "c"]))
-            .await?
-        else {
+        let Some(cas) = cas_if_equal(c, key, expected).await? else {
             return Ok(false);
         };
-        if current.data.as_deref().unwrap_or_default() != expected {
-            return Ok(false);
-        }
-        let cas = current
-            .cas
-            .ok_or_else(|| McError::Unexpected("no CAS token in a meta get answer".into()))?;
         let compare = format!("C{cas}");
         match c
             .meta_delete(key.as_bytes(), false, None, Some(&[compare.as_str()]))
@@ -748,6 +730,28 @@ impl Inner {
 struct Unread<'s> {
     server: &'s Server,
     error: McError,
+}
+
+/// The CAS unique of `key` when its value equals `expected`; `None` when the key is missing or
+/// holds another value.
+async fn cas_if_equal(
+    c: &mut Conn<'_>,
+    key: &str,
+    expected: &[u8],
+) -> Result<Option<u64>, McError> {
+    let Some(current) = c
+        .meta_get(key.as_bytes(), false, None, Some(&["v", "c"]))
+        .await?
+    else {
+        return Ok(None);
+    };
+    if current.data.as_deref().unwrap_or_default() != expected {
+        return Ok(None);
+    }
+    current
+        .cas
+        .map(Some)
+        .ok_or_else(|| McError::Unexpected("no CAS token in a meta get answer".into()))
 }
 
 /// The timer a call needs of its own: the command timeout, unless the caller's deadline
