@@ -228,19 +228,7 @@ pub fn run(rounds: usize, n: usize) -> Section {
     for (i, f) in Format::ALL.iter().enumerate() {
         let e = Stats::of(&enc[i]);
         let d = Stats::of(&dec[i]);
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.2}× | {:.0} ({:.0} – {:.0}) | {:.0} ({:.0} – {:.0}) |",
-            f.name(),
-            sizes[i],
-            sizes[i] as f64 / json_size,
-            e.median,
-            e.min,
-            e.max,
-            d.median,
-            d.min,
-            d.max
-        );
+        out.push_str(&size_time_row(f.name(), sizes[i], json_size, e, d));
         let bar = |series: &str, s: Stats| Bar {
             series: series.into(),
             median: s.median,
@@ -255,6 +243,20 @@ pub fn run(rounds: usize, n: usize) -> Section {
     out.push_str("\n![Serializer time per operation](img/serde.svg)\n");
     out.push_str(&compression(rounds, (n / 10).max(1)));
     Section { body: out, groups }
+}
+
+/// One row of a serializer table: name, size, size against Json, encode and decode times.
+fn size_time_row(name: &str, size: usize, json_size: f64, e: Stats, d: Stats) -> String {
+    format!(
+        "| {name} | {size} | {:.2}× | {:.0} ({:.0} – {:.0}) | {:.0} ({:.0} – {:.0}) |\n",
+        size as f64 / json_size,
+        e.median,
+        e.min,
+        e.max,
+        d.median,
+        d.min,
+        d.max
+    )
 }
 
 /// The compression table: a larger document through `Json` and `MsgPack`, alone and wrapped in
@@ -290,19 +292,7 @@ fn compression(rounds: usize, n: usize) -> String {
     for (i, f) in Packed::ALL.iter().enumerate() {
         let e = Stats::of(&enc[i]);
         let d = Stats::of(&dec[i]);
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.2}× | {:.0} ({:.0} – {:.0}) | {:.0} ({:.0} – {:.0}) |",
-            f.name(),
-            sizes[i],
-            sizes[i] as f64 / json_size,
-            e.median,
-            e.min,
-            e.max,
-            d.median,
-            d.min,
-            d.max
-        );
+        out.push_str(&size_time_row(f.name(), sizes[i], json_size, e, d));
     }
     out
 }
