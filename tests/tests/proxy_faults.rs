@@ -72,11 +72,11 @@ async fn all_succeed(cache: &Cache<Json>, tag: &str, n: u64) -> u64 {
         writer.sending(&key, version);
         no_hang("set", cache.set(&key, &versioned::value(&key, version, 64)))
             .await
-            .unwrap_or_else(|e| panic!("set {key} after the fault: {e}"));
+            .unwrap_or_else(|e| panic!("set {key} after the fault: {e:#}"));
         writer.acknowledged(&key, version);
         let read: Option<String> = no_hang("get", cache.get(&key))
             .await
-            .unwrap_or_else(|e| panic!("get {key} after the fault: {e}"));
+            .unwrap_or_else(|e| panic!("get {key} after the fault: {e:#}"));
         assert_eq!(
             writer.read(&key, read.as_deref()),
             Verdict::Fresh(version),
@@ -282,7 +282,7 @@ async fn reply_cut(kind: Kind) {
         proxy.pass_through();
         let again: Option<String> = no_hang("a get after the cut", cache.get(key))
             .await
-            .unwrap_or_else(|e| panic!("cut at {cut}: the next get failed: {e}"));
+            .unwrap_or_else(|e| panic!("cut at {cut}: the next get failed: {e:#}"));
         assert!(
             again.as_deref() == Some(big.as_str()),
             "cut at {cut}: the value does not read back intact ({})",
@@ -503,4 +503,79 @@ async fn resets_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resets_memcached() {
     resets(Kind::Memcached).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// f. writes that never left the client
+
+const UNSENT_TRIALS: usize = 20;
+const UNSENT_WRITES: usize = 200;
+
+/// Every connection through the proxy is reset, and at once 200 writes are issued
+/// concurrently, twenty times over. A write may fail only if it had gone out on the broken
+/// connection (the server may have applied it: it is not re-sent); a write the client had not
+/// sent yet when the connection broke waits for the new connection and succeeds. The client's
+/// own "could not route" refusal of a write that never left it must not reach the caller.
+async fn unsent_writes_wait(kind: Kind) {
+    let Some((proxy, cache)) = through_proxy(kind).await else {
+        return;
+    };
+    let (mut ok, mut errors, mut unsent) = (0u64, Tally::new(), Vec::new());
+    for trial in 0..UNSENT_TRIALS {
+        proxy.reset_all();
+        let mut tasks = JoinSet::new();
+        for i in 0..UNSENT_WRITES {
+            let cache = cache.clone();
+            tasks.spawn(async move {
+                let key = format!("unsent-{trial}-{i}");
+                cache
+                    .with_timeout(Duration::from_secs(10))
+                    .set(&key, &versioned::value(&key, 1, 32))
+                    .await
+            });
+        }
+        while let Some(done) = no_hang("writes after a reset", tasks.join_next()).await {
+            match done.expect("a write task") {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    let chain = format!("{e:#}");
+                    if chain.contains("route") {
+                        unsent.push(chain);
+                    }
+                    errors.add(e.kind());
+                }
+            }
+        }
+    }
+    assert!(
+        unsent.is_empty(),
+        "{} writes that never left the client failed instead of waiting for the new \
+         connection, e.g. {:?}",
+        unsent.len(),
+        unsent.first()
+    );
+    assert!(
+        errors
+            .outside(&[ErrorKind::Connection, ErrorKind::Timeout])
+            .is_empty(),
+        "resets gave errors other than connection and timeout errors: {errors}"
+    );
+    let calls_after = all_succeed(&cache, "after-unsent", 50).await;
+    Figures::new("unsent-writes", kind.name())
+        .add("trials", UNSENT_TRIALS)
+        .add("writes", UNSENT_TRIALS * UNSENT_WRITES)
+        .add("ok", ok)
+        .add("errors", &errors)
+        .add("calls_after", calls_after)
+        .print();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_writes_wait_for_the_new_connection_redis() {
+    unsent_writes_wait(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_writes_wait_for_the_new_connection_memcached() {
+    unsent_writes_wait(Kind::Memcached).await;
 }

@@ -29,6 +29,36 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Redis's limit on a string value (`proto-max-bulk-len` default).
 const MAX_VALUE_LEN: usize = 512 * 1024 * 1024;
 
+/// How many times a write that never left the client is issued again (see
+/// [`unsent_again!`]), and the first and longest pause before doing so.
+const UNSENT_RETRIES: u32 = 8;
+const UNSENT_PAUSE: Duration = Duration::from_millis(1);
+const UNSENT_MAX_PAUSE: Duration = Duration::from_millis(100);
+
+/// Awaits `$write` (an `async` block making one write), and again while it fails without
+/// having left the client: fred had no connection to write it to (the connection had just
+/// broken and its replacement was not under way yet). Such a write cannot have reached the
+/// server, so issuing it again cannot reorder it; it queues for the new connection like any
+/// command issued while one is being made. A write that was sent is never re-sent. Bounded by
+/// the call's deadline (the timeout layer drops the call) and by [`UNSENT_RETRIES`].
+macro_rules! unsent_again {
+    ($write:expr) => {{
+        let mut pause = UNSENT_PAUSE;
+        let mut retries = 0;
+        loop {
+            match $write.await {
+                Err(e) if retries < UNSENT_RETRIES && error::never_sent(&e) => {
+                    retries += 1;
+                    // fred asks for the new connection just after answering: let it
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(UNSENT_MAX_PAUSE);
+                }
+                done => break done,
+            }
+        }
+    }};
+}
+
 /// Keys asked of `SCAN` per page during `clear`; each page's matches are unlinked at once.
 const SCAN_COUNT: u32 = 1000;
 
@@ -146,6 +176,8 @@ return #KEYS";
 /// connection. A write never is: it fails with a `Connection` error, whether or not the
 /// server applied it. Re-sending a `set` could make it land after a later `delete` or `set`
 /// of the key, from this process or another, and bring back an invalidated value.
+/// A write that had not left the client when its connection broke waits for the new
+/// connection (within its timeout) and is sent there.
 ///
 /// # Closing
 ///
@@ -275,6 +307,28 @@ impl RedisBackend {
         }
     }
 
+    /// Converts an error of `INCRBY`: an overflow or a value that is not an integer is the
+    /// caller's `InvalidArgument`.
+    fn increment_error(&self, e: FredError) -> Error {
+        let details = e.details();
+        let code = error::server_code(details);
+        if details.contains("overflow") {
+            error::invalid_argument(
+                "the increment would overflow a 64-bit signed integer; the value was left \
+                 unchanged",
+                e,
+            )
+        } else if details.contains("not an integer") || code == Some("WRONGTYPE") {
+            error::invalid_argument(
+                "the value at the key is not a decimal integer in the 64-bit signed range; \
+                 it was left unchanged",
+                e,
+            )
+        } else {
+            self.fail(e)
+        }
+    }
+
     /// Runs `script` by hash, and by text if the server does not have it cached.
     async fn eval<R, C>(
         &self,
@@ -381,13 +435,14 @@ impl RedisBackend {
             return Ok(0);
         }
         let once = client.with_options(&self.once);
-        if !self.clustered {
-            let n: i64 = once.unlink(keys).await.map_err(|e| self.fail(e))?;
-            return Ok(n.max(0) as u64);
-        }
-        let groups = group_by_slot(keys.iter().map(Key::as_bytes));
-        if groups.len() == 1 {
-            let n: i64 = once.unlink(keys).await.map_err(|e| self.fail(e))?;
+        let groups = if self.clustered {
+            group_by_slot(keys.iter().map(Key::as_bytes))
+        } else {
+            Vec::new()
+        };
+        if groups.len() <= 1 {
+            let n: i64 =
+                unsent_again!(async { once.unlink(keys.clone()).await.map_err(|e| self.fail(e)) })?;
             return Ok(n.max(0) as u64);
         }
         let pipeline = once.pipeline();
@@ -821,11 +876,13 @@ impl Backend for RedisBackend {
     }
 
     async fn set(&self, _ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
-        self.client_for(key)?
-            .with_options(&self.once)
-            .set::<(), _, _>(key, value, op.ttl.map(px), None, false)
-            .await
-            .map_err(|e| self.fail(e))
+        let client = self.client_for(key)?.with_options(&self.once);
+        unsent_again!(async {
+            client
+                .set::<(), _, _>(key, value.clone(), op.ttl.map(px), None, false)
+                .await
+                .map_err(|e| self.fail(e))
+        })
     }
 
     async fn add(
@@ -835,12 +892,19 @@ impl Backend for RedisBackend {
         value: Bytes,
         op: OpSet,
     ) -> Result<bool> {
-        let reply: Value = self
-            .client_for(key)?
-            .with_options(&self.once)
-            .set(key, value, op.ttl.map(px), Some(SetOptions::NX), false)
-            .await
-            .map_err(|e| self.fail(e))?;
+        let client = self.client_for(key)?.with_options(&self.once);
+        let reply: Value = unsent_again!(async {
+            client
+                .set(
+                    key,
+                    value.clone(),
+                    op.ttl.map(px),
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await
+                .map_err(|e| self.fail(e))
+        })?;
         Ok(!reply.is_null())
     }
 
@@ -857,17 +921,13 @@ impl Backend for RedisBackend {
         if self.clustered {
             self.cluster_multi_set(&client, entries, op.ttl).await
         } else {
-            self.set_many(&client, entries, op.ttl).await
+            unsent_again!(async { self.set_many(&client, entries, op.ttl).await })
         }
     }
 
     async fn delete(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
-        let n: i64 = self
-            .client_for(key)?
-            .with_options(&self.once)
-            .unlink(key)
-            .await
-            .map_err(|e| self.fail(e))?;
+        let client = self.client_for(key)?.with_options(&self.once);
+        let n: i64 = unsent_again!(async { client.unlink(key).await.map_err(|e| self.fail(e)) })?;
         Ok(n > 0)
     }
 
@@ -886,29 +946,10 @@ impl Backend for RedisBackend {
     }
 
     async fn increment(&self, _ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
-        let result: Result<i64, FredError> = self
-            .client()?
-            .with_options(&self.once)
-            .incr_by(key, delta)
-            .await;
-        result.map_err(|e| {
-            let details = e.details();
-            let code = error::server_code(details);
-            if details.contains("overflow") {
-                error::invalid_argument(
-                    "the increment would overflow a 64-bit signed integer; the value was left \
-                     unchanged",
-                    e,
-                )
-            } else if details.contains("not an integer") || code == Some("WRONGTYPE") {
-                error::invalid_argument(
-                    "the value at the key is not a decimal integer in the 64-bit signed range; \
-                     it was left unchanged",
-                    e,
-                )
-            } else {
-                self.fail(e)
-            }
+        let client = self.client_for(key)?.with_options(&self.once);
+        unsent_again!(async {
+            let result: Result<i64, FredError> = client.incr_by(key, delta).await;
+            result.map_err(|e| self.increment_error(e))
         })
     }
 
@@ -919,21 +960,19 @@ impl Backend for RedisBackend {
         ttl: Option<Duration>,
     ) -> Result<bool> {
         let client = self.client_for(key)?.with_options(&self.once);
-        match ttl {
-            Some(ttl) => {
-                let n: i64 = client
+        let n: i64 = unsent_again!(async {
+            match ttl {
+                Some(ttl) => client
                     .pexpire(key, millis(ttl), None)
                     .await
-                    .map_err(|e| self.fail(e))?;
-                Ok(n == 1)
+                    .map_err(|e| self.fail(e)),
+                None => {
+                    self.eval(&client, &PERSIST, vec![Key::from(key)], Vec::new())
+                        .await
+                }
             }
-            None => {
-                let n: i64 = self
-                    .eval(&client, &PERSIST, vec![Key::from(key)], Vec::new())
-                    .await?;
-                Ok(n == 1)
-            }
-        }
+        })?;
+        Ok(n == 1)
     }
 
     async fn ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl> {
@@ -964,14 +1003,14 @@ impl Backend for RedisBackend {
             Some(ttl) => Value::Integer(millis(ttl)),
             None => Value::Bytes(Bytes::new()),
         };
-        let n: i64 = self
-            .eval(
-                &client,
-                &CAS,
-                vec![Key::from(key)],
-                vec![Value::Bytes(expected), Value::Bytes(new), ttl],
-            )
-            .await?;
+        let n: i64 = unsent_again!(async {
+            let args = vec![
+                Value::Bytes(expected.clone()),
+                Value::Bytes(new.clone()),
+                ttl.clone(),
+            ];
+            self.eval(&client, &CAS, vec![Key::from(key)], args).await
+        })?;
         Ok(n == 1)
     }
 
@@ -981,15 +1020,11 @@ impl Backend for RedisBackend {
         key: &str,
         expected: Bytes,
     ) -> Result<bool> {
-        let client = self.client()?.with_options(&self.once);
-        let n: i64 = self
-            .eval(
-                &client,
-                &CAD,
-                vec![Key::from(key)],
-                vec![Value::Bytes(expected)],
-            )
-            .await?;
+        let client = self.client_for(key)?.with_options(&self.once);
+        let n: i64 = unsent_again!(async {
+            let args = vec![Value::Bytes(expected.clone())];
+            self.eval(&client, &CAD, vec![Key::from(key)], args).await
+        })?;
         Ok(n == 1)
     }
 
@@ -1016,12 +1051,14 @@ impl Backend for RedisBackend {
             .cloned()
             .map(raw_arg)
             .collect::<Result<Vec<_>>>()?;
-        let frame = self
-            .client()?
-            .with_options(&self.once)
-            .custom_raw(CustomCommand::new(name, ClusterHash::FirstKey, false), args)
-            .await
-            .map_err(|e| self.fail(e))?;
+        let client = self.client()?.with_options(&self.once);
+        let frame = unsent_again!(async {
+            let command = CustomCommand::new(name.clone(), ClusterHash::FirstKey, false);
+            client
+                .custom_raw(command, args.clone())
+                .await
+                .map_err(|e| self.fail(e))
+        })?;
         raw_reply(frame, 0)
     }
 

@@ -35,6 +35,21 @@ pub(crate) fn is_noscript(err: &FredError) -> bool {
     err.details().starts_with("NOSCRIPT")
 }
 
+/// fred's answer to a command it had no connection to write to (the connection had just
+/// broken and its replacement was not under way yet).
+const NOT_ROUTED: &str = "Failed to route command.";
+
+/// Whether `err` says the command never left the client: fred had no connection to write it
+/// to, so the server cannot have seen it and sending it again cannot reorder it.
+pub(crate) fn never_sent(err: &Error) -> bool {
+    std::error::Error::source(err)
+        .and_then(|s| s.downcast_ref::<FredSource>())
+        .is_some_and(|f| {
+            matches!(f.0.kind(), FredKind::Unknown | FredKind::Routing)
+                && f.0.details() == NOT_ROUTED
+        })
+}
+
 /// Whether an I/O error's details are rustls's handshake errors.
 fn is_tls_failure(details: &str) -> bool {
     [
@@ -179,6 +194,23 @@ mod tests {
         assert_eq!(server_code("Connection closed unexpectedly."), None);
         assert_eq!(server_code(""), None);
         assert_eq!(server_code("A b"), None);
+    }
+
+    #[test]
+    fn only_unrouted_commands_count_as_never_sent() {
+        let e = |kind, details: &str| convert(FredError::new(kind, details.to_owned()));
+        assert!(never_sent(&e(FredKind::Unknown, NOT_ROUTED)));
+        assert!(never_sent(&e(FredKind::Routing, NOT_ROUTED)));
+        assert!(!never_sent(&e(FredKind::IO, "Connection closed.")));
+        assert!(!never_sent(&e(
+            FredKind::Canceled,
+            "Connection closed unexpectedly."
+        )));
+        assert!(!never_sent(&e(
+            FredKind::Unknown,
+            "Too many failed write attempts."
+        )));
+        assert!(!never_sent(&e(FredKind::Timeout, "Request timed out.")));
     }
 
     #[test]
