@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cache_core::{Error, Result};
 use fred::error::{Error as FredError, ErrorKind as FredKind};
-use fred::prelude::{ClientLike, Config, ServerConfig, TcpConfig};
+use fred::prelude::{Client, ClientLike, ClientState, Config, ServerConfig, TcpConfig};
 use fred::types::{Builder, ConnectHandle};
 use socket2::TcpKeepalive;
 
@@ -215,7 +215,7 @@ impl RedisBuilder {
         for client in &clients {
             let task = tasks.push(client.connect());
             let connected = tokio::select! {
-                r = client.wait_for_connect() => r,
+                r = connected(client) => r,
                 // with fail_fast the task ends with the first connection's error
                 ended = task => Err(match ended {
                     Ok(Err(e)) => e,
@@ -250,6 +250,29 @@ fn tcp_config(command_timeout: Duration) -> TcpConfig {
         #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
         user_timeout: Some(command_timeout.max(Duration::from_secs(10))),
         ..TcpConfig::default()
+    }
+}
+
+/// How often [`connected`] looks at the client's state.
+const CONNECTED_POLL: Duration = Duration::from_millis(10);
+
+/// Waits until `client` is connected. fred's `wait_for_connect` alone can wait forever: it
+/// reads the state, then subscribes to the connect notification, and a connection made
+/// between the two is never announced to it. The state is read again every
+/// [`CONNECTED_POLL`] to catch that one. (A failed first connection ends the connection task,
+/// which the caller also waits for.)
+async fn connected(client: &Client) -> Result<(), FredError> {
+    let waiting = client.wait_for_connect();
+    tokio::pin!(waiting);
+    loop {
+        tokio::select! {
+            r = &mut waiting => return r,
+            () = tokio::time::sleep(CONNECTED_POLL) => {
+                if client.state() == ClientState::Connected {
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 
