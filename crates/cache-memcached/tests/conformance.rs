@@ -1,5 +1,6 @@
 //! The conformance suite against one memcached server (`CACHE_TEST_MEMCACHED_URL`), once with
-//! the default settings and once with namespace generations (scoped `clear`).
+//! the default settings, once with namespace generations (scoped `clear`), and once with
+//! generations through the request-coalescing layer.
 
 use cache_memcached::{MemcachedBackend, MemcachedConfig};
 
@@ -21,4 +22,17 @@ mod plain {
 
 mod generations {
     cache_core::conformance_tests!(super::backend(true));
+}
+
+/// Through the request-coalescing layer, with generations: single-key reads go down as
+/// multi-gets.
+mod coalesced {
+    cache_core::conformance_tests!(async {
+        super::backend(true).await.map(|b| {
+            cache_core::layer::Layer::layer(
+                &cache_core::layer::CoalesceLayer::new(),
+                std::sync::Arc::new(b),
+            )
+        })
+    });
 }

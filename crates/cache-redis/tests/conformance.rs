@@ -1,6 +1,6 @@
 //! The conformance suite against a standalone redis-server (`CACHE_TEST_REDIS_URL`), once
 //! with the defaults (RESP3, one connection) and once over RESP2 with a pool of two and no
-//! client-side command timeout.
+//! client-side command timeout, and once through the request-coalescing layer.
 
 use cache_core::testkit::server_url;
 use cache_core::{Backend, CallContext, Command, ErrorKind, OpSet};
@@ -25,6 +25,18 @@ async fn backend_with(params: &str) -> Option<RedisBackend> {
 }
 
 cache_core::conformance_tests!(backend_with(""));
+
+/// Through the request-coalescing layer: single-key reads go down as `MGET`s.
+mod coalesced {
+    cache_core::conformance_tests!(async {
+        super::backend_with("").await.map(|b| {
+            cache_core::layer::Layer::layer(
+                &cache_core::layer::CoalesceLayer::new(),
+                std::sync::Arc::new(b),
+            )
+        })
+    });
+}
 
 mod resp2_pool {
     cache_core::conformance_tests!(super::backend_with(

@@ -54,6 +54,7 @@
 //! says what it does with it. See the guide page "Writing a layer".
 
 mod chaos;
+mod coalesce;
 pub(crate) mod error_context;
 mod fail_open;
 mod jitter;
@@ -71,6 +72,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use self::chaos::ChaosLayer;
+pub use self::coalesce::CoalesceLayer;
 pub use self::error_context::ErrorContextLayer;
 pub use self::fail_open::FailOpenLayer;
 pub use self::jitter::TtlJitterLayer;
