@@ -4,16 +4,20 @@
 //! Every server is one row of [`SERVICES`]. A service may run several processes (one per port);
 //! its kind says how to launch one and how to check that it answers. State lives in
 //! `target/services/`: `<name>-<port>.pid`, `<name>-<port>.log` and a working directory.
+//!
+//! The server binaries, readiness probes and listen arguments come from the
+//! `cache-test-fixtures` package, which the tests' private servers use too.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+use cache_test_fixtures::{Probe, ServerKind, find_program, is_root};
 
 use crate::util::{self, Failure, Result};
 
@@ -88,12 +92,17 @@ pub(crate) const SERVICES: &[Service] = &[
 ];
 
 impl Kind {
+    /// The program this kind runs, as the test fixtures know it.
+    fn server(self) -> ServerKind {
+        match self {
+            Kind::Redis | Kind::RedisClusterNode => ServerKind::Redis,
+            Kind::Memcached => ServerKind::Memcached,
+        }
+    }
+
     /// The server binary.
     fn binary(self) -> &'static str {
-        match self {
-            Kind::Redis | Kind::RedisClusterNode => "redis-server",
-            Kind::Memcached => "memcached",
-        }
+        self.server().program()
     }
 
     /// Programs that must be installed to run this kind.
@@ -107,24 +116,15 @@ impl Kind {
 
     /// Arguments that start one daemonized server on `port` writing its pid to `files.pid`.
     fn launch_args(self, port: u16, files: &Files) -> Vec<OsString> {
-        let port = port.to_string();
-        let mut args: Vec<OsString> = Vec::new();
+        let mut args: Vec<OsString> = self
+            .server()
+            .listen_args(port)
+            .into_iter()
+            .map(OsString::from)
+            .collect();
         match self {
             Kind::Redis | Kind::RedisClusterNode => {
-                for a in [
-                    "--port",
-                    &port,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--daemonize",
-                    "yes",
-                ] {
-                    args.push(a.into());
-                }
+                args.extend(["--daemonize", "yes"].map(OsString::from));
                 args.push("--pidfile".into());
                 args.push(files.pid.clone().into());
                 args.push("--dir".into());
@@ -146,27 +146,8 @@ impl Kind {
             }
             Kind::Memcached => {
                 // -v keeps stderr open after daemonizing, so errors reach the log.
-                for a in [
-                    "-l",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-U",
-                    "0",
-                    "-m",
-                    "256",
-                    "-v",
-                    "-d",
-                    "-P",
-                ] {
-                    args.push(a.into());
-                }
+                args.extend(["-m", "256", "-v", "-d", "-P"].map(OsString::from));
                 args.push(files.pid.clone().into());
-                if util::is_root() {
-                    // memcached refuses to run as root unless told which user to be.
-                    args.push("-u".into());
-                    args.push("root".into());
-                }
             }
         }
         args
@@ -174,54 +155,8 @@ impl Kind {
 
     /// Sends one request and checks the answer: PING for Redis, `version` for Memcached.
     fn probe(self, port: u16) -> Probe {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-            return Probe::Closed;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-        let (request, expected): (&[u8], &str) = match self {
-            Kind::Redis | Kind::RedisClusterNode => (b"*1\r\n$4\r\nPING\r\n", "+PONG"),
-            Kind::Memcached => (b"version\r\n", "VERSION "),
-        };
-        if let Err(e) = stream.write_all(request) {
-            return Probe::Other(format!("could not send a request: {e}"));
-        }
-        match read_line(&mut stream) {
-            Ok(line) if line.starts_with(expected) => Probe::Ready,
-            Ok(line) if line.is_empty() => {
-                Probe::Other("closed the connection without answering".into())
-            }
-            Ok(line) => Probe::Other(format!("answered {line:?}")),
-            Err(e) => Probe::Other(format!("no answer: {e}")),
-        }
+        self.server().probe(port)
     }
-}
-
-/// What a probe found on a port.
-#[derive(Debug)]
-enum Probe {
-    /// The expected server answered.
-    Ready,
-    /// Something listens but did not answer as expected (or not yet).
-    Other(String),
-    /// Nothing listens.
-    Closed,
-}
-
-fn read_line(stream: &mut TcpStream) -> io::Result<String> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while line.len() < 512 {
-        match stream.read(&mut byte) {
-            Ok(0) => break,
-            Ok(_) if byte[0] == b'\n' => break,
-            Ok(_) => line.push(byte[0]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(String::from_utf8_lossy(&line).trim_end().to_owned())
 }
 
 /// Files of one server process.
@@ -264,14 +199,13 @@ impl Service {
         if let Some(pid) = self.live_pid(port) {
             return match self.kind.probe(port) {
                 Probe::Ready => State::Running(pid),
-                Probe::Other(why) => State::Unresponsive(pid, why),
-                Probe::Closed => State::Unresponsive(pid, "not listening".into()),
+                other => State::Unresponsive(pid, other.why_not().unwrap_or_default()),
             };
         }
         match self.kind.probe(port) {
             Probe::Ready => State::External,
-            Probe::Other(why) => State::Occupied(why),
             Probe::Closed => State::Stopped,
+            other => State::Occupied(other.why_not().unwrap_or_default()),
         }
     }
 }
@@ -557,7 +491,7 @@ fn start(svc: &Service, port: u16) -> Result {
         .map_err(|e| io_err("open", &files.log, e))?;
     let log_err = log.try_clone().map_err(|e| io_err("open", &files.log, e))?;
 
-    let binary = util::find_program(svc.kind.binary())
+    let binary = find_program(svc.kind.binary())
         .ok_or_else(|| Failure::new(format!("{} not found", svc.kind.binary())))?;
     let mut cmd = Command::new(binary);
     cmd.args(svc.kind.launch_args(port, &files))
@@ -588,8 +522,7 @@ fn wait_ready(svc: &Service, port: u16) -> Result {
     loop {
         let last = match svc.kind.probe(port) {
             Probe::Ready => break,
-            Probe::Other(why) => why,
-            Probe::Closed => "not listening".to_owned(),
+            other => other.why_not().unwrap_or_default(),
         };
         if let Some(pid) = read_pid(&files.pid)
             && !is_alive(pid, svc.kind.binary())
@@ -643,7 +576,7 @@ fn ensure_installed(services: &[&Service]) -> Result {
             .required_programs()
             .iter()
             .copied()
-            .filter(|p| util::find_program(p).is_none())
+            .filter(|p| find_program(p).is_none())
             .collect()
     };
     let mut missing: Vec<&str> = Vec::new();
@@ -659,8 +592,8 @@ fn ensure_installed(services: &[&Service]) -> Result {
         return Ok(());
     }
     let missing_words = util::join_words(&missing);
-    if !(util::is_root() && util::find_program("apt-get").is_some()) {
-        let how = if util::find_program("apt-get").is_some() {
+    if !(is_root() && find_program("apt-get").is_some()) {
+        let how = if find_program("apt-get").is_some() {
             format!("sudo apt-get install -y {}", packages.join(" "))
         } else {
             "your package manager (e.g. `brew install redis memcached`)".to_owned()
