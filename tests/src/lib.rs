@@ -7,9 +7,11 @@
 //!   replies, and counts the connections it carries;
 //! - [`versioned`]: values that carry their key and version, and the freshness rule readers
 //!   check them against;
-//! - [`server`]: private `redis-server` / `memcached` processes to kill and restart;
 //! - [`backends`]: the backends under test, built against any address;
 //! - [`report`]: error tallies and the `FIGURE:` lines each scenario prints.
+//!
+//! The private servers the scenarios kill and restart come from the `cache-test-fixtures`
+//! package.
 //!
 //! The scenarios are in `tests/`: `restart.rs` (a server killed and restarted under load) and
 //! `proxy_faults.rs` (timeout storm, reply cut mid-value, stall). Run them with the shared
@@ -26,10 +28,8 @@
 pub mod backends;
 pub mod proxy;
 pub mod report;
-pub mod server;
 pub mod versioned;
 
 pub use backends::{Kind, Setup};
 pub use proxy::{FaultProxy, Mode, ProxyStats};
 pub use report::{Figures, Tally};
-pub use server::PrivateServer;

@@ -13,8 +13,9 @@
 use std::time::{Duration, Instant};
 
 use cache_core::{Cache, Json};
+use cache_test_fixtures::{Server, ServerKind};
+use stratacache_tests::FaultProxy;
 use stratacache_tests::backends::{self, Kind, Setup};
-use stratacache_tests::{FaultProxy, PrivateServer};
 
 const TRIALS: usize = 12;
 
@@ -56,7 +57,7 @@ async fn settled_read(cache: &Cache<Json>, key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_cut_mid_flight_never_lands_after_a_later_delete() {
-    let Some(server) = PrivateServer::start(Kind::Redis) else {
+    let Some(server) = Server::start(ServerKind::Redis, &[]) else {
         return;
     };
     let proxy = FaultProxy::start(&server.address()).await.unwrap();

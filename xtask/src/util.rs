@@ -1,8 +1,7 @@
-//! Shared helpers: the error type, running commands, finding programs and the workspace.
+//! Shared helpers: the error type, running commands and the workspace.
 
 use std::env;
 use std::ffi::OsStr;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -245,50 +244,6 @@ pub(crate) fn ensure_cargo_tool(subcommand: &str, krate: &str) -> Result {
             "installed {krate}, but `cargo {subcommand}` still does not run: is $HOME/.cargo/bin on PATH?"
         )))
     }
-}
-
-/// Finds an executable on `PATH` (and in the sbin directories, which are not always on it).
-pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
-    let path = env::var_os("PATH").unwrap_or_default();
-    let extra = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from);
-    env::split_paths(&path)
-        .chain(extra)
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    let Ok(meta) = fs::metadata(path) else {
-        return false;
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        meta.is_file() && meta.permissions().mode() & 0o111 != 0
-    }
-    #[cfg(not(unix))]
-    {
-        meta.is_file()
-    }
-}
-
-/// True when this process runs as root (effective uid 0).
-pub(crate) fn is_root() -> bool {
-    static ROOT: OnceLock<bool> = OnceLock::new();
-    *ROOT.get_or_init(|| {
-        if let Ok(status) = fs::read_to_string("/proc/self/status")
-            && let Some(line) = status.lines().find(|l| l.starts_with("Uid:"))
-        {
-            // Uid: real effective saved filesystem
-            return line.split_whitespace().nth(2) == Some("0");
-        }
-        Command::new("id")
-            .arg("-u")
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .is_some_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-    })
 }
 
 /// A path relative to the workspace root when it is inside it, for shorter messages.

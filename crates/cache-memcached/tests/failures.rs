@@ -2,15 +2,13 @@
 //! restarted under a three-server cache, bursts of timeouts, unfit keys, oversize values,
 //! negative and overflowing counters, generations, raw commands.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use async_memcached::{AsciiProtocol, Client, MetaProtocol};
 use bytes::Bytes;
 use cache_core::{Cache, DefaultKeyBuilder, ErrorKind, KeyBuilder, KeyTtl, RawBytes, RawValue};
 use cache_memcached::{MemcachedBackend, MemcachedBuilder};
-use common::Memcached;
+use cache_test_fixtures::{Server, ServerKind};
 
 fn built(ns: &str, key: &str) -> String {
     DefaultKeyBuilder.build(key, Some(ns)).unwrap().into_owned()
@@ -41,11 +39,15 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_server_fails_only_its_keys_and_recovers_after_restart() {
-    let Some(a) = Memcached::start() else { return };
-    let Some(mut b) = Memcached::start() else {
+    let Some(a) = Server::start(ServerKind::Memcached, &[]) else {
         return;
     };
-    let Some(c) = Memcached::start() else { return };
+    let Some(mut b) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
+    let Some(c) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let backend = MemcachedBuilder::new()
         .servers([a.address(), b.address(), c.address()])
         .pool_size(4)
@@ -69,7 +71,7 @@ async fn stopped_server_fails_only_its_keys_and_recovers_after_restart() {
         b_keys.len()
     );
 
-    b.stop();
+    b.kill();
 
     for k in &b_keys[..20] {
         let e = cache.get::<usize>(k).await.unwrap_err();
@@ -132,7 +134,9 @@ async fn stopped_server_fails_only_its_keys_and_recovers_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_tiny_timeouts_leaves_a_healthy_pool() {
-    let Some(m) = Memcached::start() else { return };
+    let Some(m) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let backend = MemcachedBuilder::new()
         .server(m.address())
         .pool_size(4)
@@ -224,7 +228,9 @@ async fn burst_of_tiny_timeouts_leaves_a_healthy_pool() {
 
 #[tokio::test]
 async fn unfit_keys_are_encoded_injectively_and_plain_keys_stay_readable() {
-    let Some(m) = Memcached::start() else { return };
+    let Some(m) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let backend = MemcachedBuilder::new()
         .server(m.address())
         .build()
@@ -273,7 +279,9 @@ async fn unfit_keys_are_encoded_injectively_and_plain_keys_stay_readable() {
 
 #[tokio::test]
 async fn oversize_values_are_refused_and_keep_the_old_value() {
-    let Some(m) = Memcached::start() else { return };
+    let Some(m) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let backend = MemcachedBuilder::new()
         .server(m.address())
         .build()
@@ -328,7 +336,9 @@ async fn oversize_values_are_refused_and_keep_the_old_value() {
 
 #[tokio::test]
 async fn counters_are_exact_below_zero_and_refuse_overflow() {
-    let Some(m) = Memcached::start() else { return };
+    let Some(m) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let backend = MemcachedBuilder::new()
         .server(m.address())
         .build()
@@ -383,7 +393,9 @@ async fn counters_are_exact_below_zero_and_refuse_overflow() {
 
 #[tokio::test]
 async fn exists_leaves_the_cas_token_alone() {
-    let Some(m) = Memcached::start() else { return };
+    let Some(m) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let backend = MemcachedBuilder::new()
         .server(m.address())
         .build()
@@ -408,7 +420,9 @@ async fn exists_leaves_the_cas_token_alone() {
 
 #[tokio::test]
 async fn ttls_round_up_and_long_ones_become_absolute() {
-    let Some(m) = Memcached::start() else { return };
+    let Some(m) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let backend = MemcachedBuilder::new()
         .server(m.address())
         .build()
@@ -446,8 +460,12 @@ async fn ttls_round_up_and_long_ones_become_absolute() {
 
 #[tokio::test]
 async fn clear_needs_generations_and_wipe_all_flushes_every_server() {
-    let Some(a) = Memcached::start() else { return };
-    let Some(b) = Memcached::start() else { return };
+    let Some(a) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
+    let Some(b) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let plain = MemcachedBuilder::new()
         .servers([a.address(), b.address()])
         .build()
@@ -478,7 +496,9 @@ async fn clear_needs_generations_and_wipe_all_flushes_every_server() {
 
 #[tokio::test]
 async fn generations_scope_clear_across_processes_and_never_resurrect() {
-    let Some(m) = Memcached::start() else { return };
+    let Some(m) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let build = |refresh: Duration| {
         MemcachedBuilder::new()
             .server(m.address())
@@ -558,7 +578,9 @@ async fn generations_scope_clear_across_processes_and_never_resurrect() {
 
 #[tokio::test]
 async fn raw_commands_reach_the_server_unchanged() {
-    let Some(m) = Memcached::start() else { return };
+    let Some(m) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let backend = MemcachedBuilder::new()
         .server(m.address())
         .build()
@@ -632,7 +654,9 @@ async fn raw_commands_reach_the_server_unchanged() {
 
 #[tokio::test]
 async fn build_needs_one_reachable_server_and_close_is_final() {
-    let Some(m) = Memcached::start() else { return };
+    let Some(m) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()

@@ -2,13 +2,11 @@
 //! racing reads that are in flight, the counter's server down while the data server is up,
 //! `miss_on_server_down` on a generation read, and a lost counter.
 
-mod common;
-
 use std::time::Duration;
 
 use cache_core::{Cache, ErrorKind};
 use cache_memcached::{MemcachedBackend, MemcachedBuilder};
-use common::Memcached;
+use cache_test_fixtures::{Server, ServerKind};
 
 async fn backend(servers: &[String], refresh: Duration, lenient: bool) -> MemcachedBackend {
     MemcachedBuilder::new()
@@ -34,7 +32,9 @@ fn cache(backend: &MemcachedBackend, namespace: &str) -> Cache {
 /// after it goes into the dead generation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clear_is_seen_at_once_despite_generation_reads_in_flight() {
-    let Some(m) = Memcached::start() else { return };
+    let Some(m) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let servers = [m.address()];
     // a long refresh: a stale generation installed by a late read would stay for the whole test
     let racing = backend(&servers, Duration::from_secs(600), false).await;
@@ -112,8 +112,12 @@ async fn split_namespace(backend: &MemcachedBackend) -> (String, String, String)
 /// than serving the values the clear removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_generation_past_its_refresh_is_never_the_old_one() {
-    let Some(a) = Memcached::start() else { return };
-    let Some(b) = Memcached::start() else { return };
+    let Some(a) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
+    let Some(b) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let servers = [a.address(), b.address()];
     let mut by_address = [(a.address(), a), (b.address(), b)];
     let refresh = Duration::from_millis(200);
@@ -134,7 +138,7 @@ async fn an_unreadable_generation_past_its_refresh_is_never_the_old_one() {
         .find(|(address, _)| *address == counter_server)
         .unwrap()
         .1
-        .stop();
+        .kill();
     tokio::time::sleep(refresh + Duration::from_millis(100)).await;
 
     for _ in 0..5 {
@@ -177,8 +181,12 @@ async fn an_unreadable_generation_past_its_refresh_is_never_the_old_one() {
 /// never read it are misses, writes still fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miss_on_server_down_covers_a_failed_generation_read() {
-    let Some(a) = Memcached::start() else { return };
-    let Some(b) = Memcached::start() else { return };
+    let Some(a) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
+    let Some(b) = Server::start(ServerKind::Memcached, &[]) else {
+        return;
+    };
     let servers = [a.address(), b.address()];
     let mut by_address = [(a.address(), a), (b.address(), b)];
     let lenient = backend(&servers, Duration::from_secs(1), true).await;
@@ -189,7 +197,7 @@ async fn miss_on_server_down_covers_a_failed_generation_read() {
         .find(|(address, _)| *address == counter_server)
         .unwrap()
         .1
-        .stop();
+        .kill();
     // a process that never read the generation of this namespace
     let fresh = backend(&servers, Duration::from_secs(1), true).await;
     let fresh = cache(&fresh, &ns);
@@ -212,7 +220,7 @@ async fn miss_on_server_down_covers_a_failed_generation_read() {
 /// at once for every process that reads it again, and the backend counts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_generation_counter_empties_the_namespace_and_is_counted() {
-    let Some(mut m) = Memcached::start() else {
+    let Some(mut m) = Server::start(ServerKind::Memcached, &[]) else {
         return;
     };
     let servers = [m.address()];

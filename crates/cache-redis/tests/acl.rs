@@ -1,38 +1,42 @@
 //! ACL users and passwords on a private redis-server.
 
-mod common;
-
 use cache_core::{Cache, ErrorKind};
 use cache_redis::{RedisBuilder, RedisConfig};
-use common::RedisServer;
+use cache_test_fixtures::{Server, ServerKind};
 
 /// A server whose default user is off, with `alice` (everything) and `bob` (keys `bob:*`
 /// only). Alice's password holds characters that must be percent-encoded in a URL.
-fn acl_server() -> Option<RedisServer> {
-    RedisServer::start(&[
-        "--user",
-        "default",
-        "off",
-        "--user",
-        "alice",
-        "on",
-        ">s3cr@t:/pw",
-        "~*",
-        "&*",
-        "+@all",
-        "--user",
-        "bob",
-        "on",
-        ">bobpw",
-        "~bob:*",
-        "+@all",
-    ])
+fn acl_server() -> Option<Server> {
+    Server::start(
+        ServerKind::Redis,
+        &[
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "alice",
+            "on",
+            ">s3cr@t:/pw",
+            "~*",
+            "&*",
+            "+@all",
+            "--user",
+            "bob",
+            "on",
+            ">bobpw",
+            "~bob:*",
+            "+@all",
+        ],
+    )
 }
 
 #[tokio::test]
 async fn the_right_user_and_password_connect() {
     let Some(server) = acl_server() else { return };
-    let url = format!("redis://alice:s3cr%40t%3A%2Fpw@127.0.0.1:{}/0", server.port);
+    let url = format!(
+        "redis://alice:s3cr%40t%3A%2Fpw@127.0.0.1:{}/0",
+        server.port()
+    );
     let backend = RedisConfig::from_url(&url)
         .unwrap()
         .into_builder()
@@ -50,7 +54,7 @@ async fn the_right_user_and_password_connect() {
 async fn a_wrong_password_is_a_clear_authentication_error() {
     let Some(server) = acl_server() else { return };
     let err = RedisBuilder::new()
-        .port(server.port)
+        .port(server.port())
         .username("alice")
         .password("wrong")
         .build()
@@ -72,7 +76,7 @@ async fn a_wrong_password_is_a_clear_authentication_error() {
 async fn no_credentials_where_required_is_a_clear_authentication_error() {
     let Some(server) = acl_server() else { return };
     let err = RedisBuilder::new()
-        .port(server.port)
+        .port(server.port())
         .build()
         .await
         .unwrap_err();
@@ -84,7 +88,7 @@ async fn no_credentials_where_required_is_a_clear_authentication_error() {
 async fn a_forbidden_key_is_a_backend_error_naming_the_permission() {
     let Some(server) = acl_server() else { return };
     let backend = RedisBuilder::new()
-        .port(server.port)
+        .port(server.port())
         .username("bob")
         .password("bobpw")
         .build()

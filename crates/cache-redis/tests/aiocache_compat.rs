@@ -2,18 +2,20 @@
 //! (aiocache-spec.md, appendix A), on a private server so the fixed key `test:key` collides
 //! with nothing.
 
-mod common;
-
 use std::time::Duration;
 
 use bytes::Bytes;
 use cache_core::{AiocacheFlavor, AiocacheKeyBuilder, Cache, Json, KeyTtl, PythonJson, RawValue};
 use cache_redis::RedisBuilder;
-use common::RedisServer;
+use cache_test_fixtures::{Server, ServerKind};
 use serde_json::{Value, json};
 
-async fn aiocache_like(server: &RedisServer) -> Cache<Json> {
-    let backend = RedisBuilder::new().port(server.port).build().await.unwrap();
+async fn aiocache_like(server: &Server) -> Cache<Json> {
+    let backend = RedisBuilder::new()
+        .port(server.port())
+        .build()
+        .await
+        .unwrap();
     Cache::builder(backend)
         .namespace("test")
         .key_builder(AiocacheKeyBuilder::new(AiocacheFlavor::Redis))
@@ -31,7 +33,7 @@ async fn stored(cache: &Cache<Json>, key: &str) -> Option<Bytes> {
 
 #[tokio::test]
 async fn set_uses_aiocaches_key_and_json_text() {
-    let Some(server) = RedisServer::start(&[]) else {
+    let Some(server) = Server::start(ServerKind::Redis, &[]) else {
         return;
     };
     let cache = aiocache_like(&server).await;
@@ -64,7 +66,7 @@ async fn set_uses_aiocaches_key_and_json_text() {
 
 #[tokio::test]
 async fn values_written_by_aiocache_read_back() {
-    let Some(server) = RedisServer::start(&[]) else {
+    let Some(server) = Server::start(ServerKind::Redis, &[]) else {
         return;
     };
     let cache = aiocache_like(&server).await;
@@ -108,7 +110,7 @@ async fn values_written_by_aiocache_read_back() {
 
 #[tokio::test]
 async fn writes_use_the_commands_of_the_trace() {
-    let Some(server) = RedisServer::start(&[]) else {
+    let Some(server) = Server::start(ServerKind::Redis, &[]) else {
         return;
     };
     let cache = aiocache_like(&server).await;

@@ -6,14 +6,12 @@
 //! running commands and closing. Both are captured by test subscribers installed for the
 //! whole test binary.
 
-mod common;
-
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cache_core::{Cache, ErrorKind, TracingPlugin};
 use cache_redis::{RedisBuilder, RedisConfig};
-use common::RedisServer;
+use cache_test_fixtures::{Server, ServerKind};
 
 const SECRET: &str = "s3cr3t";
 
@@ -178,13 +176,13 @@ async fn connection_failures_never_show_the_password() {
 #[tokio::test]
 async fn refused_and_accepted_credentials_never_show_the_password() {
     let out = captured();
-    let Some(server) = RedisServer::start(&["--requirepass", "the-right-one"]) else {
+    let Some(server) = Server::start(ServerKind::Redis, &["--requirepass", "the-right-one"]) else {
         return;
     };
     // a wrong password: the server's WRONGPASS reaches the caller, the password does not
     let e = RedisConfig::from_url(&format!(
         "redis://default:{SECRET}@127.0.0.1:{}",
-        server.port
+        server.port()
     ))
     .unwrap()
     .into_builder()
@@ -198,11 +196,11 @@ async fn refused_and_accepted_credentials_never_show_the_password() {
 
     // the right password (the secret itself): Debug of every handle, spans and events of
     // commands, a failing command and close
-    let Some(server) = RedisServer::start(&["--requirepass", SECRET]) else {
+    let Some(server) = Server::start(ServerKind::Redis, &["--requirepass", SECRET]) else {
         return;
     };
     let backend = RedisBuilder::new()
-        .port(server.port)
+        .port(server.port())
         .password(SECRET)
         .build()
         .await

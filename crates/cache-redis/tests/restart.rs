@@ -2,15 +2,13 @@
 //! are connection or timeout errors, every call succeeds again within a bounded time after
 //! the restart, and no read ever returns another key's value.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::{Cache, ErrorKind};
 use cache_redis::{RedisBuilder, RedisConfig};
-use common::RedisServer;
+use cache_test_fixtures::{Server, ServerKind};
 use tokio::sync::Mutex;
 
 const TASKS: usize = 16;
@@ -31,7 +29,7 @@ fn value_for(key: &str, version: u64) -> String {
     format!("{key}|v{version}")
 }
 
-async fn run_restart(builder: RedisBuilder, server: &mut RedisServer) {
+async fn run_restart(builder: RedisBuilder, server: &mut Server) {
     let backend = builder.build().await.unwrap();
     let cache = Cache::builder(backend)
         .namespace("restart")
@@ -157,7 +155,7 @@ async fn run_restart(builder: RedisBuilder, server: &mut RedisServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_and_restarted_server_recovers_and_never_mixes_values() {
-    let Some(mut server) = RedisServer::start(&[]) else {
+    let Some(mut server) = Server::start(ServerKind::Redis, &[]) else {
         return;
     };
     let builder = RedisConfig::from_url(&server.url()).unwrap().into_builder();
@@ -166,7 +164,7 @@ async fn killed_and_restarted_server_recovers_and_never_mixes_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_with_a_pool_resp2_and_no_client_deadline() {
-    let Some(mut server) = RedisServer::start(&[]) else {
+    let Some(mut server) = Server::start(ServerKind::Redis, &[]) else {
         return;
     };
     let url = format!(
@@ -181,11 +179,12 @@ async fn recovery_with_a_pool_resp2_and_no_client_deadline() {
 async fn a_stalled_server_times_out_and_the_client_recovers_when_it_resumes() {
     // A Lua busy loop blocks the server (Debian's build has DEBUG SLEEP disabled); calls
     // time out, and afterwards the same cache works again.
-    let Some(server) = RedisServer::start(&["--busy-reply-threshold", "100000"]) else {
+    let Some(server) = Server::start(ServerKind::Redis, &["--busy-reply-threshold", "100000"])
+    else {
         return;
     };
     let backend = RedisBuilder::new()
-        .port(server.port)
+        .port(server.port())
         .command_timeout(Duration::from_secs(3))
         .build()
         .await

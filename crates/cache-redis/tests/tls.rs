@@ -2,15 +2,12 @@
 
 #![cfg(feature = "tls")]
 
-mod common;
-
 use cache_core::{Cache, ErrorKind};
 use cache_redis::RedisConfig;
-use common::{RedisServer, TempDir, TestPki};
+use cache_test_fixtures::{Server, TestPki};
 
-fn tls_server(pki: &TestPki, require_client_cert: bool) -> Option<RedisServer> {
-    RedisServer::start_tls(
-        TempDir::new("tls"),
+fn tls_server(pki: &TestPki, require_client_cert: bool) -> Option<Server> {
+    Server::start_redis_tls(
         &pki.file("server.crt"),
         &pki.file("server.key"),
         &pki.file("ca.crt"),
@@ -79,7 +76,7 @@ async fn plain_tcp_to_a_tls_port_fails_cleanly() {
     let Some(server) = tls_server(&pki, false) else {
         return;
     };
-    let url = format!("redis://127.0.0.1:{}?connect_timeout=1s", server.port);
+    let url = format!("redis://127.0.0.1:{}?connect_timeout=1s", server.port());
     let err = RedisConfig::from_url(&url)
         .unwrap()
         .into_builder()
@@ -143,36 +140,9 @@ async fn unreadable_ca_file_is_a_config_error() {
 }
 
 /// A server whose certificate is self-signed (no CA vouches for it), for 127.0.0.1.
-fn self_signed_server(pki: &TestPki) -> Option<RedisServer> {
-    common::openssl(
-        pki.dir.path(),
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "self-signed.key",
-            "-out",
-            "self-signed.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-    );
-    RedisServer::start_tls(
-        TempDir::new("tls-self-signed"),
-        &pki.file("self-signed.crt"),
-        &pki.file("self-signed.key"),
-        &pki.file("ca.crt"),
-        false,
-    )
+fn self_signed_server(pki: &TestPki) -> Option<Server> {
+    let (cert, key) = pki.self_signed();
+    Server::start_redis_tls(&cert, &key, &pki.file("ca.crt"), false)
 }
 
 #[tokio::test]
@@ -240,7 +210,7 @@ async fn the_explicit_opt_out_accepts_an_untrusted_certificate() {
     );
     // the builder's spelling, which also turns TLS on
     let backend = cache_redis::RedisBuilder::new()
-        .port(server.port)
+        .port(server.port())
         .tls_accept_invalid_certs(true)
         .build()
         .await

@@ -1,19 +1,18 @@
 //! A server on a Unix domain socket, reached with a `redis+unix://` URL.
 
-mod common;
-
 use cache_core::Cache;
 use cache_redis::{RedisConfig, RedisMode};
-use common::{RedisServer, TempDir};
+use cache_test_fixtures::{Server, ServerKind, TempDir};
 
 #[tokio::test]
 async fn redis_unix_url_connects_and_selects_the_database() {
     let dir = TempDir::new("unix");
     let socket = dir.path().join("redis.sock");
     let socket_arg = socket.display().to_string();
-    let Some(_server) =
-        RedisServer::start(&["--unixsocket", &socket_arg, "--unixsocketperm", "700"])
-    else {
+    let Some(_server) = Server::start(
+        ServerKind::Redis,
+        &["--unixsocket", &socket_arg, "--unixsocketperm", "700"],
+    ) else {
         return;
     };
     let config = RedisConfig::from_url(&format!("redis+unix://{socket_arg}?db=3")).unwrap();
