@@ -494,7 +494,7 @@ mod url {
         let parts = cache_core::url::split(url).ok_or_else(|| {
             Error::config("a redis URL starts with a scheme such as redis:// or rediss://")
         })?;
-        let (scheme, rest) = (parts.scheme, parts.rest);
+        let scheme = parts.scheme;
         let lower = scheme.to_ascii_lowercase();
         let (mode, tls) = match lower.replacen("valkey", "redis", 1).as_str() {
             "redis" => (RedisMode::Standalone, false),
@@ -511,13 +511,10 @@ mod url {
                 )));
             }
         };
-        if rest.contains('#') {
+        if parts.has_fragment() {
             return Err(Error::config("a redis URL has no #fragment"));
         }
-        let (before_query, query) = match rest.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (rest, None),
-        };
+        let before_query = parts.base();
         let mut config = RedisConfig {
             mode,
             tls,
@@ -585,10 +582,9 @@ mod url {
             }
         }
 
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = decode(value, name)?;
-            apply_param(&mut config, name, &value)?;
+        for param in cache_core::url::Query::new(parts.query()) {
+            let value = decode(param.value, param.name)?;
+            apply_param(&mut config, param.name, &value)?;
         }
         config.validate()?;
         Ok(config)
@@ -605,12 +601,10 @@ mod url {
                 Error::config(format!("URL parameter {name}={v:?} is not a whole number"))
             })
         };
-        let flag = |v: &str| match v.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" => Ok(false),
-            _ => Err(Error::config(format!(
-                "URL parameter {name}={v:?} is not true or false"
-            ))),
+        let flag = |v: &str| {
+            cache_core::url::parse_bool(v).ok_or_else(|| {
+                Error::config(format!("URL parameter {name}={v:?} is not true or false"))
+            })
         };
         let path = |v: &str| -> Result<Option<PathBuf>> {
             if v.is_empty() {
@@ -723,29 +717,13 @@ mod url {
 
     /// Percent-decodes `text` as UTF-8. Never echoes the text of a password in errors.
     fn decode(text: &str, what: &str) -> Result<String> {
-        let bad = || {
-            Error::config(format!(
-                "invalid percent-encoding in the redis URL's {what}"
-            ))
-        };
-        if !text.contains('%') {
-            return Ok(text.to_owned());
-        }
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8(out).map_err(|_| bad())
+        cache_core::url::decode(text)
+            .map(|decoded| decoded.into_owned())
+            .map_err(|_| {
+                Error::config(format!(
+                    "invalid percent-encoding in the redis URL's {what}"
+                ))
+            })
     }
 }
 
