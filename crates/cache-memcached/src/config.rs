@@ -182,7 +182,7 @@ impl MemcachedConfig {
         let err = |m: String| config_error(url, m);
         let parts = cache_core::url::split(url)
             .ok_or_else(|| err(format!("expected {MEMCACHED_SCHEME}://host:port")))?;
-        let (scheme, rest) = (parts.scheme, parts.rest);
+        let scheme = parts.scheme;
         if !scheme.eq_ignore_ascii_case(MEMCACHED_SCHEME) {
             return Err(err(format!(
                 "scheme is {scheme:?}, expected {MEMCACHED_SCHEME:?}"
@@ -195,13 +195,10 @@ impl MemcachedConfig {
                     .into(),
             ));
         }
-        if rest.contains('#') {
+        if parts.has_fragment() {
             return Err(err("a fragment (#...) has no meaning here".into()));
         }
-        let (authority_path, query) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
-        };
+        let authority_path = parts.base();
         let (authority, path) = match authority_path.find('/') {
             Some(i) => authority_path.split_at(i),
             None => (authority_path, ""),
@@ -219,13 +216,11 @@ impl MemcachedConfig {
             let normalized = normalize_address(address).map_err(&err)?;
             cfg.servers.push(ServerConfig::new(normalized));
         }
-        let mut seen: Vec<&str> = Vec::new();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if seen.contains(&name) {
+        for param in cache_core::url::Query::new(parts.query()) {
+            let (name, value) = (param.name, param.value);
+            if param.repeated {
                 return Err(err(format!("parameter {name:?} is given twice")));
             }
-            seen.push(name);
             let bad = |e: String| err(format!("parameter {name}={value:?}: {e}"));
             match name {
                 "pool_size" => cfg.pool_size = parse_count(value).map_err(bad)?,
@@ -249,11 +244,8 @@ impl MemcachedConfig {
                     cfg.connect_timeout = cache_core::duration::parse(value).map_err(bad)?
                 }
                 "command_timeout" => {
-                    cfg.command_timeout = match value {
-                        "none" | "off" => None,
-                        v => Some(cache_core::duration::parse(v).map_err(bad)?)
-                            .filter(|d| !d.is_zero()),
-                    }
+                    cfg.command_timeout =
+                        cache_core::url::parse_optional_duration(value).map_err(bad)?
                 }
                 "retry_backoff" => {
                     cfg.retry_backoff = cache_core::duration::parse(value).map_err(bad)?
@@ -363,26 +355,12 @@ fn parse_count(v: &str) -> std::result::Result<usize, String> {
 }
 
 fn parse_bool(v: &str) -> std::result::Result<bool, String> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("expected true or false".into()),
-    }
+    cache_core::url::parse_bool(v).ok_or_else(|| "expected true or false".into())
 }
 
 fn parse_size(v: &str) -> std::result::Result<usize, String> {
-    let lower = v.to_ascii_lowercase();
-    let (digits, factor) = if let Some(d) = lower.strip_suffix('k') {
-        (d, 1024)
-    } else if let Some(d) = lower.strip_suffix('m') {
-        (d, 1024 * 1024)
-    } else {
-        (lower.as_str(), 1)
-    };
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
+    cache_core::url::parse_size(v)
+        .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| "expected bytes, like 1048576 or 1m".into())
 }
 
