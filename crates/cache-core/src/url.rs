@@ -44,7 +44,10 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::{AiocacheFlavor, Backend, Result};
 
 /// The query parameters a cache URL holds for the cache itself rather than for its backend:
 /// namespace, default TTL, per-command timeout, serializer and key builder. The umbrella
@@ -162,6 +165,75 @@ fn redact_query(rest: &str) -> String {
 fn is_secret_param(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     SECRET_PARAMS.iter().any(|s| name.contains(s))
+}
+
+/// A backend's settings as a URL gives them: the schemes the backend answers to, how its
+/// URL is read, and how the backend is built from what was read. Each backend crate
+/// implements it on its config type (`MemoryConfig`, `RedisConfig`, `MemcachedConfig`); the
+/// umbrella crate's `from_url` picks the implementation whose [`SCHEMES`](Self::SCHEMES)
+/// hold the URL's scheme.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cache_core::url::UrlConfig;
+/// use cache_core::{async_trait, AiocacheFlavor, Backend, Error, Result};
+///
+/// /// `null://`: a backend that is not there.
+/// struct NullConfig;
+///
+/// #[async_trait]
+/// impl UrlConfig for NullConfig {
+///     const SCHEMES: &'static [&'static str] = &["null"];
+///     const AIOCACHE_FLAVOR: AiocacheFlavor = AiocacheFlavor::Memory;
+///
+///     fn from_url(url: &str) -> Result<Self> {
+///         match cache_core::url::split(url) {
+///             Some(p) if p.scheme == "null" && p.rest.is_empty() => Ok(NullConfig),
+///             _ => Err(Error::config("expected null://")),
+///         }
+///     }
+///
+///     async fn connect(self) -> Result<Arc<dyn Backend>> {
+///         Err(Error::config("null:// connects to nothing"))
+///     }
+/// }
+///
+/// assert!(NullConfig::from_url("null://").is_ok());
+/// assert!(NullConfig::from_url("null://host").is_err());
+/// ```
+#[async_trait::async_trait]
+pub trait UrlConfig: Sized + Send + 'static {
+    /// The URL schemes of the backend, lower case, without `://`.
+    const SCHEMES: &'static [&'static str];
+
+    /// The key format aiocache uses for this kind of backend, for a cache that shares a
+    /// store with Python services (`key_builder=aiocache`).
+    const AIOCACHE_FLAVOR: AiocacheFlavor;
+
+    /// Reads the backend's part of a URL (the cache's own parameters, [`CACHE_PARAMS`],
+    /// already taken out).
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) naming what is wrong; never repeating a password.
+    fn from_url(url: &str) -> Result<Self>;
+
+    /// Refuses settings that store other keys than aiocache's key builder builds, for a
+    /// cache built with `key_builder=aiocache`. The default accepts every setting.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) naming the setting.
+    fn check_aiocache_keys(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Builds the backend: connects where the backend has a server.
+    ///
+    /// # Errors
+    /// The backend's settings and connection errors.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it ends leaves nothing behind.
+    async fn connect(self) -> Result<Arc<dyn Backend>>;
 }
 
 /// Why a percent-encoded text does not decode.
