@@ -307,6 +307,8 @@ pub fn decode_query_value(text: &str) -> Result<Cow<'_, str>, DecodeError> {
 /// One `name=value` pair of a query, as written (neither part decoded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Param<'a> {
+    /// The whole pair as written: `name=value`, or `name` alone.
+    pub pair: &'a str,
     /// The name: the text before the first `=`.
     pub name: &'a str,
     /// The value: the text after the first `=`; empty when there is no `=`.
@@ -356,6 +358,7 @@ impl<'a> Iterator for Query<'a> {
             self.seen.push(name);
         }
         Some(Param {
+            pair,
             name,
             value,
             repeated,
@@ -546,16 +549,19 @@ mod tests {
             params,
             [
                 Param {
+                    pair: "a=1",
                     name: "a",
                     value: "1",
                     repeated: false
                 },
                 Param {
+                    pair: "b",
                     name: "b",
                     value: "",
                     repeated: false
                 },
                 Param {
+                    pair: "a=2=3",
                     name: "a",
                     value: "2=3",
                     repeated: true
