@@ -449,6 +449,20 @@ impl RedisConfig {
     }
 }
 
+#[cache_core::async_trait]
+impl cache_core::url::UrlConfig for RedisConfig {
+    const SCHEMES: &'static [&'static str] = SCHEMES;
+    const AIOCACHE_FLAVOR: cache_core::AiocacheFlavor = cache_core::AiocacheFlavor::Redis;
+
+    fn from_url(url: &str) -> Result<Self> {
+        RedisConfig::from_url(url)
+    }
+
+    async fn connect(self) -> Result<std::sync::Arc<dyn cache_core::Backend>> {
+        Ok(std::sync::Arc::new(self.into_builder().build().await?))
+    }
+}
+
 fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
