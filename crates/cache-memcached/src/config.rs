@@ -11,6 +11,9 @@ use crate::MemcachedBuilder;
 /// The URL scheme of this backend: `memcached://host1:11211,host2:11212?pool_size=4`.
 pub const MEMCACHED_SCHEME: &str = "memcached";
 
+/// Every scheme [`MemcachedConfig::from_url`] accepts.
+pub const SCHEMES: &[&str] = &[MEMCACHED_SCHEME];
+
 /// The port used when an address gives none.
 pub const DEFAULT_PORT: u16 = 11211;
 
@@ -310,6 +313,32 @@ impl MemcachedConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cache_core::async_trait]
+impl cache_core::url::UrlConfig for MemcachedConfig {
+    const SCHEMES: &'static [&'static str] = SCHEMES;
+    const AIOCACHE_FLAVOR: cache_core::AiocacheFlavor = cache_core::AiocacheFlavor::Memcached;
+
+    fn from_url(url: &str) -> Result<Self> {
+        MemcachedConfig::from_url(url)
+    }
+
+    /// Namespace generations put a number into every stored key, which aiocache's keys lack.
+    fn check_aiocache_keys(&self) -> Result<()> {
+        if self.namespace_generations {
+            return Err(Error::config(
+                "key_builder=aiocache cannot be combined with namespace_generations: \
+                 generations put a number into every stored key, so aiocache would never \
+                 find the keys; turn one of them off",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn connect(self) -> Result<std::sync::Arc<dyn cache_core::Backend>> {
+        Ok(std::sync::Arc::new(self.into_builder().build().await?))
     }
 }
 
