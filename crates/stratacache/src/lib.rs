@@ -63,7 +63,7 @@ pub mod serializers {
 #[cfg(feature = "memcached")]
 pub use cache_memcached::{MemcachedBackend, MemcachedBuilder, MemcachedConfig};
 #[cfg(feature = "memory")]
-pub use cache_memory::MemoryBackend;
+pub use cache_memory::{MemoryBackend, MemoryBuilder, MemoryConfig};
 #[cfg(feature = "redis")]
 pub use cache_redis::{RedisBackend, RedisBuilder, RedisConfig};
 #[cfg(feature = "cbor")]
