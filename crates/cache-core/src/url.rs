@@ -502,18 +502,9 @@ mod tests {
 
     #[test]
     fn random_printable_passwords_never_show() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut passwords = crate::testkit::Passwords::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..5000 {
-            let len = 8 + (next() % 24) as usize;
-            let password: String = (0..len)
-                .map(|_| char::from(0x20 + (next() % 95) as u8))
-                .collect();
+            let password = passwords.password();
             for url in [
                 format!("redis://user:{password}@h:6379/0?pool_size=2"),
                 format!("memcached://:{password}@h:11211"),

@@ -869,13 +869,7 @@ mod tests {
     /// `describe` nor an error ever holds it.
     #[test]
     fn passwords_of_any_printable_characters_parse_and_never_show() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut passwords = cache_core::testkit::Passwords::new(0x2545_f491_4f6c_dd1d);
         let forms = [
             ("redis", "h:6379/0?pool_size=2"),
             ("valkey", "h/1"),
@@ -884,12 +878,12 @@ mod tests {
             ("redis+unix", "/tmp/redis.sock?db=1"),
         ];
         for round in 0..3000 {
-            let len = 8 + (next() % 24) as usize;
+            let len = 8 + (passwords.next_u64() % 24) as usize;
             let with_percent = round % 4 == 0;
             let password: String = (0..len)
                 .map(|_| {
                     loop {
-                        let c = char::from(0x20 + (next() % 95) as u8);
+                        let c = passwords.char();
                         if with_percent || c != '%' {
                             break c;
                         }

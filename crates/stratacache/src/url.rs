@@ -310,13 +310,7 @@ mod tests {
     /// or of the backend's, and no `Debug` of a parsed backend config holds the password.
     #[test]
     fn no_output_of_any_url_form_holds_the_password() {
-        let mut seed = 0xd1b5_4a32_d192_ed03_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut passwords = cache_core::testkit::Passwords::new(0xd1b5_4a32_d192_ed03);
         let mut forms: Vec<String> = vec![
             "memory://user:{pw}@h".into(),
             "memcached://user:{pw}@127.0.0.1:11211?pool_size=2&namespace=n".into(),
@@ -340,10 +334,7 @@ mod tests {
             forms.push(format!("{scheme}://{{pw}}@{rest}"));
         }
         for _ in 0..400 {
-            let len = 8 + (next() % 24) as usize;
-            let password: String = (0..len)
-                .map(|_| char::from(0x20 + (next() % 95) as u8))
-                .collect();
+            let password = passwords.password();
             for form in &forms {
                 let url = form.replace("{pw}", &password);
                 let mut shown = format!("{:?}", crate::CacheConfig::new(url.as_str()));
