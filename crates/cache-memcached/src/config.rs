@@ -11,6 +11,9 @@ use crate::MemcachedBuilder;
 /// The URL scheme of this backend: `memcached://host1:11211,host2:11212?pool_size=4`.
 pub const MEMCACHED_SCHEME: &str = "memcached";
 
+/// Every scheme [`MemcachedConfig::from_url`] accepts.
+pub const SCHEMES: &[&str] = &[MEMCACHED_SCHEME];
+
 /// The port used when an address gives none.
 pub const DEFAULT_PORT: u16 = 11211;
 
@@ -182,7 +185,7 @@ impl MemcachedConfig {
         let err = |m: String| config_error(url, m);
         let parts = cache_core::url::split(url)
             .ok_or_else(|| err(format!("expected {MEMCACHED_SCHEME}://host:port")))?;
-        let (scheme, rest) = (parts.scheme, parts.rest);
+        let scheme = parts.scheme;
         if !scheme.eq_ignore_ascii_case(MEMCACHED_SCHEME) {
             return Err(err(format!(
                 "scheme is {scheme:?}, expected {MEMCACHED_SCHEME:?}"
@@ -195,13 +198,10 @@ impl MemcachedConfig {
                     .into(),
             ));
         }
-        if rest.contains('#') {
+        if parts.has_fragment() {
             return Err(err("a fragment (#...) has no meaning here".into()));
         }
-        let (authority_path, query) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
-        };
+        let authority_path = parts.base();
         let (authority, path) = match authority_path.find('/') {
             Some(i) => authority_path.split_at(i),
             None => (authority_path, ""),
@@ -219,13 +219,11 @@ impl MemcachedConfig {
             let normalized = normalize_address(address).map_err(&err)?;
             cfg.servers.push(ServerConfig::new(normalized));
         }
-        let mut seen: Vec<&str> = Vec::new();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if seen.contains(&name) {
+        for param in cache_core::url::Query::new(parts.query()) {
+            let (name, value) = (param.name, param.value);
+            if param.repeated {
                 return Err(err(format!("parameter {name:?} is given twice")));
             }
-            seen.push(name);
             let bad = |e: String| err(format!("parameter {name}={value:?}: {e}"));
             match name {
                 "pool_size" => cfg.pool_size = parse_count(value).map_err(bad)?,
@@ -249,11 +247,8 @@ impl MemcachedConfig {
                     cfg.connect_timeout = cache_core::duration::parse(value).map_err(bad)?
                 }
                 "command_timeout" => {
-                    cfg.command_timeout = match value {
-                        "none" | "off" => None,
-                        v => Some(cache_core::duration::parse(v).map_err(bad)?)
-                            .filter(|d| !d.is_zero()),
-                    }
+                    cfg.command_timeout =
+                        cache_core::url::parse_optional_duration(value).map_err(bad)?
                 }
                 "retry_backoff" => {
                     cfg.retry_backoff = cache_core::duration::parse(value).map_err(bad)?
@@ -321,6 +316,32 @@ impl MemcachedConfig {
     }
 }
 
+#[cache_core::async_trait]
+impl cache_core::url::UrlConfig for MemcachedConfig {
+    const SCHEMES: &'static [&'static str] = SCHEMES;
+    const AIOCACHE_FLAVOR: cache_core::AiocacheFlavor = cache_core::AiocacheFlavor::Memcached;
+
+    fn from_url(url: &str) -> Result<Self> {
+        MemcachedConfig::from_url(url)
+    }
+
+    /// Namespace generations put a number into every stored key, which aiocache's keys lack.
+    fn check_aiocache_keys(&self) -> Result<()> {
+        if self.namespace_generations {
+            return Err(Error::config(
+                "key_builder=aiocache cannot be combined with namespace_generations: \
+                 generations put a number into every stored key, so aiocache would never \
+                 find the keys; turn one of them off",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn connect(self) -> Result<std::sync::Arc<dyn cache_core::Backend>> {
+        Ok(std::sync::Arc::new(self.into_builder().build().await?))
+    }
+}
+
 /// `host[:port]` → `host:port`, refusing what the client cannot connect to.
 pub(crate) fn normalize_address(address: &str) -> std::result::Result<String, String> {
     let a = address.trim();
@@ -363,26 +384,12 @@ fn parse_count(v: &str) -> std::result::Result<usize, String> {
 }
 
 fn parse_bool(v: &str) -> std::result::Result<bool, String> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("expected true or false".into()),
-    }
+    cache_core::url::parse_bool(v).ok_or_else(|| "expected true or false".into())
 }
 
 fn parse_size(v: &str) -> std::result::Result<usize, String> {
-    let lower = v.to_ascii_lowercase();
-    let (digits, factor) = if let Some(d) = lower.strip_suffix('k') {
-        (d, 1024)
-    } else if let Some(d) = lower.strip_suffix('m') {
-        (d, 1024 * 1024)
-    } else {
-        (lower.as_str(), 1)
-    };
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
+    cache_core::url::parse_size(v)
+        .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| "expected bytes, like 1048576 or 1m".into())
 }
 

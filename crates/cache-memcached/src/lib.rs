@@ -35,4 +35,4 @@ pub mod __fuzz {
     }
 }
 pub use builder::MemcachedBuilder;
-pub use config::{DEFAULT_PORT, MEMCACHED_SCHEME, MemcachedConfig, ServerConfig};
+pub use config::{DEFAULT_PORT, MEMCACHED_SCHEME, MemcachedConfig, SCHEMES, ServerConfig};

@@ -6,11 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, CallContext, Capability, ClearScope, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
+    Backend, CallContext, Capability, ClearScope, Error, KeyTtl, OpSet, RawValue, Result,
 };
 
 use crate::clock::{Clock, SystemClock};
-use crate::store::{self, IncrementError, Store, StoreConfig, TooLarge};
+use crate::error;
+use crate::store::{self, Store, StoreConfig, TooLarge};
 
 /// The longest TTL the memory backend accepts: 100 years.
 pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -37,18 +38,19 @@ impl MemoryBackend {
     /// [`max_entries`](Self::max_entries) and/or [`max_bytes`](Self::max_bytes) for anything
     /// that runs for long.
     pub fn new() -> Self {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        MemoryBackend::from_parts(StoreConfig::default(), Arc::new(SystemClock::new()))
+    }
+
+    /// An empty store with `config`'s bounds on `clock` (what [`MemoryBuilder`](crate::MemoryBuilder) builds).
+    pub(crate) fn from_parts(config: StoreConfig, clock: Arc<dyn Clock>) -> Self {
         MemoryBackend {
-            store: Arc::new(Store::new(StoreConfig::default(), clock.clone())),
+            store: Arc::new(Store::new(config, clock.clone())),
             clock,
         }
     }
 
     fn rebuild(self, config: StoreConfig, clock: Arc<dyn Clock>) -> Self {
-        MemoryBackend {
-            store: Arc::new(Store::new(config, clock.clone())),
-            clock,
-        }
+        MemoryBackend::from_parts(config, clock)
     }
 
     /// Holds at most `n` entries; beyond that, entries are evicted (S3-FIFO). Replaces the
@@ -106,11 +108,7 @@ impl MemoryBackend {
     }
 
     fn too_large(&self, key: &str, len: usize) -> Error {
-        Error::invalid_argument(format!(
-            "entry of {} bytes (key + value) can never fit the memory backend's bound of {} bytes",
-            key.len() + len,
-            self.store.config().max_bytes.unwrap_or(u64::MAX)
-        ))
+        error::too_large(key.len() + len, self.store.config().max_bytes)
     }
 }
 
@@ -209,15 +207,9 @@ impl Backend for MemoryBackend {
     }
 
     async fn increment(&self, _ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
-        self.store.increment(key, delta).map_err(|e| match e {
-            IncrementError::NotInteger => {
-                Error::invalid_argument("stored value is not a decimal integer; cannot increment")
-            }
-            IncrementError::Overflow => {
-                Error::invalid_argument("increment would overflow a 64-bit signed integer")
-            }
-            IncrementError::TooLarge => self.too_large(key, 20),
-        })
+        self.store
+            .increment(key, delta)
+            .map_err(|e| error::increment(e, || self.too_large(key, 20)))
     }
 
     async fn expire(
@@ -275,12 +267,7 @@ impl Backend for MemoryBackend {
             "LEN" | "DBSIZE" => Ok(int(self.store.len())),
             "WEIGHT" => Ok(int(self.store.weight())),
             "REMOVE_EXPIRED" => Ok(int(self.store.remove_expired())),
-            _ => Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "unknown memory command {command:?}; known: PING, LEN (or DBSIZE), WEIGHT, REMOVE_EXPIRED"
-                ),
-            )),
+            _ => Err(error::unknown_command(command)),
         }
     }
 

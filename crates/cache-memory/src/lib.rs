@@ -4,8 +4,13 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod builder;
 mod clock;
+mod config;
+mod error;
 mod store;
 
 pub use backend::{MAX_TTL, MemoryBackend};
+pub use builder::MemoryBuilder;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{MEMORY_SCHEME, MemoryConfig, SCHEMES};

@@ -449,6 +449,20 @@ impl RedisConfig {
     }
 }
 
+#[cache_core::async_trait]
+impl cache_core::url::UrlConfig for RedisConfig {
+    const SCHEMES: &'static [&'static str] = SCHEMES;
+    const AIOCACHE_FLAVOR: cache_core::AiocacheFlavor = cache_core::AiocacheFlavor::Redis;
+
+    fn from_url(url: &str) -> Result<Self> {
+        RedisConfig::from_url(url)
+    }
+
+    async fn connect(self) -> Result<std::sync::Arc<dyn cache_core::Backend>> {
+        Ok(std::sync::Arc::new(self.into_builder().build().await?))
+    }
+}
+
 fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
@@ -494,7 +508,7 @@ mod url {
         let parts = cache_core::url::split(url).ok_or_else(|| {
             Error::config("a redis URL starts with a scheme such as redis:// or rediss://")
         })?;
-        let (scheme, rest) = (parts.scheme, parts.rest);
+        let scheme = parts.scheme;
         let lower = scheme.to_ascii_lowercase();
         let (mode, tls) = match lower.replacen("valkey", "redis", 1).as_str() {
             "redis" => (RedisMode::Standalone, false),
@@ -511,13 +525,10 @@ mod url {
                 )));
             }
         };
-        if rest.contains('#') {
+        if parts.has_fragment() {
             return Err(Error::config("a redis URL has no #fragment"));
         }
-        let (before_query, query) = match rest.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (rest, None),
-        };
+        let before_query = parts.base();
         let mut config = RedisConfig {
             mode,
             tls,
@@ -585,10 +596,9 @@ mod url {
             }
         }
 
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = decode(value, name)?;
-            apply_param(&mut config, name, &value)?;
+        for param in cache_core::url::Query::new(parts.query()) {
+            let value = decode(param.value, param.name)?;
+            apply_param(&mut config, param.name, &value)?;
         }
         config.validate()?;
         Ok(config)
@@ -605,12 +615,10 @@ mod url {
                 Error::config(format!("URL parameter {name}={v:?} is not a whole number"))
             })
         };
-        let flag = |v: &str| match v.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" => Ok(false),
-            _ => Err(Error::config(format!(
-                "URL parameter {name}={v:?} is not true or false"
-            ))),
+        let flag = |v: &str| {
+            cache_core::url::parse_bool(v).ok_or_else(|| {
+                Error::config(format!("URL parameter {name}={v:?} is not true or false"))
+            })
         };
         let path = |v: &str| -> Result<Option<PathBuf>> {
             if v.is_empty() {
@@ -723,29 +731,13 @@ mod url {
 
     /// Percent-decodes `text` as UTF-8. Never echoes the text of a password in errors.
     fn decode(text: &str, what: &str) -> Result<String> {
-        let bad = || {
-            Error::config(format!(
-                "invalid percent-encoding in the redis URL's {what}"
-            ))
-        };
-        if !text.contains('%') {
-            return Ok(text.to_owned());
-        }
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8(out).map_err(|_| bad())
+        cache_core::url::decode(text)
+            .map(|decoded| decoded.into_owned())
+            .map_err(|_| {
+                Error::config(format!(
+                    "invalid percent-encoding in the redis URL's {what}"
+                ))
+            })
     }
 }
 
@@ -877,13 +869,7 @@ mod tests {
     /// `describe` nor an error ever holds it.
     #[test]
     fn passwords_of_any_printable_characters_parse_and_never_show() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut passwords = cache_core::testkit::Passwords::new(0x2545_f491_4f6c_dd1d);
         let forms = [
             ("redis", "h:6379/0?pool_size=2"),
             ("valkey", "h/1"),
@@ -892,12 +878,12 @@ mod tests {
             ("redis+unix", "/tmp/redis.sock?db=1"),
         ];
         for round in 0..3000 {
-            let len = 8 + (next() % 24) as usize;
+            let len = 8 + (passwords.next_u64() % 24) as usize;
             let with_percent = round % 4 == 0;
             let password: String = (0..len)
                 .map(|_| {
                     loop {
-                        let c = char::from(0x20 + (next() % 95) as u8);
+                        let c = passwords.char();
                         if with_percent || c != '%' {
                             break c;
                         }

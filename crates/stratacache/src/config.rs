@@ -3,50 +3,21 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::{
-    AiocacheFlavor, AiocacheKeyBuilder, Backend, Cache, CacheBuilder, DEFAULT_TIMEOUT,
-    DefaultKeyBuilder, Error, HitMissRatioPlugin, Result, TimingPlugin, TracingPlugin, duration,
-    plugins::KeyMode,
+    AiocacheKeyBuilder, Cache, CacheBuilder, DEFAULT_TIMEOUT, DefaultKeyBuilder, Error,
+    HitMissRatioPlugin, Result, TimingPlugin, TracingPlugin, duration, plugins::KeyMode,
 };
 use serde::Deserialize;
 
+use crate::key_format::KeyFormat;
 use crate::serializer::{AnySerializer, SerializerName};
-use crate::url::{self, CacheParams, Scheme};
+use crate::url::{self, CacheParams};
 
 /// A cache whose serializer was chosen at run time: what [`CacheConfig::build`],
 /// [`from_url`](crate::from_url) and [`Caches`](crate::Caches) give.
 pub type AnyCache = Cache<AnySerializer>;
-
-/// How keys are built from namespaces and user keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum KeyFormat {
-    /// [`DefaultKeyBuilder`]: `{namespace}:{key}`, the namespace escaped (`default`).
-    #[default]
-    Default,
-    /// [`AiocacheKeyBuilder`]: the keys aiocache 0.12 builds for the same backend, to share
-    /// a store with Python services (`aiocache`).
-    Aiocache,
-}
-
-impl FromStr for KeyFormat {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "default" => Ok(KeyFormat::Default),
-            "aiocache" => Ok(KeyFormat::Aiocache),
-            _ => Err(Error::config(format!(
-                "unknown key builder {s:?}; expected default or aiocache"
-            ))),
-        }
-    }
-}
 
 /// How the tracing plugin shows keys (`omit` by default: keys often hold personal data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -226,7 +197,7 @@ pub struct CacheConfig {
 impl fmt::Debug for CacheConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheConfig")
-            .field("url", &url::redact(&self.url))
+            .field("url", &cache_core::url::redact(&self.url))
             .field("namespace", &self.namespace)
             .field("ttl", &self.ttl)
             .field("timeout", &self.timeout)
@@ -393,7 +364,10 @@ impl CacheConfig {
         let params = self.merge(parsed.params)?;
         let serializer = AnySerializer::new(params.serializer.unwrap_or_default())?;
         let key_format = params.key_builder.unwrap_or_default();
-        let (backend, flavor) = connect(parsed.scheme, &parsed.backend_url, key_format).await?;
+        let (backend, flavor) = parsed
+            .backend
+            .connect(&parsed.backend_url, key_format)
+            .await?;
         let mut builder = Cache::builder(backend).serializer(serializer);
         if let Some(ns) = params.namespace {
             builder = builder.namespace(ns);
@@ -439,58 +413,6 @@ impl CacheConfig {
             serializer: one("serializer", from_url.serializer, self.serializer)?,
             key_builder: one("key_builder", from_url.key_builder, self.key_builder)?,
         })
-    }
-}
-
-/// Builds the backend a URL names, and the aiocache key flavor that matches it. Refuses,
-/// before connecting, a backend setting that would store other keys than `key_format` builds.
-async fn connect(
-    scheme: Scheme,
-    backend_url: &str,
-    key_format: KeyFormat,
-) -> Result<(Arc<dyn Backend>, AiocacheFlavor)> {
-    match scheme {
-        #[cfg(feature = "memory")]
-        Scheme::Memory => {
-            let params = url::parse_memory(backend_url)?;
-            let mut backend = cache_memory::MemoryBackend::new();
-            if let Some(n) = params.max_entries {
-                backend = backend.max_entries(n);
-            }
-            if let Some(n) = params.max_bytes {
-                backend = backend.max_bytes(n);
-            }
-            Ok((Arc::new(backend), AiocacheFlavor::Memory))
-        }
-        #[cfg(feature = "redis")]
-        Scheme::Redis { .. } => {
-            let backend = cache_redis::RedisBuilder::from_url(backend_url)?
-                .build()
-                .await?;
-            Ok((Arc::new(backend), AiocacheFlavor::Redis))
-        }
-        #[cfg(feature = "memcached")]
-        Scheme::Memcached => {
-            let config = cache_memcached::MemcachedConfig::from_url(backend_url)?;
-            if config.namespace_generations && key_format == KeyFormat::Aiocache {
-                return Err(Error::config(
-                    "key_builder=aiocache cannot be combined with namespace_generations: \
-                     generations put a number into every stored key, so aiocache would never \
-                     find the keys; turn one of them off",
-                ));
-            }
-            let backend = config.into_builder().build().await?;
-            Ok((Arc::new(backend), AiocacheFlavor::Memcached))
-        }
-        #[allow(unreachable_patterns)]
-        other => {
-            // `url::parse` refuses schemes whose feature is off; this keeps the match total.
-            let _ = (backend_url, key_format);
-            Err(Error::config(format!(
-                "the backend needs the `{}` feature of stratacache",
-                other.feature()
-            )))
-        }
     }
 }
 

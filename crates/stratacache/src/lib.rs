@@ -4,15 +4,18 @@
 #![deny(missing_docs)]
 
 mod config;
+mod connectors;
 /// The user guide: the pages of `docs/guide/`, their examples compiled as doctests.
 pub mod guide;
+mod key_format;
 mod registry;
 mod serializer;
 mod url;
 
 pub use config::{
-    AnyCache, CacheConfig, CachesConfig, FromUrl, KeyFormat, PluginConfig, TracingKeys, from_url,
+    AnyCache, CacheConfig, CachesConfig, FromUrl, PluginConfig, TracingKeys, from_url,
 };
+pub use key_format::KeyFormat;
 pub use registry::Caches;
 pub use serializer::{AnySerializer, SerializerName};
 
@@ -60,7 +63,7 @@ pub mod serializers {
 #[cfg(feature = "memcached")]
 pub use cache_memcached::{MemcachedBackend, MemcachedBuilder, MemcachedConfig};
 #[cfg(feature = "memory")]
-pub use cache_memory::MemoryBackend;
+pub use cache_memory::{MemoryBackend, MemoryBuilder, MemoryConfig};
 #[cfg(feature = "redis")]
 pub use cache_redis::{RedisBackend, RedisBuilder, RedisConfig};
 #[cfg(feature = "cbor")]

@@ -1,64 +1,16 @@
-//! Cache URLs: the scheme picks the backend, the cache-level query parameters (`namespace`,
-//! `ttl`, `timeout`, `serializer`, `key_builder`) are taken out here, and the rest of the URL
-//! goes to the backend's own parser, which refuses parameters it does not know.
+//! Cache URLs: the scheme picks the backend (see the `connectors` module), the
+//! cache-level query parameters ([`CACHE_PARAMS`]: `namespace`, `ttl`, `timeout`,
+//! `serializer`, `key_builder`) are taken out here, and the rest of the URL goes to the
+//! backend's own parser, which refuses parameters it does not know.
 
 use std::time::Duration;
 
+use cache_core::url::{self as core_url, CACHE_PARAMS};
 use cache_core::{Error, Result, duration};
 
-use crate::config::KeyFormat;
+use crate::connectors::{self, Entry};
+use crate::key_format::KeyFormat;
 use crate::serializer::SerializerName;
-
-/// The query parameters every scheme accepts, read by the cache rather than the backend.
-pub(crate) const CACHE_PARAMS: [&str; 5] =
-    ["namespace", "ttl", "timeout", "serializer", "key_builder"];
-
-/// The schemes of the Redis backend (feature `redis`).
-pub(crate) const REDIS_SCHEMES: [&str; 14] = [
-    "redis",
-    "rediss",
-    "redis-cluster",
-    "rediss-cluster",
-    "redis-sentinel",
-    "rediss-sentinel",
-    "redis+unix",
-    "valkey",
-    "valkeys",
-    "valkey-cluster",
-    "valkeys-cluster",
-    "valkey-sentinel",
-    "valkeys-sentinel",
-    "valkey+unix",
-];
-
-/// Which backend a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scheme {
-    Memory,
-    Redis { tls: bool },
-    Memcached,
-}
-
-impl Scheme {
-    /// The feature of `stratacache` the backend needs.
-    pub(crate) const fn feature(self) -> &'static str {
-        match self {
-            Scheme::Memory => "memory",
-            Scheme::Redis { tls: false } => "redis",
-            Scheme::Redis { tls: true } => "redis-tls",
-            Scheme::Memcached => "memcached",
-        }
-    }
-
-    pub(crate) const fn is_available(self) -> bool {
-        match self {
-            Scheme::Memory => cfg!(feature = "memory"),
-            Scheme::Redis { tls: false } => cfg!(feature = "redis"),
-            Scheme::Redis { tls: true } => cfg!(feature = "redis-tls"),
-            Scheme::Memcached => cfg!(feature = "memcached"),
-        }
-    }
-}
 
 /// The cache-level settings a URL carries.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -72,9 +24,10 @@ pub(crate) struct CacheParams {
 }
 
 /// A URL split into its backend part and its cache-level settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct CacheUrl {
-    pub(crate) scheme: Scheme,
+    /// The backend its scheme names (its feature on).
+    pub(crate) backend: &'static Entry,
     /// The URL without the cache-level parameters (what the backend parser reads).
     pub(crate) backend_url: String,
     pub(crate) params: CacheParams,
@@ -88,7 +41,7 @@ fn config_error(message: String) -> Error {
 /// user-info, which ends at the URL's last `@`, is set aside before anything else is read.
 pub(crate) fn parse(url: &str) -> Result<CacheUrl> {
     let url = url.trim();
-    let Some(parts) = cache_core::url::split(url) else {
+    let Some(parts) = core_url::split(url) else {
         return Err(config_error(format!(
             "a cache URL starts with a scheme, like memory://, redis://host:6379 or \
              memcached://host:11211; {}",
@@ -99,56 +52,47 @@ pub(crate) fn parse(url: &str) -> Result<CacheUrl> {
             }
         )));
     };
-    let (scheme_text, rest) = (parts.scheme, parts.rest);
+    let scheme_text = parts.scheme;
     let lower = scheme_text.to_ascii_lowercase();
-    let scheme = if lower == "memory" {
-        Scheme::Memory
-    } else if REDIS_SCHEMES.contains(&lower.as_str()) {
-        Scheme::Redis {
-            tls: lower.starts_with("rediss") || lower.starts_with("valkeys"),
-        }
-    } else if lower == "memcached" {
-        Scheme::Memcached
-    } else {
+    let Some(backend) = Entry::find(&lower) else {
         return Err(config_error(format!(
-            "unknown cache URL scheme {:?}; expected memory://, memcached:// or one of {}://",
-            truncate(scheme_text),
-            REDIS_SCHEMES.join("://, ")
+            "unknown cache URL scheme {:?}; expected one of {}://",
+            core_url::shorten(scheme_text),
+            connectors::all_schemes().collect::<Vec<_>>().join("://, ")
         )));
     };
-    if !scheme.is_available() {
-        let feature = scheme.feature();
+    if !backend.is_available() {
+        let feature = backend.feature;
         return Err(config_error(format!(
             "the {lower}:// scheme needs the `{feature}` feature of stratacache \
              (features = [\"{feature}\"] in Cargo.toml)"
         )));
     }
-    if rest.contains('#') {
+    if parts.has_fragment() {
         return Err(config_error(
             "a fragment (#...) has no meaning in a cache URL; percent-encode a `#` in a \
              query value as %23"
                 .into(),
         ));
     }
-    let (base, query) = match rest.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (rest, None),
-    };
     let mut params = CacheParams::default();
     let mut kept: Vec<&str> = Vec::new();
-    for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        if pair.is_empty() {
-            continue;
-        }
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for param in core_url::Query::new(parts.query()) {
+        let key = param.name;
         if !CACHE_PARAMS.contains(&key) {
-            kept.push(pair);
+            kept.push(param.pair);
             continue;
         }
-        let value = percent_decode(value)
+        let value = core_url::decode_query_value(param.value)
             .map_err(|m| config_error(format!("URL parameter `{key}`: {m}")))?;
         set_param(&mut params, key, &value)?;
+        if param.repeated {
+            return Err(config_error(format!(
+                "URL parameter `{key}` is given twice"
+            )));
+        }
     }
+    let base = parts.base();
     let mut backend_url = match parts.userinfo {
         Some(userinfo) => format!("{scheme_text}://{userinfo}@{base}"),
         None => format!("{scheme_text}://{base}"),
@@ -158,21 +102,16 @@ pub(crate) fn parse(url: &str) -> Result<CacheUrl> {
         backend_url.push_str(&kept.join("&"));
     }
     Ok(CacheUrl {
-        scheme,
+        backend,
         backend_url,
         params,
     })
 }
 
 fn set_param(params: &mut CacheParams, key: &str, value: &str) -> Result<()> {
-    let repeated = || config_error(format!("URL parameter `{key}` is given twice"));
     let bad = |m: String| config_error(format!("URL parameter `{key}`: {m}"));
     match key {
-        "namespace" => {
-            if params.namespace.replace(value.to_owned()).is_some() {
-                return Err(repeated());
-            }
-        }
+        "namespace" => params.namespace = Some(value.to_owned()),
         "ttl" => {
             let ttl = duration::parse(value).map_err(bad)?;
             if ttl.is_zero() {
@@ -182,154 +121,14 @@ fn set_param(params: &mut CacheParams, key: &str, value: &str) -> Result<()> {
                         .into(),
                 ));
             }
-            if params.ttl.replace(ttl).is_some() {
-                return Err(repeated());
-            }
+            params.ttl = Some(ttl);
         }
-        "timeout" => {
-            let timeout = if value.eq_ignore_ascii_case("none") {
-                None
-            } else {
-                Some(duration::parse(value).map_err(bad)?).filter(|d| !d.is_zero())
-            };
-            if params.timeout.replace(timeout).is_some() {
-                return Err(repeated());
-            }
-        }
-        "serializer" => {
-            let name = value.parse::<SerializerName>()?;
-            if params.serializer.replace(name).is_some() {
-                return Err(repeated());
-            }
-        }
-        "key_builder" => {
-            let format = value.parse::<KeyFormat>()?;
-            if params.key_builder.replace(format).is_some() {
-                return Err(repeated());
-            }
-        }
+        "timeout" => params.timeout = Some(core_url::parse_optional_duration(value).map_err(bad)?),
+        "serializer" => params.serializer = Some(value.parse::<SerializerName>()?),
+        "key_builder" => params.key_builder = Some(value.parse::<KeyFormat>()?),
         _ => unreachable!("only CACHE_PARAMS reach here"),
     }
     Ok(())
-}
-
-/// The settings of a `memory://` URL's backend part.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct MemoryParams {
-    pub(crate) max_entries: Option<u64>,
-    pub(crate) max_bytes: Option<u64>,
-}
-
-/// Reads `memory://?max_entries=…&max_bytes=…` (after the cache-level parameters were taken
-/// out).
-pub(crate) fn parse_memory(backend_url: &str) -> Result<MemoryParams> {
-    let parts = cache_core::url::split(backend_url);
-    if parts.is_some_and(|p| p.userinfo.is_some()) {
-        return Err(config_error(
-            "memory:// takes no credentials; remove the user-info (everything up to the `@`)"
-                .into(),
-        ));
-    }
-    let rest = parts.map(|p| p.rest).unwrap_or_default();
-    let (base, query) = match rest.split_once('?') {
-        Some((base, query)) => (base, query),
-        None => (rest, ""),
-    };
-    if !base.is_empty() && base != "/" {
-        return Err(config_error(format!(
-            "memory:// takes no host or path (found {:?}); write memory:// or \
-             memory://?max_entries=100000",
-            truncate(base)
-        )));
-    }
-    let mut params = MemoryParams::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match key {
-            "max_entries" => &mut params.max_entries,
-            "max_bytes" => &mut params.max_bytes,
-            _ => {
-                return Err(config_error(format!(
-                    "unknown memory:// parameter `{}`; expected max_entries, max_bytes, {}",
-                    truncate(key),
-                    CACHE_PARAMS.join(", ")
-                )));
-            }
-        };
-        let n = parse_size(value)
-            .map_err(|m| config_error(format!("memory:// parameter `{key}`: {m}")))?;
-        if slot.replace(n).is_some() {
-            return Err(config_error(format!(
-                "memory:// parameter `{key}` is given twice"
-            )));
-        }
-    }
-    Ok(params)
-}
-
-/// `1000`, `64k`, `256m`, `2g` (powers of 1024), or `_` separators: `100_000`.
-pub(crate) fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim().replace('_', "");
-    let (digits, factor) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
-        _ => (t.as_str(), 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| {
-            format!(
-                "{:?} is not a positive count like 100000, 64k or 256m",
-                truncate(text)
-            )
-        })
-}
-
-/// Decodes `%XX` escapes (and `+` as a space, as in form-encoded queries).
-fn percent_decode(text: &str) -> std::result::Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or("invalid percent-encoding (expected %XX with two hex digits)")?;
-                out.push(hex);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| "the percent-decoded value is not UTF-8".into())
-}
-
-/// At most 64 characters of user input, for messages.
-fn truncate(text: &str) -> String {
-    match text.char_indices().nth(64) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_owned(),
-    }
-}
-
-/// `url` for `Debug` output: the user-info and secret query values hidden (see
-/// [`cache_core::url::redact`]).
-pub(crate) fn redact(url: &str) -> String {
-    cache_core::url::redact(url)
 }
 
 #[cfg(test)]
@@ -344,7 +143,7 @@ mod tests {
         );
         if cfg!(feature = "redis") {
             let u = u.unwrap();
-            assert_eq!(u.scheme, Scheme::Redis { tls: false });
+            assert_eq!(u.backend.feature, "redis");
             assert_eq!(u.backend_url, "redis://h:1/2?pool_size=4&protocol=resp2");
             assert_eq!(u.params.namespace.as_deref(), Some("users/v1"));
             assert_eq!(u.params.ttl, Some(Duration::from_secs(300)));
@@ -354,16 +153,6 @@ mod tests {
         } else {
             assert!(u.unwrap_err().to_string().contains("`redis` feature"));
         }
-    }
-
-    #[cfg(feature = "redis")]
-    #[test]
-    fn redis_schemes_are_the_backends_own() {
-        let mut ours: Vec<&str> = REDIS_SCHEMES.to_vec();
-        let mut theirs: Vec<&str> = cache_redis::SCHEMES.to_vec();
-        ours.sort_unstable();
-        theirs.sort_unstable();
-        assert_eq!(ours, theirs);
     }
 
     /// Every Redis URL form reaches the backend's parser whole, minus the cache's parameters.
@@ -414,8 +203,14 @@ mod tests {
             } else {
                 format!("{url}?namespace=n&ttl=1m&timeout=none")
             };
+            let feature = if tls { "redis-tls" } else { "redis" };
+            if tls && !cfg!(feature = "redis-tls") {
+                let e = parse(&with_cache_params).unwrap_err();
+                assert!(e.to_string().contains("`redis-tls` feature"), "{url}: {e}");
+                continue;
+            }
             let parsed = parse(&with_cache_params).unwrap();
-            assert_eq!(parsed.scheme, Scheme::Redis { tls }, "{url}");
+            assert_eq!(parsed.backend.feature, feature, "{url}");
             assert_eq!(parsed.backend_url, url);
             assert_eq!(parsed.params.namespace.as_deref(), Some("n"));
             let config = RedisConfig::from_url(&parsed.backend_url).unwrap();
@@ -434,11 +229,9 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "memory")]
     #[test]
     fn bad_cache_params_name_the_parameter() {
-        if !cfg!(feature = "memory") {
-            return;
-        }
         for (url, needle) in [
             ("memory://?ttl=5", "`ttl`: \"5\" has no unit"),
             ("memory://?ttl=0", "`ttl`: a default TTL of 0"),
@@ -466,7 +259,7 @@ mod tests {
             ("", "this one has none"),
         ] {
             let e = parse(url)
-                .and_then(|u| parse_memory(&u.backend_url).map(|_| ()))
+                .and_then(|u| cache_memory::MemoryConfig::from_url(&u.backend_url).map(|_| ()))
                 .unwrap_err();
             assert_eq!(e.kind(), cache_core::ErrorKind::Config, "{url}");
             assert!(e.to_string().contains(needle), "{url}: {e}");
@@ -475,22 +268,26 @@ mod tests {
 
     #[test]
     fn memory_sizes() {
-        assert_eq!(parse_size("100_000"), Ok(100_000));
-        assert_eq!(parse_size("64k"), Ok(65_536));
-        assert_eq!(parse_size("2M"), Ok(2 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert!(parse_size("99999999999999999999g").is_err());
-        if cfg!(feature = "memory") {
+        use cache_core::url::parse_size;
+        assert_eq!(parse_size("100_000"), Some(100_000));
+        assert_eq!(parse_size("64k"), Some(65_536));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert!(parse_size("99999999999999999999g").is_none());
+        #[cfg(feature = "memory")]
+        {
+            use cache_memory::MemoryConfig;
             let u = parse("memory://?max_entries=1000&max_bytes=64m&namespace=x").unwrap();
             assert_eq!(u.backend_url, "memory://?max_entries=1000&max_bytes=64m");
+            let config = MemoryConfig::from_url(&u.backend_url).unwrap();
             assert_eq!(
-                parse_memory(&u.backend_url).unwrap(),
-                MemoryParams {
-                    max_entries: Some(1000),
-                    max_bytes: Some(64 << 20)
-                }
+                (config.max_entries, config.max_bytes),
+                (Some(1000), Some(64 << 20))
             );
-            assert_eq!(parse_memory("memory://").unwrap(), MemoryParams::default());
+            assert_eq!(
+                MemoryConfig::from_url("memory://").unwrap(),
+                MemoryConfig::default()
+            );
         }
     }
 
@@ -513,18 +310,16 @@ mod tests {
     /// or of the backend's, and no `Debug` of a parsed backend config holds the password.
     #[test]
     fn no_output_of_any_url_form_holds_the_password() {
-        let mut seed = 0xd1b5_4a32_d192_ed03_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut passwords = cache_core::testkit::Passwords::new(0xd1b5_4a32_d192_ed03);
         let mut forms: Vec<String> = vec![
             "memory://user:{pw}@h".into(),
             "memcached://user:{pw}@127.0.0.1:11211?pool_size=2&namespace=n".into(),
         ];
-        for scheme in REDIS_SCHEMES {
+        let redis_schemes = crate::connectors::BACKENDS
+            .iter()
+            .filter(|b| b.feature.starts_with("redis"))
+            .flat_map(|b| b.schemes.iter());
+        for scheme in redis_schemes {
             let rest = if scheme.ends_with("+unix") {
                 "/tmp/redis.sock?db=1&namespace=n"
             } else if scheme.ends_with("-cluster") {
@@ -539,14 +334,11 @@ mod tests {
             forms.push(format!("{scheme}://{{pw}}@{rest}"));
         }
         for _ in 0..400 {
-            let len = 8 + (next() % 24) as usize;
-            let password: String = (0..len)
-                .map(|_| char::from(0x20 + (next() % 95) as u8))
-                .collect();
+            let password = passwords.password();
             for form in &forms {
                 let url = form.replace("{pw}", &password);
                 let mut shown = format!("{:?}", crate::CacheConfig::new(url.as_str()));
-                shown.push_str(&redact(&url));
+                shown.push_str(&cache_core::url::redact(&url));
                 match parse(&url) {
                     Err(e) => shown.push_str(&format!("{e} {e:?}")),
                     Ok(parsed) => shown.push_str(&backend_outputs(&parsed)),
@@ -567,21 +359,24 @@ mod tests {
                 Err(e) => format!("{e} {e:?}"),
             }
         }
-        match parsed.scheme {
-            Scheme::Memory => show(parse_memory(&parsed.backend_url)),
+        let url = parsed.backend_url.as_str();
+        match parsed.backend.feature {
+            #[cfg(feature = "memory")]
+            "memory" => show(cache_memory::MemoryConfig::from_url(url)),
             #[cfg(feature = "redis")]
-            Scheme::Redis { .. } => show(cache_redis::RedisConfig::from_url(&parsed.backend_url)),
+            "redis" | "redis-tls" => show(cache_redis::RedisConfig::from_url(url)),
             #[cfg(feature = "memcached")]
-            Scheme::Memcached => show(cache_memcached::MemcachedConfig::from_url(
-                &parsed.backend_url,
-            )),
-            #[allow(unreachable_patterns)]
-            _ => String::new(),
+            "memcached" => show(cache_memcached::MemcachedConfig::from_url(url)),
+            _ => {
+                let _ = (show::<()>, url);
+                String::new()
+            }
         }
     }
 
     #[test]
     fn redaction() {
+        use cache_core::url::redact;
         assert_eq!(
             redact("redis://user:s3cr3t@h:1/0?pool_size=2"),
             "redis://***@h:1/0?pool_size=2"

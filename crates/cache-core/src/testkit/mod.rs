@@ -97,6 +97,50 @@ pub fn random_namespace() -> String {
     format!("t{:016x}", rand::random::<u64>())
 }
 
+/// Random printable passwords (every character from space to `~`, `@ / ? # : %` included),
+/// for tests that a secret never shows in `Debug`, `Display` or an error. A xorshift
+/// generator: the same seed gives the same passwords on every run.
+///
+/// ```
+/// use cache_core::testkit::Passwords;
+///
+/// let mut passwords = Passwords::new(7);
+/// let password = passwords.password();
+/// assert!((8..32).contains(&password.len()));
+/// assert!(password.chars().all(|c| (' '..='~').contains(&c)));
+/// assert_eq!(Passwords::new(7).password(), password);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Passwords {
+    state: u64,
+}
+
+impl Passwords {
+    /// A generator starting from `seed` (not zero).
+    pub fn new(seed: u64) -> Self {
+        Passwords { state: seed }
+    }
+
+    /// The next raw number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
+    }
+
+    /// A printable ASCII character, space to `~`.
+    pub fn char(&mut self) -> char {
+        char::from(0x20 + (self.next_u64() % 95) as u8)
+    }
+
+    /// A password of 8 to 31 printable characters.
+    pub fn password(&mut self) -> String {
+        let len = 8 + (self.next_u64() % 24) as usize;
+        (0..len).map(|_| self.char()).collect()
+    }
+}
+
 /// The URL of a test server from environment variable `var`.
 ///
 /// Set: returns it. Unset: with `CI` set, panics (a CI run must never pass without its
