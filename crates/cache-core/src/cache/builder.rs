@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::flight::Flights;
 use super::{Cache, DEFAULT_TIMEOUT, Inner};
 use crate::backend::Backend;
-use crate::layer::{ErrorContextLayer, Layer, PluginLayer, TimeoutLayer};
+use crate::layer::{ErrorContextLayer, Layer, PipelineLayer, PluginLayer, TimeoutLayer};
 use crate::{DefaultKeyBuilder, Json, KeyBuilder, Plugin, Serializer, Ttl};
 
 /// Builds a [`Cache`]; start with [`Cache::builder`].
@@ -138,11 +138,14 @@ impl<S: Serializer> CacheBuilder<S> {
     /// error context) and reads its [`Capability`](crate::Capability) once.
     pub fn build(self) -> Cache<S> {
         let plugin_count = self.plugins.len();
-        let mut stack = TimeoutLayer::new().layer(self.stack);
-        if !self.plugins.is_empty() {
-            stack = PluginLayer::new(self.plugins).layer(stack);
-        }
-        let stack = ErrorContextLayer::new().layer(stack);
+        let stack = if self.plugins.is_empty() {
+            // nothing between the two: one hop does both
+            PipelineLayer.layer(self.stack)
+        } else {
+            let stack = TimeoutLayer::new().layer(self.stack);
+            let stack = PluginLayer::new(self.plugins).layer(stack);
+            ErrorContextLayer::new().layer(stack)
+        };
         Cache {
             inner: Arc::new(Inner {
                 capability: stack.capability(),

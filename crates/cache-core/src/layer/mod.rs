@@ -74,6 +74,7 @@ use bytes::Bytes;
 pub use self::chaos::ChaosLayer;
 pub use self::coalesce::CoalesceLayer;
 pub use self::error_context::ErrorContextLayer;
+pub(crate) use self::error_context::PipelineLayer;
 pub use self::fail_open::FailOpenLayer;
 pub use self::jitter::TtlJitterLayer;
 pub(crate) use self::plugins::PluginLayer;
