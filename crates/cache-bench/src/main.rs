@@ -6,6 +6,7 @@
 
 mod aiocache;
 mod chart;
+mod coalesce;
 mod decorators;
 mod harness;
 mod memory;

@@ -263,15 +263,15 @@ impl XorShift {
 }
 
 /// One operation of a mixed workload: key index, and whether it is a set.
-type MixOp = (u32, bool);
+pub(crate) type MixOp = (u32, bool);
 
 /// Keys and pre-generated operation sequences, shared by the contenders.
-struct Data {
+pub(crate) struct Data {
     user: Vec<String>,
     built: Vec<String>,
     counters_user: Vec<String>,
     counters_built: Vec<String>,
-    mix_uniform: Vec<Arc<Vec<MixOp>>>,
+    pub(crate) mix_uniform: Vec<Arc<Vec<MixOp>>>,
     mix_zipf: Vec<Arc<Vec<MixOp>>>,
 }
 
@@ -373,7 +373,7 @@ impl Taken<'_> {
 
 /// A contender: ours, or a raw client.
 #[derive(Clone)]
-enum Contender {
+pub(crate) enum Contender {
     Ours(Cache),
     Fred(fred::prelude::Client),
     Mc(Arc<RawPool>),
@@ -404,7 +404,7 @@ impl Contender {
         Ok(())
     }
 
-    async fn get(&self, d: &Data, i: usize) -> Result<(), BoxError> {
+    pub(crate) async fn get(&self, d: &Data, i: usize) -> Result<(), BoxError> {
         let v: Record = match self {
             Contender::Ours(c) => c.get(&d.user[i]).await?.ok_or("miss")?,
             Contender::Fred(c) => {
@@ -675,7 +675,7 @@ struct Samples {
     ours_with_py: Vec<f64>,
 }
 
-fn cell(s: &[f64], unit: &str) -> String {
+pub(crate) fn cell(s: &[f64], unit: &str) -> String {
     if s.is_empty() {
         return "not run".into();
     }
@@ -688,7 +688,7 @@ fn cell(s: &[f64], unit: &str) -> String {
     )
 }
 
-fn ratio_cell(r: Stats) -> String {
+pub(crate) fn ratio_cell(r: Stats) -> String {
     format!("{:.3}× ({:.3} – {:.3})", r.median, r.min, r.max)
 }
 
@@ -827,6 +827,12 @@ pub async fn run(
     }
 
     let lock = lock_cost(&cache, &raw, if quick { 200 } else { 2_000 }, sizes.rounds).await?;
+
+    let (co_cache, co_layer) = crate::coalesce::coalesced_cache(server, url, &ns).await?;
+    let coalesced = Contender::Ours(co_cache.clone());
+    let (co_body, co_target) =
+        crate::coalesce::measure(server, &ours, &coalesced, &co_layer, &raw, &data, &sizes).await?;
+    co_cache.close().await?;
 
     // leave the server as we found it
     match server {
@@ -985,6 +991,8 @@ pub async fn run(
             }
         },
     );
+    out.push_str(&co_body);
+    targets.extend(co_target);
     if server == Server::Redis {
         targets.push(Target {
             what: "Redis uncontended lock acquire + release / one round trip".into(),
