@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Contenders: `ours` (`Cache<RawBytes>` over `RedisBackend`, as the bench builds it),
-//! `ours-layers` (the same with no timeout: the pipeline's pass-through cost), `raw` (one fred
-//! `Client`, keys pre-built).
+//! `ours-layers` (the same with no timeout: the pipeline's pass-through cost),
+//! `ours-coalesced` (with `CoalesceLayer`), `raw` (one fred `Client`, keys pre-built). A third
+//! argument `gets` makes every operation a read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +31,8 @@ async fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let who = args.next().unwrap_or_else(|| "ours".into());
     let ops: usize = args.next().map_or(Ok(200_000), |s| s.parse())?;
+    // `gets`: only reads; otherwise one write in ten
+    let sets = args.next().as_deref() != Some("gets");
     let url =
         std::env::var("CACHE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let config = RedisConfig::from_url(&url)?;
@@ -37,13 +40,16 @@ async fn main() -> Result<(), BoxError> {
     let per_task = ops / TASKS;
     let started;
     match who.as_str() {
-        "ours" | "ours-layers" => {
+        "ours" | "ours-layers" | "ours-coalesced" => {
             let backend = config.into_builder().build().await?;
             let mut builder = Cache::builder(backend)
                 .serializer(RawBytes)
                 .namespace("mixprofile");
-            if who == "ours" {
+            if who != "ours-layers" {
                 builder = builder.timeout(Duration::from_secs(5));
+            }
+            if who == "ours-coalesced" {
+                builder = builder.layer(cache_core::layer::CoalesceLayer::new());
             }
             let cache = builder.build();
             let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(|i| format!("k{i}")).collect());
@@ -57,7 +63,7 @@ async fn main() -> Result<(), BoxError> {
                 tasks.spawn(async move {
                     for i in 0..per_task {
                         let k = &keys[(t * 7919 + i * 104_729) % KEYS];
-                        if i % 10 == 0 {
+                        if sets && i % 10 == 0 {
                             cache.set(k, &value).await?;
                         } else {
                             let v: Option<Bytes> = cache.get(k).await?;
@@ -92,7 +98,7 @@ async fn main() -> Result<(), BoxError> {
                 tasks.spawn(async move {
                     for i in 0..per_task {
                         let k = keys[(t * 7919 + i * 104_729) % KEYS].as_str();
-                        if i % 10 == 0 {
+                        if sets && i % 10 == 0 {
                             let () = client.set(k, value.clone(), None, None, false).await?;
                         } else {
                             let v: Option<Bytes> = client.get(k).await?;

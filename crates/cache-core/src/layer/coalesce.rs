@@ -1,7 +1,5 @@
 //! Request coalescing: concurrent single-key reads sent as one multi-key read.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -132,7 +130,7 @@ impl Layer for CoalesceLayer {
             shared: Arc::new(Shared {
                 inner,
                 layer: self.clone(),
-                pending: Mutex::new(HashMap::new()),
+                pending: Mutex::new(Vec::new()),
                 next_id: AtomicU64::new(0),
             }),
         })
@@ -160,14 +158,15 @@ type Reply = oneshot::Sender<Result<Option<Bytes>>>;
 struct Shared {
     inner: Arc<dyn Backend>,
     layer: CoalesceLayer,
-    /// The batch being gathered, per namespace.
-    pending: Mutex<HashMap<Option<Box<str>>, Batch>>,
+    /// The batches being gathered, one per namespace (a cache has few: a short list).
+    pending: Mutex<Vec<Batch>>,
     next_id: AtomicU64,
 }
 
 /// Reads waiting to be sent together.
 struct Batch {
     id: u64,
+    namespace: Option<Box<str>>,
     backend: &'static str,
     keys: Vec<String>,
     replies: Vec<Reply>,
@@ -187,40 +186,30 @@ impl Batch {
 }
 
 impl Shared {
-    fn pending(&self) -> MutexGuard<'_, HashMap<Option<Box<str>>, Batch>> {
+    fn pending(&self) -> MutexGuard<'_, Vec<Batch>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the batch `id` of `namespace` out of the map, if it is still waiting there.
-    fn take(&self, namespace: &Option<Box<str>>, id: u64) -> Option<Batch> {
+    /// Takes the batch `id` out of the list, if it is still waiting there.
+    fn take(&self, id: u64) -> Option<Batch> {
         let mut pending = self.pending();
-        match pending.get(namespace) {
-            Some(batch) if batch.id == id => pending.remove(namespace),
-            _ => None,
-        }
+        let at = pending.iter().position(|b| b.id == id)?;
+        Some(pending.swap_remove(at))
     }
 
     /// Sends `batch` below and answers each of its readers.
-    async fn send(&self, namespace: Option<Box<str>>, batch: Batch) {
+    async fn send(&self, batch: Batch) {
         self.layer.stats.batches.fetch_add(1, Ordering::Relaxed);
         let Batch {
+            namespace,
             backend,
             keys,
             replies,
             deadline,
             ..
         } = batch;
-        // a key read twice is sent once
-        let mut first: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
-        let mut unique: Vec<String> = Vec::with_capacity(keys.len());
-        let mut slot = Vec::with_capacity(keys.len());
-        for key in &keys {
-            let at = *first.entry(key.as_str()).or_insert_with(|| {
-                unique.push(key.clone());
-                unique.len() - 1
-            });
-            slot.push(at);
-        }
+        // a key read twice is sent once: `slot[i]` is where reader i's key is in `unique`
+        let (unique, slot) = dedupe(keys);
         let user_keys: Vec<&str> = unique.iter().map(String::as_str).collect();
         let ctx = CallContext::new(Command::MultiGet)
             .with_keys(&user_keys)
@@ -233,12 +222,19 @@ impl Shared {
             None => call.await,
         };
         match answer {
-            Ok(values) if values.len() == unique.len() => {
-                for (reply, at) in replies.into_iter().zip(slot) {
-                    // a reader that gave up is gone: nothing to do
-                    let _ = reply.send(Ok(values[at].clone()));
+            Ok(values) if values.len() == unique.len() => match slot {
+                None => {
+                    for (reply, value) in replies.into_iter().zip(values) {
+                        // a reader that gave up is gone: nothing to do
+                        let _ = reply.send(Ok(value));
+                    }
                 }
-            }
+                Some(slot) => {
+                    for (reply, at) in replies.into_iter().zip(slot) {
+                        let _ = reply.send(Ok(values[at].clone()));
+                    }
+                }
+            },
             Ok(values) => {
                 let e = Error::new(
                     ErrorKind::Unexpected,
@@ -259,6 +255,30 @@ impl Shared {
             }
         }
     }
+}
+
+/// `keys` without repeats, and for each key of `keys` its index in them — `None` when no key
+/// repeats (the common case: `keys` is sent as it is, no map built).
+fn dedupe(keys: Vec<String>) -> (Vec<String>, Option<Vec<usize>>) {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by(|&a, &b| keys[a].cmp(&keys[b]));
+    if !order.windows(2).any(|w| keys[w[0]] == keys[w[1]]) {
+        return (keys, None);
+    }
+    let mut slot = vec![0; keys.len()];
+    let mut unique: Vec<String> = Vec::with_capacity(keys.len());
+    let mut first_of_run: Option<usize> = None;
+    for &i in &order {
+        match first_of_run {
+            Some(f) if keys[f] == keys[i] => {}
+            _ => {
+                first_of_run = Some(i);
+                unique.push(keys[i].clone());
+            }
+        }
+        slot[i] = unique.len() - 1;
+    }
+    (unique, Some(slot))
 }
 
 /// The error of a read whose batch ended without answering (its task was stopped, as when
@@ -284,41 +304,37 @@ impl Backend for Coalesce {
             return shared.inner.get(ctx, key).await;
         };
         let (tx, rx) = oneshot::channel();
-        let namespace: Option<Box<str>> = ctx.namespace().map(Box::from);
         let (start, full) = {
             let mut pending = shared.pending();
-            let batch = match pending.entry(namespace.clone()) {
-                Entry::Occupied(e) => {
-                    let batch = e.into_mut();
-                    batch.push(key, tx, ctx.deadline());
-                    batch
-                }
-                Entry::Vacant(e) => {
-                    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                    let mut batch = Batch {
-                        id,
+            let at = match pending
+                .iter()
+                .position(|b| b.namespace.as_deref() == ctx.namespace())
+            {
+                Some(at) => at,
+                None => {
+                    pending.push(Batch {
+                        id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+                        namespace: ctx.namespace().map(Box::from),
                         backend: ctx.backend(),
                         keys: Vec::new(),
                         replies: Vec::new(),
                         deadline: ctx.deadline(),
-                    };
-                    batch.push(key, tx, ctx.deadline());
-                    e.insert(batch)
+                    });
+                    pending.len() - 1
                 }
             };
+            let batch = &mut pending[at];
+            batch.push(key, tx, ctx.deadline());
             let start = (batch.keys.len() == 1).then_some(batch.id);
-            let full = if batch.keys.len() >= shared.layer.max_batch {
-                pending.remove(&namespace)
-            } else {
-                None
-            };
+            let full =
+                (batch.keys.len() >= shared.layer.max_batch).then(|| pending.swap_remove(at));
             (start, full)
         };
         match (full, start) {
             // full at once (max_batch 1, or it filled): send it now, on its own task
             (Some(batch), _) => {
                 let shared = Arc::clone(shared);
-                runtime.spawn(async move { shared.send(namespace, batch).await });
+                runtime.spawn(async move { shared.send(batch).await });
             }
             // the first read of a batch: its task waits for the others, then sends it
             (None, Some(id)) => {
@@ -330,13 +346,40 @@ impl Backend for Coalesce {
                     } else {
                         tokio::time::sleep(window).await;
                     }
-                    if let Some(batch) = shared.take(&namespace, id) {
-                        shared.send(namespace, batch).await;
+                    if let Some(batch) = shared.take(id) {
+                        shared.send(batch).await;
                     }
                 });
             }
             (None, None) => {}
         }
         rx.await.unwrap_or_else(|_| Err(abandoned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dedupe;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn distinct_keys_are_sent_as_they_are() {
+        let (unique, slot) = dedupe(strings(&["b", "a", "c"]));
+        assert_eq!(unique, strings(&["b", "a", "c"]));
+        assert_eq!(slot, None);
+    }
+
+    #[test]
+    fn repeated_keys_are_sent_once_and_each_reader_finds_its_own() {
+        let keys = strings(&["b", "a", "b", "c", "a", "b"]);
+        let (unique, slot) = dedupe(keys.clone());
+        let slot = slot.expect("repeats");
+        assert_eq!(unique.len(), 3);
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(&unique[slot[i]], key, "reader {i}");
+        }
     }
 }
