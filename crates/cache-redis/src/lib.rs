@@ -3,10 +3,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[macro_use]
+mod unsent;
 mod backend;
 mod builder;
+mod clear;
+mod cluster;
 mod config;
 mod error;
+mod raw;
+mod scripts;
 
 pub use backend::RedisBackend;
 
@@ -19,7 +25,7 @@ pub mod __fuzz {
     /// # Errors
     /// Error frames, frames `raw` does not expect and replies nested too deeply.
     pub fn raw_reply(frame: fred::types::Resp3Frame) -> cache_core::Result<cache_core::RawValue> {
-        crate::backend::raw_reply(frame, 0)
+        crate::raw::raw_reply(frame, 0)
     }
 }
 pub use builder::RedisBuilder;
