@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::net::{Sizes, TASKS, ZIPF_S};
+use crate::workloads::{Sizes, TASKS, ZIPF_S};
 
 /// The interpreter of the virtualenv, or why there is none.
 #[derive(Debug, Clone)]
@@ -125,10 +125,10 @@ impl Python {
                     .arg(&self.script)
                     .args(["--server", server, "--host", host])
                     .args(["--port", &port.to_string(), "--namespace", namespace])
-                    .args(["--keys", &crate::net::KEYS.to_string()])
-                    .args(["--counters", &crate::net::COUNTERS.to_string()])
+                    .args(["--keys", &crate::workloads::KEYS.to_string()])
+                    .args(["--counters", &crate::workloads::COUNTERS.to_string()])
                     .args(["--tasks", &TASKS.to_string()])
-                    .args(["--pool-size", &crate::net::POOL_SIZE.to_string()])
+                    .args(["--pool-size", &crate::workloads::POOL_SIZE.to_string()])
                     .args(["--zipf-s", &ZIPF_S.to_string()])
                     .args(["--sequential", &s.sequential.to_string()])
                     .args(["--per-task", &s.per_task.to_string()])

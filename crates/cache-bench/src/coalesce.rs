@@ -10,8 +10,8 @@ use cache_core::layer::CoalesceLayer;
 use cache_memcached::MemcachedConfig;
 use cache_redis::RedisConfig;
 
-use crate::harness::{Stats, Target, paired};
-use crate::net::{BoxError, Contender, Data, POOL_SIZE, Server, Sizes, TASKS, cell, ratio_cell};
+use crate::harness::{Stats, Target, cell, paired, ratio_cell};
+use crate::workloads::{BoxError, Contender, Data, POOL_SIZE, Server, Sizes, TASKS};
 
 /// A second cache on its own connections, with the coalescing layer.
 pub(crate) async fn coalesced_cache(

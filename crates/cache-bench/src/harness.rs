@@ -170,3 +170,22 @@ pub fn rss_bytes() -> u64 {
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
+
+/// A cell of rates: median (min – max).
+pub fn cell(s: &[f64], unit: &str) -> String {
+    if s.is_empty() {
+        return "not run".into();
+    }
+    let st = Stats::of(s);
+    format!(
+        "{} {unit} ({} – {})",
+        rate(st.median),
+        rate(st.min),
+        rate(st.max)
+    )
+}
+
+/// A cell of ratios: median (min – max).
+pub fn ratio_cell(r: Stats) -> String {
+    format!("{:.3}× ({:.3} – {:.3})", r.median, r.min, r.max)
+}

@@ -13,6 +13,7 @@ mod memory;
 mod net;
 mod serde_bench;
 mod stampede;
+mod workloads;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use aiocache::{Python, workspace_root};
 use chart::Group;
 use harness::{Target, machine, tool_version};
-use net::Server;
+use workloads::Server;
 
 const WORKLOADS: [&str; 7] = [
     "memory",

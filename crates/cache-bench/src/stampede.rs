@@ -13,7 +13,7 @@ use cache_redis::RedisConfig;
 use tokio::sync::Barrier;
 
 use crate::harness::{Stats, Target, machine};
-use crate::net::{BoxError, Record, record};
+use crate::workloads::{BoxError, Record, record};
 
 /// Concurrent callers per cold key.
 pub const CALLERS: usize = 1_000;
