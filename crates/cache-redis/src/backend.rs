@@ -14,13 +14,13 @@ use fred::clients::WithOptions;
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::prelude::{Client, Expiration, Key, Options, SetOptions, Value};
-use fred::types::{ClusterHash, ConnectHandle, CustomCommand, MultipleKeys};
+use fred::types::{ClusterHash, ConnectHandle, CustomCommand, FromValue, MultipleKeys};
 use fred::util::redis_keyslot;
 
 use crate::config::{RedisConfig, RedisMode};
-use crate::error;
+use crate::error::{self, is_noscript};
 use crate::raw::{check_raw, raw_arg, raw_reply};
-use crate::scripts::{CAD, CAS, PERSIST, SET_MANY_PX};
+use crate::scripts::{CAD, CAS, PERSIST, SET_MANY_PX, Script, script_args, script_command};
 
 /// The longest TTL accepted: 100 years. Longer TTLs are refused with `InvalidArgument`; an
 /// entry that should not expire uses `Ttl::Never`.
@@ -180,6 +180,33 @@ impl RedisBackend {
             error::closed()
         } else {
             error::convert(err)
+        }
+    }
+
+    /// Runs `script` by hash, and by text if the server does not have it cached.
+    async fn eval<R, C>(
+        &self,
+        client: &C,
+        script: &Script,
+        keys: Vec<Key>,
+        args: Vec<Value>,
+    ) -> Result<R>
+    where
+        R: FromValue,
+        C: ClientLike,
+    {
+        let (by_hash, by_text) = (script_command(true, &keys), script_command(false, &keys));
+        let sha1 = Value::Bytes(Bytes::from_static(script.sha1.as_bytes()));
+        let mut argv = script_args(sha1, keys, args);
+        match client.custom::<R, Value>(by_hash, argv.clone()).await {
+            Err(e) if is_noscript(&e) => {
+                argv[0] = Value::Bytes(Bytes::from_static(script.lua.as_bytes()));
+                client
+                    .custom::<R, Value>(by_text, argv)
+                    .await
+                    .map_err(|e| self.fail(e))
+            }
+            other => other.map_err(|e| self.fail(e)),
         }
     }
 

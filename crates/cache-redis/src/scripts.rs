@@ -1,23 +1,17 @@
 //! The Lua scripts of the commands Redis has no single command for, and how they are sent.
 
-use bytes::Bytes;
-use cache_core::Result;
-use fred::interfaces::ClientLike;
 use fred::prelude::{Key, Value};
-use fred::types::{ClusterHash, CustomCommand, FromValue};
+use fred::types::{ClusterHash, CustomCommand};
 use fred::util::redis_keyslot;
-
-use crate::backend::RedisBackend;
-use crate::error::is_noscript;
 
 /// A Lua script sent as `EVALSHA`, falling back to `EVAL` when the server does not know it
 /// (after a restart or `SCRIPT FLUSH`). Sent as custom commands, which every fred client type
 /// (options, pipelines) supports.
 #[derive(Debug)]
 pub(crate) struct Script {
-    lua: &'static str,
+    pub(crate) lua: &'static str,
     /// SHA-1 of `lua` in hex, as `SCRIPT LOAD` answers it (checked by a unit test).
-    sha1: &'static str,
+    pub(crate) sha1: &'static str,
 }
 
 /// `EVALSHA` / `EVAL`, routed on a cluster to the slot of the script's keys (fred hashes a
@@ -97,35 +91,6 @@ for i = 1, #KEYS do
   redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ttl)
 end
 return #KEYS";
-
-impl RedisBackend {
-    /// Runs `script` by hash, and by text if the server does not have it cached.
-    pub(crate) async fn eval<R, C>(
-        &self,
-        client: &C,
-        script: &Script,
-        keys: Vec<Key>,
-        args: Vec<Value>,
-    ) -> Result<R>
-    where
-        R: FromValue,
-        C: ClientLike,
-    {
-        let (by_hash, by_text) = (script_command(true, &keys), script_command(false, &keys));
-        let sha1 = Value::Bytes(Bytes::from_static(script.sha1.as_bytes()));
-        let mut argv = script_args(sha1, keys, args);
-        match client.custom::<R, Value>(by_hash, argv.clone()).await {
-            Err(e) if is_noscript(&e) => {
-                argv[0] = Value::Bytes(Bytes::from_static(script.lua.as_bytes()));
-                client
-                    .custom::<R, Value>(by_text, argv)
-                    .await
-                    .map_err(|e| self.fail(e))
-            }
-            other => other.map_err(|e| self.fail(e)),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
