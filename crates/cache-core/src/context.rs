@@ -2,6 +2,8 @@
 //! namespace, and the caller's deadline.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -93,6 +95,33 @@ pub struct CallContext<'a> {
     backend: &'static str,
     raw_command: Option<&'a str>,
     deadline: Option<Deadline>,
+    progress: Option<&'a Progress>,
+}
+
+/// How far a long command has got: the keys a `clear` has removed so far.
+///
+/// The cache hands one to the backend with each `clear` ([`CallContext::progress`]); the
+/// backend adds to it as it goes (page by page on Redis), so that a clear that stops early —
+/// its deadline passed, the connection broke — can say how many keys it removed. Clones share
+/// the count.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    /// A count at zero.
+    pub fn new() -> Self {
+        Progress::default()
+    }
+
+    /// Adds `n` keys done.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The keys done so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl<'a> CallContext<'a> {
@@ -105,6 +134,7 @@ impl<'a> CallContext<'a> {
             backend: "",
             raw_command: None,
             deadline: None,
+            progress: None,
         }
     }
 
@@ -129,6 +159,12 @@ impl<'a> CallContext<'a> {
     /// The deadline of the call (`None`: none).
     pub fn with_deadline(mut self, deadline: Option<Deadline>) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// Where the backend reports how far a long command has got (a `clear`).
+    pub fn with_progress(mut self, progress: &'a Progress) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -166,6 +202,18 @@ impl<'a> CallContext<'a> {
     /// The caller's deadline, if any.
     pub fn deadline(&self) -> Option<Deadline> {
         self.deadline
+    }
+
+    /// Where to report how far a long command has got, if the caller asked.
+    pub fn progress(&self) -> Option<&'a Progress> {
+        self.progress
+    }
+
+    /// Adds `n` to the call's [`Progress`], if it has one.
+    pub fn report_progress(&self, n: u64) {
+        if let Some(p) = self.progress {
+            p.add(n);
+        }
     }
 
     /// What plugins are told about this call.

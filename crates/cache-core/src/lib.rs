@@ -27,7 +27,7 @@ pub use cache::{
     Cache, CacheBuilder, DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock, LockGuard, OptimisticLock, Scoped,
 };
 pub use capability::Capability;
-pub use context::{CallContext, Deadline};
+pub use context::{CallContext, Deadline, Progress};
 pub use error::{Error, ErrorKind, Result};
 pub use key::{AiocacheFlavor, AiocacheKeyBuilder, DefaultKeyBuilder, KeyBuilder};
 pub use layer::Layer;

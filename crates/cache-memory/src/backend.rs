@@ -248,11 +248,13 @@ impl Backend for MemoryBackend {
         Ok(self.store.compare_and_delete(key, &expected))
     }
 
-    async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
-        Ok(Some(match scope {
+    async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
+        let removed = match scope {
             ClearScope::All => self.store.clear(),
             ClearScope::Namespace { prefix, .. } => self.store.clear_prefix(prefix),
-        }))
+        };
+        ctx.report_progress(removed);
+        Ok(Some(removed))
     }
 
     async fn raw(

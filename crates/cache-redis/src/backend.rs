@@ -494,9 +494,12 @@ impl Backend for RedisBackend {
         Ok(n == 1)
     }
 
-    async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
+    async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         match scope {
-            ClearScope::Namespace { prefix, .. } => self.clear_prefix(prefix).await.map(Some),
+            ClearScope::Namespace { prefix, .. } => {
+                let progress = ctx.progress().cloned().unwrap_or_default();
+                self.clear_prefix(prefix, progress).await.map(Some)
+            }
             ClearScope::All => self.flush_all().await.map(|()| None),
         }
     }

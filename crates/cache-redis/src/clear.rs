@@ -1,7 +1,7 @@
 //! `clear` of a namespace (a cursor-complete `SCAN MATCH` and `UNLINK`, on every primary of a
 //! cluster) and `wipe_all` (`FLUSHDB ASYNC`).
 
-use cache_core::Result;
+use cache_core::{Progress, Result};
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::prelude::{Client, Key, Options, Server};
@@ -18,19 +18,23 @@ const SCAN_COUNT: u32 = 1000;
 impl RedisBackend {
     /// `clear` of one namespace: every key matching `prefix*` (glob characters of the
     /// prefix escaped), found by a cursor-complete `SCAN` on every primary and removed with
-    /// `UNLINK` page by page.
-    pub(crate) async fn clear_prefix(&self, prefix: &str) -> Result<u64> {
+    /// `UNLINK` page by page. Each page's removals are added to `progress` (and logged at
+    /// `debug` level) as they happen, so an interrupted clear can say how far it got.
+    pub(crate) async fn clear_prefix(&self, prefix: &str, progress: Progress) -> Result<u64> {
         let client = self.client()?;
         let pattern = format!("{}*", glob_escape(prefix));
         if !self.clustered {
-            return self.scan_unlink(client, &pattern).await;
+            return self.scan_unlink(client, &pattern, &progress).await;
         }
         let mut nodes = JoinSet::new();
         for node in self.primaries(client)? {
             let client = client.clone();
             let pattern = pattern.clone();
             let once = self.once.clone();
-            nodes.spawn(async move { scan_unlink_node(client, node, pattern, once).await });
+            let progress = progress.clone();
+            nodes.spawn(
+                async move { scan_unlink_node(client, node, pattern, once, progress).await },
+            );
         }
         let mut total = 0;
         while let Some(done) = nodes.join_next().await {
@@ -43,7 +47,12 @@ impl RedisBackend {
     }
 
     /// The `SCAN` + `UNLINK` loop on a standalone server.
-    pub(crate) async fn scan_unlink(&self, client: &Client, pattern: &str) -> Result<u64> {
+    pub(crate) async fn scan_unlink(
+        &self,
+        client: &Client,
+        pattern: &str,
+        progress: &Progress,
+    ) -> Result<u64> {
         let mut cursor = String::from("0");
         let mut removed = 0;
         loop {
@@ -51,7 +60,16 @@ impl RedisBackend {
                 .scan_page(cursor, pattern, Some(SCAN_COUNT), None)
                 .await
                 .map_err(|e| self.fail(e))?;
-            removed += self.unlink(client, keys).await?;
+            let page = self.unlink(client, keys).await?;
+            removed += page;
+            if page > 0 {
+                progress.add(page);
+                tracing::debug!(
+                    pattern,
+                    removed = progress.get(),
+                    "redis clear: page unlinked"
+                );
+            }
             if next == "0" {
                 return Ok(removed);
             }
@@ -85,6 +103,7 @@ async fn scan_unlink_node(
     node: Server,
     pattern: String,
     once: Options,
+    progress: Progress,
 ) -> Result<u64, FredError> {
     let on_node = client.with_cluster_node(node);
     let mut cursor = String::from("0");
@@ -102,8 +121,15 @@ async fn scan_unlink_node(
                 let () = pipeline.unlink(slot_keys).await?;
             }
             for answer in pipeline.try_all::<i64>().await {
-                removed += answer?.max(0) as u64;
+                let page = answer?.max(0) as u64;
+                removed += page;
+                progress.add(page);
             }
+            tracing::debug!(
+                pattern,
+                removed = progress.get(),
+                "redis clear: page unlinked"
+            );
         }
         if next == "0" {
             return Ok(removed);

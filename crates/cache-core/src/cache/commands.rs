@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::Scoped;
 use crate::backend::ClearScope;
+use crate::context::{CallContext, Deadline, Progress};
 use crate::layer::error_context::add_context;
 use crate::plugin::Command;
 use crate::{Error, ErrorKind, KeyTtl, RawValue, Result, Serializer, Ttl};
@@ -374,15 +375,33 @@ impl<S: Serializer> Scoped<'_, S> {
     /// server refuses, because that would remove other applications' keys — call
     /// [`wipe_all`](Self::wipe_all) to mean it.
     ///
+    /// # Deadline
+    /// A clear whose cost grows with the server's keyspace (Redis walks it with `SCAN`) runs
+    /// without the cache's per-command timeout; a deadline set for the call with
+    /// [`with_timeout`](Self::with_timeout) applies. A clear that stops before the end — its
+    /// deadline passed, the connection broke — never does so silently: the error says the
+    /// clear is incomplete and how many keys it had removed (context `removed`), and calling
+    /// `clear` again finishes it.
+    ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] without a namespace on a shared server;
-    /// [`ErrorKind::Unsupported`] when the backend or key builder cannot scope a clear.
+    /// [`ErrorKind::Unsupported`] when the backend or key builder cannot scope a clear; an
+    /// interrupted clear keeps the kind of what stopped it (`Timeout`, `Connection`, …).
     pub async fn clear(&self) -> Result<Option<u64>> {
         self.check_open()?;
+        let progress = Progress::new();
+        let deadline = self.clear_deadline().map(Deadline::after);
         let Some(ns) = self.resolved_namespace() else {
             if self.inner.capability.exclusive_store {
-                let ctx = self.ctx(Command::Clear, None, &[]);
-                return self.stack().clear(&ctx, ClearScope::All).await;
+                let ctx = CallContext::new(Command::Clear)
+                    .with_backend(self.inner.backend_name)
+                    .with_deadline(deadline)
+                    .with_progress(&progress);
+                return self
+                    .stack()
+                    .clear(&ctx, ClearScope::All)
+                    .await
+                    .map_err(|e| incomplete_clear(e, None, &progress));
             }
             return Err(Error::invalid_argument(format!(
                 "clear() without a namespace would remove every key of the shared {} server; \
@@ -398,12 +417,19 @@ impl<S: Serializer> Scoped<'_, S> {
             Error::unsupported("the key builder cannot give a namespace prefix to clear")
                 .with_context("namespace", ns)
         })?;
-        let ctx = self.ctx(Command::Clear, Some(ns), &[]);
+        let ctx = CallContext::new(Command::Clear)
+            .with_namespace(Some(ns))
+            .with_backend(self.inner.backend_name)
+            .with_deadline(deadline)
+            .with_progress(&progress);
         let scope = ClearScope::Namespace {
             namespace: ns,
             prefix: &prefix,
         };
-        self.stack().clear(&ctx, scope).await
+        self.stack()
+            .clear(&ctx, scope)
+            .await
+            .map_err(|e| incomplete_clear(e, Some(ns), &progress))
     }
 
     /// Removes every key the backend holds, across namespaces and other applications sharing
@@ -438,4 +464,30 @@ impl<S: Serializer> Scoped<'_, S> {
         let ctx = self.ctx(Command::Close, None, &[]);
         self.stack().close(&ctx).await
     }
+}
+
+/// The error of a `clear` that stopped after removing some keys: says so, and how many
+/// (context `removed`), keeping the kind of what stopped it. A clear refused before it began
+/// (nothing removed, not a timeout or connection failure) keeps its error as it is.
+#[cold]
+fn incomplete_clear(e: Error, namespace: Option<&str>, progress: &Progress) -> Error {
+    let removed = progress.get();
+    let interrupted = removed > 0 || matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Connection);
+    if !interrupted {
+        return e;
+    }
+    let what = match namespace {
+        Some(ns) => format!("the clear of namespace {ns:?}"),
+        None => "the clear".to_owned(),
+    };
+    Error::new(
+        e.kind(),
+        format!(
+            "{what} is incomplete: {removed} keys were removed before it stopped; call clear() \
+             again to finish"
+        ),
+    )
+    .with_context("removed", removed.to_string())
+    .with_temporary(e.is_temporary())
+    .with_source(e)
 }

@@ -226,6 +226,12 @@ impl<'a, S: Serializer> Scoped<'a, S> {
         ))
     }
 
+    /// The deadline budget a `clear` through these options gets: only one set for these
+    /// calls ([`with_timeout`](Self::with_timeout)), never the cache's per-command timeout.
+    pub(super) fn clear_deadline(&self) -> Option<Duration> {
+        self.timeout.flatten()
+    }
+
     /// The deadline budget of these calls.
     pub(super) fn deadline(&self) -> Option<Duration> {
         self.timeout.unwrap_or(self.inner.timeout)

@@ -199,15 +199,17 @@ impl Backend for MapBackend {
         }))
     }
 
-    async fn clear(&self, _ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
-        Ok(Some(self.with(|m| {
+    async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
+        let removed = self.with(|m| {
             let before = m.len();
             match scope {
                 ClearScope::All => m.clear(),
                 ClearScope::Namespace { prefix, .. } => m.retain(|k, _| !k.starts_with(prefix)),
             }
             (before - m.len()) as u64
-        })))
+        });
+        ctx.report_progress(removed);
+        Ok(Some(removed))
     }
 
     async fn raw(
