@@ -61,7 +61,7 @@ pub enum PluginConfig {
     },
     /// `MetricsPlugin` (feature `metrics`): counters and latency histograms.
     Metrics {
-        /// The metric name prefix (default `cache`).
+        /// The metric name prefix (default `stratacache`, as `MetricsPlugin::new()`).
         #[serde(default)]
         prefix: Option<String>,
     },
