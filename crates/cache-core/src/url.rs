@@ -52,7 +52,14 @@ use crate::{AiocacheFlavor, Backend, Result};
 /// The query parameters a cache URL holds for the cache itself rather than for its backend:
 /// namespace, default TTL, per-command timeout, serializer and key builder. The umbrella
 /// crate's `from_url` takes them out before the backend's parser reads the rest.
-pub const CACHE_PARAMS: [&str; 5] = ["namespace", "ttl", "timeout", "serializer", "key_builder"];
+pub const CACHE_PARAMS: [&str; 6] = [
+    "namespace",
+    "ttl",
+    "timeout",
+    "serializer",
+    "compression",
+    "key_builder",
+];
 
 /// A URL split at its user-info.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

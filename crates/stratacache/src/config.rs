@@ -12,7 +12,7 @@ use cache_core::{
 use serde::Deserialize;
 
 use crate::key_format::KeyFormat;
-use crate::serializer::{AnySerializer, SerializerName};
+use crate::serializer::{AnySerializer, CompressionName, SerializerName};
 use crate::url::{self, CacheParams};
 
 /// A cache whose serializer was chosen at run time: what [`CacheConfig::build`],
@@ -151,6 +151,7 @@ fn parse_level(field: &str, text: &str) -> Result<tracing::Level> {
 /// ttl = "5m"          # default TTL of writes; leave out for entries that never expire
 /// timeout = "50ms"    # per command; "0" disables; default 5s
 /// serializer = "json" # json, python-json, utf8, bytes, msgpack, cbor
+/// compression = "zstd" # or "lz4": encodings of 1 KiB or more compressed; none by default
 /// key_builder = "default" # or "aiocache"
 /// plugins = [{ type = "tracing", keys = "hashed" }, { type = "hit_miss" }]
 /// ```
@@ -186,6 +187,10 @@ pub struct CacheConfig {
     /// The serializer of values; `json` by default.
     #[serde(default)]
     pub serializer: Option<SerializerName>,
+    /// Compression of the serializer's encodings of 1 KiB or more (`zstd`, `lz4`); none by
+    /// default.
+    #[serde(default)]
+    pub compression: Option<CompressionName>,
     /// How keys are built; `default` by default.
     #[serde(default)]
     pub key_builder: Option<KeyFormat>,
@@ -202,6 +207,7 @@ impl fmt::Debug for CacheConfig {
             .field("ttl", &self.ttl)
             .field("timeout", &self.timeout)
             .field("serializer", &self.serializer)
+            .field("compression", &self.compression)
             .field("key_builder", &self.key_builder)
             .field("plugins", &self.plugins)
             .finish()
@@ -209,12 +215,13 @@ impl fmt::Debug for CacheConfig {
 }
 
 /// The environment variables [`CacheConfig::from_env`] reads, after the prefix and `_`.
-const ENV_FIELDS: [&str; 7] = [
+const ENV_FIELDS: [&str; 8] = [
     "URL",
     "NAMESPACE",
     "TTL",
     "TIMEOUT",
     "SERIALIZER",
+    "COMPRESSION",
     "KEY_BUILDER",
     "PLUGINS",
 ];
@@ -252,6 +259,12 @@ impl CacheConfig {
         self
     }
 
+    /// Sets the compression of large encodings.
+    pub fn compression(mut self, compression: CompressionName) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
     /// Adds a plugin.
     pub fn plugin(mut self, plugin: PluginConfig) -> Self {
         self.plugins.push(plugin);
@@ -259,7 +272,7 @@ impl CacheConfig {
     }
 
     /// Reads `{PREFIX}_URL` (required), `{PREFIX}_NAMESPACE`, `{PREFIX}_TTL`,
-    /// `{PREFIX}_TIMEOUT`, `{PREFIX}_SERIALIZER`, `{PREFIX}_KEY_BUILDER` and
+    /// `{PREFIX}_TIMEOUT`, `{PREFIX}_SERIALIZER`, `{PREFIX}_COMPRESSION`, `{PREFIX}_KEY_BUILDER` and
     /// `{PREFIX}_PLUGINS` (comma-separated names: `tracing,hit_miss`) from the process
     /// environment. See [`from_vars`](Self::from_vars).
     ///
@@ -317,6 +330,10 @@ impl CacheConfig {
                     config.serializer =
                         Some(value.parse().map_err(|e: Error| bad(e.message().into()))?)
                 }
+                "COMPRESSION" => {
+                    config.compression =
+                        Some(value.parse().map_err(|e: Error| bad(e.message().into()))?)
+                }
                 "KEY_BUILDER" => {
                     config.key_builder =
                         Some(value.parse().map_err(|e: Error| bad(e.message().into()))?)
@@ -362,7 +379,10 @@ impl CacheConfig {
     pub async fn build(&self) -> Result<AnyCache> {
         let parsed = url::parse(&self.url)?;
         let params = self.merge(parsed.params)?;
-        let serializer = AnySerializer::new(params.serializer.unwrap_or_default())?;
+        let serializer = AnySerializer::with_compression(
+            params.serializer.unwrap_or_default(),
+            params.compression,
+        )?;
         let key_format = params.key_builder.unwrap_or_default();
         let (backend, flavor) = parsed
             .backend
@@ -411,6 +431,7 @@ impl CacheConfig {
                 self.timeout.map(|t| Some(t).filter(|d| !d.is_zero())),
             )?,
             serializer: one("serializer", from_url.serializer, self.serializer)?,
+            compression: one("compression", from_url.compression, self.compression)?,
             key_builder: one("key_builder", from_url.key_builder, self.key_builder)?,
         })
     }

@@ -17,7 +17,7 @@ pub use config::{
 };
 pub use key_format::KeyFormat;
 pub use registry::Caches;
-pub use serializer::{AnySerializer, SerializerName};
+pub use serializer::{AnySerializer, CompressionName, SerializerName};
 
 pub use cache_core::{
     AiocacheFlavor, AiocacheKeyBuilder, Backend, Cache, CacheBuilder, CallContext, Capability,

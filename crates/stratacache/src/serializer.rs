@@ -119,12 +119,68 @@ impl FromStr for SerializerName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AnySerializer {
     name: SerializerName,
+    compression: Option<CompressionName>,
 }
 
 impl Default for AnySerializer {
     fn default() -> Self {
         AnySerializer {
             name: SerializerName::Json,
+            compression: None,
+        }
+    }
+}
+
+/// The compressions a URL (`compression=`) or a [`CacheConfig`](crate::CacheConfig) can
+/// name: the serializer's encodings of 1 KiB or more are compressed (`Compressed` of
+/// cache-serde), smaller ones stored as the serializer writes them. Values written without
+/// compression, or with the other codec, stay readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CompressionName {
+    /// Zstandard at level 3 (`zstd`), feature `zstd`.
+    #[serde(rename = "zstd")]
+    Zstd,
+    /// LZ4 (`lz4`), feature `lz4`.
+    #[serde(rename = "lz4")]
+    Lz4,
+}
+
+impl CompressionName {
+    /// The name as written in URLs and config files.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CompressionName::Zstd => "zstd",
+            CompressionName::Lz4 => "lz4",
+        }
+    }
+
+    /// Whether this build has it (its feature is on).
+    pub const fn is_available(self) -> bool {
+        match self {
+            CompressionName::Zstd => cfg!(feature = "zstd"),
+            CompressionName::Lz4 => cfg!(feature = "lz4"),
+        }
+    }
+}
+
+impl fmt::Display for CompressionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CompressionName {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "zstd" => Ok(CompressionName::Zstd),
+            "lz4" => Ok(CompressionName::Lz4),
+            _ => Err(Error::config(format!(
+                "unknown compression {:?}; expected zstd or lz4",
+                cache_core::url::shorten(s)
+            ))),
         }
     }
 }
@@ -141,13 +197,52 @@ impl AnySerializer {
                 "serializer `{name}` needs the `{feature}` feature of stratacache \
                  (features = [\"{feature}\"] in Cargo.toml)"
             ))),
-            _ => Ok(AnySerializer { name }),
+            _ => Ok(AnySerializer {
+                name,
+                compression: None,
+            }),
         }
+    }
+
+    /// The serializer called `name`, its large encodings compressed with `compression`.
+    ///
+    /// # Errors
+    /// [`Config`](cache_core::ErrorKind::Config) naming the feature to enable when the
+    /// serializer or the compression is not compiled in.
+    pub fn with_compression(
+        name: SerializerName,
+        compression: Option<CompressionName>,
+    ) -> Result<Self> {
+        let mut any = AnySerializer::new(name)?;
+        if let Some(c) = compression {
+            if !c.is_available() {
+                return Err(Error::config(format!(
+                    "compression `{c}` needs the `{c}` feature of stratacache \
+                     (features = [\"{c}\"] in Cargo.toml)"
+                )));
+            }
+            any.compression = Some(c);
+        }
+        Ok(any)
     }
 
     /// Which serializer this is.
     pub const fn kind(&self) -> SerializerName {
         self.name
+    }
+
+    /// The compression of its large encodings, if any.
+    pub const fn compression(&self) -> Option<CompressionName> {
+        self.compression
+    }
+
+    /// This serializer without compression.
+    #[cfg_attr(not(any(feature = "zstd", feature = "lz4")), allow(dead_code))]
+    const fn plain(&self) -> AnySerializer {
+        AnySerializer {
+            name: self.name,
+            compression: None,
+        }
     }
 }
 
@@ -164,6 +259,17 @@ impl Serializer for AnySerializer {
     }
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
+        match self.compression {
+            #[cfg(feature = "zstd")]
+            Some(CompressionName::Zstd) => {
+                return cache_serde::Compressed::zstd(self.plain()).encode(value);
+            }
+            #[cfg(feature = "lz4")]
+            Some(CompressionName::Lz4) => {
+                return cache_serde::Compressed::lz4(self.plain()).encode(value);
+            }
+            _ => {}
+        }
         match self.name {
             SerializerName::Json => Json.encode(value),
             SerializerName::PythonJson => PythonJson.encode(value),
@@ -179,6 +285,17 @@ impl Serializer for AnySerializer {
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        match self.compression {
+            #[cfg(feature = "zstd")]
+            Some(CompressionName::Zstd) => {
+                return cache_serde::Compressed::zstd(self.plain()).decode(bytes);
+            }
+            #[cfg(feature = "lz4")]
+            Some(CompressionName::Lz4) => {
+                return cache_serde::Compressed::lz4(self.plain()).decode(bytes);
+            }
+            _ => {}
+        }
         match self.name {
             SerializerName::Json => Json.decode(bytes),
             SerializerName::PythonJson => PythonJson.decode(bytes),

@@ -1,6 +1,6 @@
 //! Cache URLs: the scheme picks the backend (see the `connectors` module), the
 //! cache-level query parameters ([`CACHE_PARAMS`]: `namespace`, `ttl`, `timeout`,
-//! `serializer`, `key_builder`) are taken out here, and the rest of the URL goes to the
+//! `serializer`, `compression`, `key_builder`) are taken out here, and the rest of the URL goes to the
 //! backend's own parser, which refuses parameters it does not know.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use cache_core::{Error, Result, duration};
 
 use crate::connectors::{self, Entry};
 use crate::key_format::KeyFormat;
-use crate::serializer::SerializerName;
+use crate::serializer::{CompressionName, SerializerName};
 
 /// The cache-level settings a URL carries.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,6 +20,7 @@ pub(crate) struct CacheParams {
     /// `Some(None)`: `timeout=none` (or `0`), no deadline.
     pub(crate) timeout: Option<Option<Duration>>,
     pub(crate) serializer: Option<SerializerName>,
+    pub(crate) compression: Option<CompressionName>,
     pub(crate) key_builder: Option<KeyFormat>,
 }
 
@@ -125,6 +126,7 @@ fn set_param(params: &mut CacheParams, key: &str, value: &str) -> Result<()> {
         }
         "timeout" => params.timeout = Some(core_url::parse_optional_duration(value).map_err(bad)?),
         "serializer" => params.serializer = Some(value.parse::<SerializerName>()?),
+        "compression" => params.compression = Some(value.parse::<CompressionName>()?),
         "key_builder" => params.key_builder = Some(value.parse::<KeyFormat>()?),
         _ => unreachable!("only CACHE_PARAMS reach here"),
     }

@@ -2,7 +2,9 @@
 //! for it: an error naming the feature to enable. `cargo x test` runs this file a second
 //! time with only the `memory` feature, where these paths are live.
 
-use stratacache::{AnySerializer, CacheConfig, ErrorKind, PluginConfig, SerializerName};
+use stratacache::{
+    AnySerializer, CacheConfig, CompressionName, ErrorKind, PluginConfig, SerializerName,
+};
 
 async fn config_error(config: CacheConfig) -> Option<String> {
     match config.build().await {
@@ -56,6 +58,14 @@ async fn missing_serializer_and_plugin_features_are_named() {
                 assert!(AnySerializer::new(name).is_err());
             }
             (available, e) => panic!("{name}: available {available}, error {e:?}"),
+        }
+    }
+    for c in [CompressionName::Zstd, CompressionName::Lz4] {
+        let e = config_error(CacheConfig::new("memory://").compression(c)).await;
+        match (c.is_available(), e) {
+            (true, None) => {}
+            (false, Some(e)) => assert!(e.contains(&format!("`{c}` feature")), "{e}"),
+            (available, e) => panic!("{c}: available {available}, error {e:?}"),
         }
     }
     let e =

@@ -478,3 +478,66 @@ async fn aiocache_keys_with_namespace_generations_are_refused() {
     let e = config.build().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
 }
+
+/// `compression=` in a URL (and `compression` in a config) compresses the large encodings of
+/// the serializer it names, stores small ones as the serializer writes them, and reads values
+/// written without it.
+#[cfg(all(feature = "zstd", feature = "lz4"))]
+#[tokio::test]
+async fn compression_from_url_and_config_compresses_large_values_and_reads_plain_ones() {
+    use stratacache::{CacheConfig, CompressionName};
+
+    let big = "stratacache ".repeat(1_000);
+    for (cache, codec) in [
+        (
+            stratacache::from_url("memory://?compression=zstd")
+                .await
+                .unwrap(),
+            "zstd",
+        ),
+        (
+            CacheConfig::new("memory://")
+                .compression(CompressionName::Lz4)
+                .build()
+                .await
+                .unwrap(),
+            "lz4",
+        ),
+    ] {
+        cache.set("big", &big).await.unwrap();
+        cache.set("small", &"hi").await.unwrap();
+        let raw = cache.with_serializer(RawBytes);
+        let stored: Vec<u8> = raw.get("big").await.unwrap().unwrap();
+        assert!(
+            stored.starts_with(&[0xFF, b'c', b'z']),
+            "{codec}: a compressed frame"
+        );
+        assert!(
+            stored.len() < big.len() / 4,
+            "{codec}: {} bytes stored",
+            stored.len()
+        );
+        let small: Vec<u8> = raw.get("small").await.unwrap().unwrap();
+        assert_eq!(small, b"\"hi\"", "{codec}: small values stay plain JSON");
+        assert_eq!(cache.get::<String>("big").await.unwrap(), Some(big.clone()));
+        // written without compression, still read
+        raw.set("plain", &b"[1,2,3]".to_vec()).await.unwrap();
+        assert_eq!(
+            cache.get::<Vec<u32>>("plain").await.unwrap(),
+            Some(vec![1, 2, 3])
+        );
+    }
+    let e = stratacache::from_url("memory://?compression=brotli")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown compression"), "{e}");
+    let e = CacheConfig::new("memory://?compression=zstd")
+        .compression(CompressionName::Zstd)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("both in the URL and as a field"),
+        "{e}"
+    );
+}
