@@ -529,7 +529,7 @@ type StackCase = (&'static str, fn() -> Cache<cache_core::RawBytes>);
 /// settings, read with `RawBytes` so the serializer does not hide the facade's cost.
 const STACKS: [StackCase; 6] = [
     ("no deadline, no plugin", || {
-        layered(Cache::builder(MemoryBackend::new()).timeout(None::<Duration>))
+        layered(Cache::builder(MemoryBackend::new()).without_timeout())
     }),
     ("default 5 s deadline (`TimeoutLayer` armed)", || {
         layered(Cache::builder(MemoryBackend::new()))

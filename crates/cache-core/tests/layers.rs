@@ -107,12 +107,23 @@ async fn context_reaches_the_layers_with_user_keys_namespace_and_deadline() {
         .await
         .unwrap();
     cache.raw("PING", Vec::<String>::new()).await.unwrap();
+    let _: Option<String> = cache.without_timeout().get("7").await.unwrap();
+    cache.clear().await.unwrap();
+    cache
+        .with_timeout(Duration::from_secs(3))
+        .clear()
+        .await
+        .unwrap();
     assert_eq!(
         *capture.0.lock().unwrap(),
         [
             "set ns=Some(\"users\") keys=[\"42\"] backend=map deadline=Some(700ms) raw=None",
             "multi_get ns=Some(\"admins\") keys=[\"1\", \"2\"] backend=map deadline=None raw=None",
             "raw ns=None keys=[] backend=map deadline=Some(700ms) raw=Some(\"PING\")",
+            "get ns=Some(\"users\") keys=[\"7\"] backend=map deadline=None raw=None",
+            // a clear has no per-command deadline, only one given for the call
+            "clear ns=Some(\"users\") keys=[] backend=map deadline=None raw=None",
+            "clear ns=Some(\"users\") keys=[] backend=map deadline=Some(3s) raw=None",
         ]
     );
 }

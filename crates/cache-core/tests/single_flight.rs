@@ -21,9 +21,7 @@ async fn bounded<F: Future>(what: &str, fut: F) -> F::Output {
 
 #[tokio::test]
 async fn get_or_set_reentrant_call_for_its_own_key_fails_instead_of_hanging() {
-    let cache = Cache::builder(MapBackend::new())
-        .timeout(None::<Duration>)
-        .build();
+    let cache = Cache::builder(MapBackend::new()).without_timeout().build();
     let inner_error: Arc<Mutex<Option<Error>>> = Arc::default();
     let seen = inner_error.clone();
     let c = cache.clone();

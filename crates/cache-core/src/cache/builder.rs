@@ -78,6 +78,12 @@ impl<S: Serializer> CacheBuilder<S> {
         self
     }
 
+    /// No per-command deadline (the same as `timeout(None::<Duration>)`).
+    pub fn without_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
     /// How keys are built from namespaces and user keys. Default: [`DefaultKeyBuilder`].
     pub fn key_builder(mut self, key_builder: impl KeyBuilder) -> Self {
         self.key_builder = Arc::new(key_builder);

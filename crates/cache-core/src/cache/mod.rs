@@ -166,6 +166,11 @@ impl<S: Serializer> Cache<S> {
         self.scoped().with_timeout(timeout)
     }
 
+    /// Per-call options with no deadline (the same as `with_timeout(None::<Duration>)`).
+    pub fn without_timeout(&self) -> Scoped<'_, S> {
+        self.scoped().without_timeout()
+    }
+
     /// Per-call options with another serializer.
     pub fn with_serializer<S2: Serializer>(&self, serializer: S2) -> Scoped<'_, S2> {
         self.scoped().with_serializer(serializer)

@@ -85,6 +85,12 @@ impl<'a, S: Serializer> Scoped<'a, S> {
         self
     }
 
+    /// No deadline for these calls.
+    pub fn without_timeout(mut self) -> Self {
+        self.timeout = Some(None);
+        self
+    }
+
     /// The serializer of these calls.
     pub fn with_serializer<S2: Serializer>(self, serializer: S2) -> Scoped<'a, S2> {
         Scoped {
