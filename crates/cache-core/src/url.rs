@@ -123,6 +123,23 @@ pub fn credentials(userinfo: &str) -> (&str, Option<&str>) {
 /// (case-insensitively), such as `sentinel_password` or `auth_token`.
 const SECRET_PARAMS: [&str; 5] = ["password", "pass", "token", "secret", "auth"];
 
+/// Serializes a secret (a password, a token) as `"***"`, or nothing as `null`: for
+/// `#[serde(serialize_with = "cache_core::url::serialize_secret")]` on the secret fields of a
+/// config that is `Serialize`, so that printing a service's effective configuration never
+/// shows them. A config serialized this way does not hold the secret any more.
+///
+/// # Errors
+/// Those of the serializer.
+pub fn serialize_secret<S: serde::Serializer>(
+    value: &Option<String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_some("***"),
+        None => s.serialize_none(),
+    }
+}
+
 /// `url` for `Debug` output and messages: the whole user-info, when there is one, replaced
 /// by `***`, and the values of query parameters named like secrets (`password`, `token`, …)
 /// by `***`. Text without `://` that holds an `@` is hidden up to its last `@` all the same.

@@ -202,9 +202,11 @@ pub struct RedisConfig {
     pub db: u8,
     /// ACL user name; `None` authenticates as the default user. Not shown by `Debug` (a URL's
     /// user-info may hold a password in this place, as in `redis://s3cret@host`). Default:
-    /// none.
+    /// none. Serialized as `"***"`.
+    #[serde(serialize_with = "cache_core::url::serialize_secret")]
     pub username: Option<String>,
-    /// Password (`AUTH`). Never shown by `Debug`. Default: none.
+    /// Password (`AUTH`). Never shown by `Debug`; serialized as `"***"`. Default: none.
+    #[serde(serialize_with = "cache_core::url::serialize_secret")]
     pub password: Option<String>,
     /// Connect with TLS (needs the `tls` feature). Default: false.
     pub tls: bool,
@@ -746,6 +748,19 @@ mod tests {
     use cache_core::ErrorKind;
 
     use super::*;
+
+    #[test]
+    fn serializing_a_config_never_shows_its_credentials() {
+        let config =
+            RedisConfig::from_url("redis://ada:s3cret-pass@cache.internal:6380/2").unwrap();
+        let shown = serde_json::to_string(&config).unwrap();
+        assert!(!shown.contains("s3cret-pass"), "{shown}");
+        assert!(!shown.contains("ada"), "{shown}");
+        assert!(shown.contains("\"password\":\"***\""), "{shown}");
+        assert!(shown.contains("cache.internal"), "{shown}");
+        let none = serde_json::to_string(&RedisConfig::default()).unwrap();
+        assert!(none.contains("\"password\":null"), "{none}");
+    }
 
     fn err(url: &str) -> String {
         let e = RedisConfig::from_url(url).unwrap_err();

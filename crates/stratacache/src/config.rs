@@ -9,7 +9,7 @@ use cache_core::{
     AiocacheKeyBuilder, Cache, CacheBuilder, DEFAULT_TIMEOUT, DefaultKeyBuilder, Error,
     HitMissRatioPlugin, Result, TimingPlugin, TracingPlugin, duration, plugins::KeyMode,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::key_format::KeyFormat;
 use crate::serializer::{AnySerializer, CompressionName, SerializerName};
@@ -20,7 +20,7 @@ use crate::url::{self, CacheParams};
 pub type AnyCache = Cache<AnySerializer>;
 
 /// How the tracing plugin shows keys (`omit` by default: keys often hold personal data).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum TracingKeys {
@@ -37,7 +37,7 @@ pub enum TracingKeys {
 ///
 /// The figures of `timing` and `hit_miss` plugins built from config are read with
 /// [`Cache::find_plugin`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum PluginConfig {
@@ -197,6 +197,58 @@ pub struct CacheConfig {
     /// Plugins, in the order they run.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+}
+
+/// Serializes the effective configuration, for a service to print or log: the URL with its
+/// user-info and secret-like parameters replaced by `***` (as `Debug` shows it), the other
+/// fields as they are, fields not set left out. What it writes reads back as a config, but
+/// without the password.
+///
+/// ```
+/// use stratacache::CacheConfig;
+///
+/// let config = CacheConfig::new("redis://app:s3cret@cache.internal:6379").namespace("users");
+/// let shown = serde_json::to_string(&config).unwrap();
+/// assert_eq!(shown, r#"{"url":"redis://***@cache.internal:6379","namespace":"users"}"#);
+/// ```
+impl Serialize for CacheConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            url: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            namespace: &'a Option<String>,
+            #[serde(
+                skip_serializing_if = "Option::is_none",
+                with = "duration::serde::option"
+            )]
+            ttl: &'a Option<Duration>,
+            #[serde(
+                skip_serializing_if = "Option::is_none",
+                with = "duration::serde::option"
+            )]
+            timeout: &'a Option<Duration>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            serializer: &'a Option<SerializerName>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            compression: &'a Option<CompressionName>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            key_builder: &'a Option<KeyFormat>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            plugins: &'a Vec<PluginConfig>,
+        }
+        Shown {
+            url: cache_core::url::redact(&self.url),
+            namespace: &self.namespace,
+            ttl: &self.ttl,
+            timeout: &self.timeout,
+            serializer: &self.serializer,
+            compression: &self.compression,
+            key_builder: &self.key_builder,
+            plugins: &self.plugins,
+        }
+        .serialize(s)
+    }
 }
 
 impl fmt::Debug for CacheConfig {

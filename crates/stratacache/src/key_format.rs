@@ -3,13 +3,13 @@
 use std::str::FromStr;
 
 use cache_core::{Error, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
 use cache_core::{AiocacheKeyBuilder, DefaultKeyBuilder};
 
 /// How keys are built from namespaces and user keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum KeyFormat {

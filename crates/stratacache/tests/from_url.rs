@@ -541,3 +541,41 @@ async fn compression_from_url_and_config_compresses_large_values_and_reads_plain
         "{e}"
     );
 }
+
+/// A config serializes to what it says (for a service to print its effective settings) and
+/// reads back the same, except the password, which is never written.
+#[test]
+fn a_config_serializes_without_its_secrets_and_reads_back() {
+    use stratacache::{CacheConfig, PluginConfig};
+
+    let config: CacheConfig = serde_json::from_str(
+        r#"{ "url": "redis://app:s3cret@cache.internal:6379/2?pool_size=2",
+             "namespace": "users", "ttl": "5m", "timeout": "50ms", "serializer": "msgpack",
+             "key_builder": "aiocache",
+             "plugins": [{ "type": "tracing", "keys": "hashed" }, { "type": "hit_miss" }] }"#,
+    )
+    .unwrap();
+    let shown = serde_json::to_string(&config).unwrap();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(!shown.contains("app:"), "{shown}");
+    let back: CacheConfig = serde_json::from_str(&shown).unwrap();
+    assert_eq!(back.url, "redis://***@cache.internal:6379/2?pool_size=2");
+    assert_eq!(
+        (
+            &back.namespace,
+            back.ttl,
+            back.timeout,
+            back.serializer,
+            back.key_builder
+        ),
+        (
+            &config.namespace,
+            config.ttl,
+            config.timeout,
+            config.serializer,
+            config.key_builder
+        )
+    );
+    assert_eq!(back.plugins, config.plugins);
+    assert!(matches!(back.plugins[1], PluginConfig::HitMiss {}));
+}
