@@ -203,3 +203,26 @@ async fn single_flight_is_shared_by_clones_not_by_separate_caches() {
         "separately built caches load on their own"
     );
 }
+
+/// The loader may be an async closure or a closure returning a future, and a loader that
+/// only fails needs no more than the value type named.
+#[tokio::test]
+async fn get_or_set_takes_async_closures_and_needs_at_most_the_value_type() {
+    let cache = Cache::new(MapBackend::new());
+    let n = 41u32;
+    let v: u32 = cache
+        .get_or_set("a", async || Ok::<_, Error>(n + 1))
+        .await
+        .unwrap();
+    assert_eq!(v, 42);
+    let v: u32 = cache
+        .get_or_set("a", || async { Ok::<_, Error>(0) })
+        .await
+        .unwrap();
+    assert_eq!(v, 42, "the stored value, the loader not run");
+    let e = cache
+        .get_or_set::<String, _>("b", || async { Err(std::io::Error::other("db down")) })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Loader);
+}

@@ -158,18 +158,24 @@ impl<S: Serializer> Scoped<'_, S> {
     ///   caller and to every waiter; the failed write is seen by plugins and logged with
     ///   `tracing`, and the next call loads again.
     ///
+    /// The loader is a closure returning a future (`|| async { … }`) or an async closure
+    /// (`async || …`). The value type comes from where the result goes; when nothing says it
+    /// (a loader that only fails), name it: `get_or_set::<String, _>(…)`.
+    ///
     /// # Errors
     /// [`ErrorKind::Loader`] when the loader fails; [`ErrorKind::Serialization`] when its value
     /// cannot be encoded; [`ErrorKind::Timeout`] for a waiter past its deadline; the errors of
     /// [`get`](Self::get).
-    pub async fn get_or_set<V, F, Fut, E>(&self, key: &str, loader: F) -> Result<V>
+    pub async fn get_or_set<V, E>(
+        &self,
+        key: &str,
+        loader: impl AsyncFnOnce() -> std::result::Result<V, E>,
+    ) -> Result<V>
     where
         V: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = std::result::Result<V, E>>,
         E: Into<Box<dyn StdError + Send + Sync>>,
     {
-        self.get_or_set_after(key, loader, None).await
+        self.get_or_set_after(key, move || loader(), None).await
     }
 
     /// A mark to take before a `get` that [`get_or_set_after`](Self::get_or_set_after) may

@@ -321,12 +321,21 @@ impl<S: Serializer> Cache<S> {
                 R: IntoIterator<Item = (String, V)>,
                 E: Into<Box<dyn std::error::Error + Send + Sync>>,
             ];
-        fn get_or_set[V, F, Fut, E](key: &str, loader: F) -> crate::Result<V>
-            where [
-                V: serde::Serialize + serde::de::DeserializeOwned,
-                F: FnOnce() -> Fut,
-                Fut: std::future::Future<Output = std::result::Result<V, E>>,
-                E: Into<Box<dyn std::error::Error + Send + Sync>>,
-            ];
+    }
+
+    /// See [`Scoped::get_or_set`].
+    ///
+    /// # Errors
+    /// See [`Scoped::get_or_set`].
+    pub async fn get_or_set<V, E>(
+        &self,
+        key: &str,
+        loader: impl AsyncFnOnce() -> std::result::Result<V, E>,
+    ) -> crate::Result<V>
+    where
+        V: serde::Serialize + serde::de::DeserializeOwned,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.scoped().get_or_set(key, loader).await
     }
 }
