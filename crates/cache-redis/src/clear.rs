@@ -62,14 +62,7 @@ impl RedisBackend {
                 .map_err(|e| self.fail(e))?;
             let page = self.unlink(client, keys).await?;
             removed += page;
-            if page > 0 {
-                progress.add(page);
-                tracing::debug!(
-                    pattern,
-                    removed = progress.get(),
-                    "redis clear: page unlinked"
-                );
-            }
+            count_page(pattern, progress, page);
             if next == "0" {
                 return Ok(removed);
             }
@@ -120,16 +113,12 @@ async fn scan_unlink_node(
                 let slot_keys: Vec<Key> = group.iter().map(|&i| keys[i].clone()).collect();
                 let () = pipeline.unlink(slot_keys).await?;
             }
+            let mut page = 0;
             for answer in pipeline.try_all::<i64>().await {
-                let page = answer?.max(0) as u64;
-                removed += page;
-                progress.add(page);
+                page += answer?.max(0) as u64;
             }
-            tracing::debug!(
-                pattern,
-                removed = progress.get(),
-                "redis clear: page unlinked"
-            );
+            removed += page;
+            count_page(&pattern, &progress, page);
         }
         if next == "0" {
             return Ok(removed);
@@ -148,6 +137,18 @@ fn glob_escape(prefix: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Adds a page of removed keys to the clear's progress and logs the running total.
+fn count_page(pattern: &str, progress: &Progress, page: u64) {
+    if page > 0 {
+        progress.add(page);
+        tracing::debug!(
+            pattern,
+            removed = progress.get(),
+            "redis clear: page unlinked"
+        );
+    }
 }
 
 #[cfg(test)]
