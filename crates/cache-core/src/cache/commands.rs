@@ -389,47 +389,42 @@ impl<S: Serializer> Scoped<'_, S> {
     /// interrupted clear keeps the kind of what stopped it (`Timeout`, `Connection`, …).
     pub async fn clear(&self) -> Result<Option<u64>> {
         self.check_open()?;
-        let progress = Progress::new();
-        let deadline = self.clear_deadline().map(Deadline::after);
-        let Some(ns) = self.resolved_namespace() else {
-            if self.inner.capability.exclusive_store {
-                let ctx = CallContext::new(Command::Clear)
-                    .with_backend(self.inner.backend_name)
-                    .with_deadline(deadline)
-                    .with_progress(&progress);
-                return self
-                    .stack()
-                    .clear(&ctx, ClearScope::All)
-                    .await
-                    .map_err(|e| incomplete_clear(e, None, &progress));
+        let ns = self.resolved_namespace();
+        let prefix;
+        let scope = match ns {
+            None if self.inner.capability.exclusive_store => ClearScope::All,
+            None => {
+                return Err(Error::invalid_argument(format!(
+                    "clear() without a namespace would remove every key of the shared {} \
+                     server; set a namespace, or call wipe_all() to remove everything",
+                    self.inner.backend_name
+                )));
             }
-            return Err(Error::invalid_argument(format!(
-                "clear() without a namespace would remove every key of the shared {} server; \
-                 set a namespace, or call wipe_all() to remove everything",
-                self.inner.backend_name
-            )));
+            Some(ns) => {
+                self.require(
+                    self.inner.capability.clear_namespace,
+                    "clearing one namespace",
+                )?;
+                prefix = self.inner.key_builder.namespace_prefix(ns).ok_or_else(|| {
+                    Error::unsupported("the key builder cannot give a namespace prefix to clear")
+                        .with_context("namespace", ns)
+                })?;
+                ClearScope::Namespace {
+                    namespace: ns,
+                    prefix: &prefix,
+                }
+            }
         };
-        self.require(
-            self.inner.capability.clear_namespace,
-            "clearing one namespace",
-        )?;
-        let prefix = self.inner.key_builder.namespace_prefix(ns).ok_or_else(|| {
-            Error::unsupported("the key builder cannot give a namespace prefix to clear")
-                .with_context("namespace", ns)
-        })?;
+        let progress = Progress::new();
         let ctx = CallContext::new(Command::Clear)
-            .with_namespace(Some(ns))
+            .with_namespace(ns)
             .with_backend(self.inner.backend_name)
-            .with_deadline(deadline)
+            .with_deadline(self.clear_deadline().map(Deadline::after))
             .with_progress(&progress);
-        let scope = ClearScope::Namespace {
-            namespace: ns,
-            prefix: &prefix,
-        };
         self.stack()
             .clear(&ctx, scope)
             .await
-            .map_err(|e| incomplete_clear(e, Some(ns), &progress))
+            .map_err(|e| incomplete_clear(e, ns, &progress))
     }
 
     /// Removes every key the backend holds, across namespaces and other applications sharing
