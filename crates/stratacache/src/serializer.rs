@@ -236,13 +236,23 @@ impl AnySerializer {
         self.compression
     }
 
-    /// This serializer without compression.
-    #[cfg_attr(not(any(feature = "zstd", feature = "lz4")), allow(dead_code))]
-    const fn plain(&self) -> AnySerializer {
-        AnySerializer {
+    /// This serializer without compression, wrapped in its compression, if it has one.
+    #[cfg(any(feature = "zstd", feature = "lz4"))]
+    fn compressed(&self) -> Option<cache_serde::Compressed<AnySerializer>> {
+        let codec = match self.compression? {
+            #[cfg(feature = "zstd")]
+            CompressionName::Zstd => cache_serde::Codec::ZSTD,
+            #[cfg(feature = "lz4")]
+            CompressionName::Lz4 => cache_serde::Codec::Lz4,
+            // refused by `with_compression` when its feature is off
+            #[allow(unreachable_patterns)]
+            _ => return None,
+        };
+        let plain = AnySerializer {
             name: self.name,
             compression: None,
-        }
+        };
+        Some(cache_serde::Compressed::new(plain, codec))
     }
 }
 
@@ -259,16 +269,9 @@ impl Serializer for AnySerializer {
     }
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
-        match self.compression {
-            #[cfg(feature = "zstd")]
-            Some(CompressionName::Zstd) => {
-                return cache_serde::Compressed::zstd(self.plain()).encode(value);
-            }
-            #[cfg(feature = "lz4")]
-            Some(CompressionName::Lz4) => {
-                return cache_serde::Compressed::lz4(self.plain()).encode(value);
-            }
-            _ => {}
+        #[cfg(any(feature = "zstd", feature = "lz4"))]
+        if let Some(compressed) = self.compressed() {
+            return compressed.encode(value);
         }
         match self.name {
             SerializerName::Json => Json.encode(value),
@@ -285,16 +288,9 @@ impl Serializer for AnySerializer {
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
-        match self.compression {
-            #[cfg(feature = "zstd")]
-            Some(CompressionName::Zstd) => {
-                return cache_serde::Compressed::zstd(self.plain()).decode(bytes);
-            }
-            #[cfg(feature = "lz4")]
-            Some(CompressionName::Lz4) => {
-                return cache_serde::Compressed::lz4(self.plain()).decode(bytes);
-            }
-            _ => {}
+        #[cfg(any(feature = "zstd", feature = "lz4"))]
+        if let Some(compressed) = self.compressed() {
+            return compressed.decode(bytes);
         }
         match self.name {
             SerializerName::Json => Json.decode(bytes),
