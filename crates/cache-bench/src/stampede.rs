@@ -41,7 +41,7 @@ async fn one_key(cache: &Cache, key: &str, id: u64) -> Result<(usize, Duration),
             tokio::spawn(async move {
                 barrier.wait().await;
                 let v: Record = cache
-                    .get_or_set(&key, || async move {
+                    .get_or_set(&key, move || async move {
                         runs.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(LOAD_TIME).await;
                         Ok::<_, std::convert::Infallible>(record(id))

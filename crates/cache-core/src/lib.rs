@@ -8,6 +8,7 @@ mod cache;
 mod capability;
 mod context;
 pub mod duration;
+pub mod envelope;
 mod error;
 mod key;
 pub mod layer;
@@ -15,6 +16,7 @@ mod macros;
 mod plugin;
 pub mod plugins;
 mod raw;
+mod read_through;
 pub mod serializer;
 mod ttl;
 pub mod url;
@@ -36,6 +38,10 @@ pub use plugin::{Command, CommandInfo, Outcome, Plugin};
 pub use plugins::MetricsPlugin;
 pub use plugins::{HitMissRatioPlugin, TimingPlugin, TracingPlugin};
 pub use raw::RawValue;
+pub use read_through::{
+    DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_KEEP_LOCAL, EventInfo, Loaded, Loader, ReadThrough,
+    ReadThroughEvent, ReadThroughStats,
+};
 pub use serializer::{Json, PythonJson, RawBytes, Serializer, Utf8};
 pub use ttl::{KeyTtl, Ttl};
 

@@ -198,6 +198,12 @@ pub trait Plugin: Send + Sync + 'static {
     fn span(&self, _info: &CommandInfo<'_>) -> Option<tracing::Span> {
         None
     }
+
+    /// A decision of the `get_or_set` family: a stale value served, fail-safe activated, a
+    /// refresh started, a loader past its soft or hard timeout, a waiter coalesced, a lease
+    /// taken, waited for or lost (see [`ReadThroughEvent`](crate::ReadThroughEvent)).
+    /// Called on the task that decided, outside any deadline; keep it short.
+    fn on_event(&self, _info: &crate::EventInfo<'_>) {}
 }
 
 #[async_trait]

@@ -187,14 +187,26 @@ async fn single_flight_is_shared_by_clones_not_by_separate_caches() {
     };
     let clone = one.clone();
     let (a, b) = tokio::join!(
-        one.get_or_set("clone", || load(loads.clone())),
-        clone.get_or_set("clone", || load(loads.clone())),
+        one.get_or_set("clone", {
+            let l = loads.clone();
+            move || load(l)
+        }),
+        clone.get_or_set("clone", {
+            let l = loads.clone();
+            move || load(l)
+        }),
     );
     assert_eq!((a.unwrap(), b.unwrap()), (7, 7));
     assert_eq!(loads.swap(0, Ordering::SeqCst), 1, "clones share one load");
     let (a, b) = tokio::join!(
-        one.get_or_set("separate", || load(loads.clone())),
-        other.get_or_set("separate", || load(loads.clone())),
+        one.get_or_set("separate", {
+            let l = loads.clone();
+            move || load(l)
+        }),
+        other.get_or_set("separate", {
+            let l = loads.clone();
+            move || load(l)
+        }),
     );
     assert_eq!((a.unwrap(), b.unwrap()), (7, 7));
     assert_eq!(
@@ -211,7 +223,7 @@ async fn get_or_set_takes_async_closures_and_needs_at_most_the_value_type() {
     let cache = Cache::new(MapBackend::new());
     let n = 41u32;
     let v: u32 = cache
-        .get_or_set("a", async || Ok::<_, Error>(n + 1))
+        .get_or_set("a", async move || Ok::<_, Error>(n + 1))
         .await
         .unwrap();
     assert_eq!(v, 42);
@@ -221,7 +233,7 @@ async fn get_or_set_takes_async_closures_and_needs_at_most_the_value_type() {
         .unwrap();
     assert_eq!(v, 42, "the stored value, the loader not run");
     let e = cache
-        .get_or_set::<String, _>("b", || async { Err(std::io::Error::other("db down")) })
+        .get_or_set::<String>("b", || async { Err(std::io::Error::other("db down")) })
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Loader);

@@ -52,10 +52,9 @@ async fn user(
     let loads = state.loads.clone();
     state
         .users
-        .get_or_set(
-            &id.to_string(),
-            || async move { load_user(&loads, id).await },
-        )
+        .get_or_set(&id.to_string(), move || async move {
+            load_user(&loads, id).await
+        })
         .await
         .map(Json)
         .map_err(|e| match e.kind() {

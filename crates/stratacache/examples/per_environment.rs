@@ -63,7 +63,10 @@ impl UserService {
     async fn user(&self, id: u64) -> Result<User> {
         let db = self.db.clone();
         self.users
-            .get_or_set(&id.to_string(), || async move { db.load_user(id).await })
+            .get_or_set(
+                &id.to_string(),
+                move || async move { db.load_user(id).await },
+            )
             .await
     }
 

@@ -9,8 +9,10 @@ use std::time::Duration;
 use super::flight::Flights;
 use super::{Cache, DEFAULT_TIMEOUT, Inner};
 use crate::backend::Backend;
-use crate::layer::{ErrorContextLayer, Layer, PipelineLayer, PluginLayer, TimeoutLayer};
-use crate::{DefaultKeyBuilder, Json, KeyBuilder, Plugin, Serializer, Ttl};
+use crate::layer::{
+    ErrorContextLayer, FailSafeLayer, Layer, PipelineLayer, PluginLayer, TimeoutLayer,
+};
+use crate::{DefaultKeyBuilder, Json, KeyBuilder, Plugin, ReadThrough, Serializer, Ttl};
 
 /// Builds a [`Cache`]; start with [`Cache::builder`].
 #[must_use = "a builder does nothing until .build()"]
@@ -23,6 +25,7 @@ pub struct CacheBuilder<S = Json> {
     key_builder: Arc<dyn KeyBuilder>,
     plugins: Vec<Arc<dyn Plugin>>,
     typed_plugins: Vec<Arc<dyn Any + Send + Sync>>,
+    read_through: ReadThrough,
     serializer: S,
 }
 
@@ -49,6 +52,7 @@ impl CacheBuilder<Json> {
             key_builder: Arc::new(DefaultKeyBuilder),
             plugins: Vec::new(),
             typed_plugins: Vec::new(),
+            read_through: ReadThrough::new(),
             serializer: Json,
         }
     }
@@ -125,6 +129,35 @@ impl<S: Serializer> CacheBuilder<S> {
         self
     }
 
+    /// How the `get_or_set` family behaves when entries age, loaders are slow or fail, the
+    /// backend is down, or processes miss the same key at once: fail-safe, soft and hard
+    /// loader timeouts, eager refresh, negative entries, leases (see [`ReadThrough`]).
+    ///
+    /// Options that need the [value envelope](crate::envelope) turn it on for the cache:
+    /// read-through entries are stored in it and every read unwraps it. With fail-safe,
+    /// [`build`](Self::build) also installs a [`FailSafeLayer`] (last known values kept in
+    /// process) between the plugin hooks and the deadline.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use std::time::Duration;
+    /// use cache_core::{Cache, ReadThrough};
+    /// # let backend = cache_core::testkit::MapBackend::new();
+    ///
+    /// let cache = Cache::builder(backend)
+    ///     .ttl(Duration::from_secs(60))
+    ///     .read_through(ReadThrough::new().fail_safe(Duration::from_secs(3600)))
+    ///     .build();
+    /// let v: u32 = cache.get_or_set("k", || async { Ok::<_, std::io::Error>(7) }).await?;
+    /// assert_eq!(v, 7);
+    /// # Ok(()) }
+    /// ```
+    pub fn read_through(mut self, options: ReadThrough) -> Self {
+        self.read_through = options;
+        self
+    }
+
     /// The serializer of values. Default: [`Json`].
     pub fn serializer<S2: Serializer>(self, serializer: S2) -> CacheBuilder<S2> {
         CacheBuilder {
@@ -136,6 +169,7 @@ impl<S: Serializer> CacheBuilder<S> {
             key_builder: self.key_builder,
             plugins: self.plugins,
             typed_plugins: self.typed_plugins,
+            read_through: self.read_through,
             serializer,
         }
     }
@@ -144,12 +178,18 @@ impl<S: Serializer> CacheBuilder<S> {
     /// error context) and reads its [`Capability`](crate::Capability) once.
     pub fn build(self) -> Cache<S> {
         let plugin_count = self.plugins.len();
-        let stack = if self.plugins.is_empty() {
+        let kept = self.read_through.local_entries();
+        let stack = if self.plugins.is_empty() && kept == 0 {
             // nothing between the two: one hop does both
             PipelineLayer.layer(self.stack)
         } else {
-            let stack = TimeoutLayer::new().layer(self.stack);
-            let stack = PluginLayer::new(self.plugins).layer(stack);
+            let mut stack = TimeoutLayer::new().layer(self.stack);
+            if kept > 0 {
+                stack = FailSafeLayer::new(kept).layer(stack);
+            }
+            if !self.plugins.is_empty() {
+                stack = PluginLayer::new(self.plugins.clone()).layer(stack);
+            }
             ErrorContextLayer::new().layer(stack)
         };
         Cache {
@@ -166,6 +206,11 @@ impl<S: Serializer> CacheBuilder<S> {
                 typed_plugins: self.typed_plugins,
                 closed: AtomicBool::new(false),
                 flights: Flights::default(),
+                envelope: self.read_through.needs_envelope(),
+                read_through: self.read_through,
+                events: Default::default(),
+                event_plugins: self.plugins,
+                throttled: Default::default(),
             }),
             serializer: self.serializer,
         }

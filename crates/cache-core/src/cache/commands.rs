@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Scoped;
-use crate::backend::ClearScope;
+use super::resilient::{fresh_payload, wrap};
+use crate::backend::{ClearScope, OpSet};
 use crate::context::{CallContext, Deadline, Progress};
 use crate::layer::error_context::add_context;
 use crate::plugin::Command;
@@ -54,12 +55,20 @@ impl<S: Serializer> Scoped<'_, S> {
         let (ns, built) = self.prepare(key)?;
         let keys = [key];
         let ctx = self.ctx(Command::Get, ns, &keys);
-        match self.stack().get(&ctx, &built).await? {
-            None => Ok(None),
-            Some(bytes) => decode(&bytes)
-                .map(Some)
-                .map_err(|e| e.with_context_once("key", key)),
-        }
+        let Some(bytes) = self.stack().get(&ctx, &built).await? else {
+            return Ok(None);
+        };
+        let bytes = if self.inner.envelope {
+            match fresh_payload(bytes).map_err(|e| e.with_context_once("key", key))? {
+                Some(payload) => payload,
+                None => return Ok(None),
+            }
+        } else {
+            bytes
+        };
+        decode(&bytes)
+            .map(Some)
+            .map_err(|e| e.with_context_once("key", key))
     }
 
     /// Reads a counter written by [`increment`](Self::increment) as a number, whatever the
@@ -107,7 +116,15 @@ impl<S: Serializer> Scoped<'_, S> {
         }
         raw.into_iter()
             .zip(&user)
-            .map(|(v, k)| v.map(|b| self.decode(&b, k)).transpose())
+            .map(|(v, k)| {
+                let v = match v {
+                    Some(b) if self.inner.envelope => {
+                        fresh_payload(b).map_err(|e| e.with_context_once("key", *k))?
+                    }
+                    v => v,
+                };
+                v.map(|b| self.decode(&b, k)).transpose()
+            })
             .collect()
     }
 
@@ -157,7 +174,7 @@ impl<S: Serializer> Scoped<'_, S> {
     /// reaches plugins). Used by `get_or_set` for the loaded value.
     pub(super) async fn store_encoded(&self, key: &str, bytes: Bytes) -> Result<()> {
         let (ns, built) = self.prepare(key)?;
-        let op = self.write_op()?;
+        let (bytes, op) = self.read_through_entry(bytes)?;
         let keys = [key];
         let ctx = self.ctx(Command::Set, ns, &keys);
         self.stack().set(&ctx, &built, bytes, op).await
@@ -172,9 +189,39 @@ impl<S: Serializer> Scoped<'_, S> {
     ) -> Result<()> {
         self.check_open()?;
         let ns = self.resolved_namespace();
-        let op = self.write_op()?;
         let ctx = self.ctx(Command::MultiSet, ns, user_keys);
-        self.stack().multi_set(&ctx, entries, op).await
+        if !self.inner.envelope {
+            return self
+                .stack()
+                .multi_set(&ctx, entries, self.write_op()?)
+                .await;
+        }
+        let mut op = self.write_op()?;
+        let wrapped = entries
+            .iter()
+            .map(|(k, v)| {
+                let (bytes, entry_op) = self.read_through_entry(v.clone())?;
+                op = entry_op;
+                Ok((k.clone(), bytes))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.stack().multi_set(&ctx, &wrapped, op).await
+    }
+
+    /// A loaded value as the read-through stores it: in the envelope when the cache has it
+    /// on (fresh for the call's TTL, kept for the fail-safe window past it), with its write
+    /// options.
+    fn read_through_entry(&self, bytes: Bytes) -> Result<(Bytes, OpSet)> {
+        let op = self.write_op()?;
+        if !self.inner.envelope {
+            return Ok((bytes, op));
+        }
+        let (bytes, ttl) = wrap(&bytes, op.ttl, self.inner.read_through.max_stale());
+        let ttl = match (ttl, self.inner.capability.max_ttl) {
+            (Some(t), Some(max)) if t > max => Some(max),
+            (t, _) => t,
+        };
+        Ok((bytes, OpSet::new(ttl)))
     }
 
     /// Stores `value` only if `key` is absent, atomically on every backend.

@@ -31,10 +31,10 @@ pub(super) struct Flights {
 type Loaded = Result<Option<Bytes>>;
 
 /// `None` until the load ends.
-type FlightResult = Option<Loaded>;
+pub(super) type FlightResult = Option<Loaded>;
 
 /// A caller's part in the load of one key.
-enum Role {
+pub(super) enum Role {
     /// Another caller loads: wait for its answer.
     Wait(watch::Receiver<FlightResult>),
     /// This caller loads, and answers the others through the sender.
@@ -52,7 +52,7 @@ type LoadKey = (usize, String);
 tokio::task_local! {
     /// The loads the current task is running a loader for, outermost first: a loader that
     /// asks for its own key again is refused instead of waiting for itself.
-    static LOADING: Arc<[LoadKey]>;
+    pub(super) static LOADING: Arc<[LoadKey]>;
 }
 
 impl Flights {
@@ -63,7 +63,7 @@ impl Flights {
     }
 
     /// Joins the load of `built` in flight, or starts one.
-    fn join(&self, built: &str) -> Role {
+    pub(super) fn join(&self, built: &str) -> Role {
         let mut table = self.lock();
         match table.get(built) {
             Some(flight) => Role::Wait(flight.rx.clone()),
@@ -76,13 +76,23 @@ impl Flights {
         }
     }
 
+    /// Ends the flight `id` of `built` (a finished or abandoned load).
+    pub(super) fn end(&self, built: &str, id: u64) {
+        let mut table = self.lock();
+        if table.get(built).is_some_and(|f| f.id == id) {
+            table.remove(built);
+        }
+        drop(table);
+        self.finished.fetch_add(1, Ordering::Release);
+    }
+
     /// This table's identity, for the re-entrancy check.
     fn id(&self) -> usize {
         std::ptr::from_ref(self) as usize
     }
 
     /// Whether the current task is inside a loader of `built` on this table.
-    fn is_loading_here(&self, built: &str) -> bool {
+    pub(super) fn is_loading_here(&self, built: &str) -> bool {
         let id = self.id();
         LOADING
             .try_with(|loading| loading.iter().any(|(t, k)| *t == id && k == built))
@@ -90,7 +100,7 @@ impl Flights {
     }
 
     /// The keys being loaded by the current task, with `built` added.
-    fn loading_with(&self, built: impl IntoIterator<Item = String>) -> Arc<[LoadKey]> {
+    pub(super) fn loading_with(&self, built: impl IntoIterator<Item = String>) -> Arc<[LoadKey]> {
         let id = self.id();
         LOADING
             .try_with(|outer| outer.to_vec())
@@ -101,7 +111,7 @@ impl Flights {
     }
 }
 
-fn reentrant_error(key: &str) -> Error {
+pub(super) fn reentrant_error(key: &str) -> Error {
     Error::invalid_argument(
         "a loader asked for a key it is loading itself (get_or_set or get_or_set_many of \
          the same key on the same cache, from inside its loader); it would wait for itself",
@@ -110,7 +120,7 @@ fn reentrant_error(key: &str) -> Error {
     .with_context("key", key)
 }
 
-fn loader_error(e: Box<dyn StdError + Send + Sync>, key: Option<&str>) -> Error {
+pub(super) fn loader_error(e: Box<dyn StdError + Send + Sync>, key: Option<&str>) -> Error {
     let err = Error::new(ErrorKind::Loader, "the loader failed").with_shared_source(Arc::from(e));
     match key {
         Some(key) => err.with_context("key", key),
@@ -127,64 +137,19 @@ struct FlightGuard<'a> {
 
 impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
-        let mut table = self.flights.lock();
-        if table.get(&self.key).is_some_and(|f| f.id == self.id) {
-            table.remove(&self.key);
-        }
-        drop(table);
-        self.flights.finished.fetch_add(1, Ordering::Release);
+        self.flights.end(&self.key, self.id);
     }
 }
 
 impl<S: Serializer> Scoped<'_, S> {
-    /// The value at `key`; on a miss, runs `loader`, stores its value and returns it.
-    ///
-    /// Concurrent callers of one key through this cache and its clones share one loader run
-    /// (single flight): one caller loads, the others wait for its result. Caches built
-    /// separately — even over the same backend — do not share loads (their serializers and
-    /// key builders may differ); share one `Cache` (clones are cheap) where loads should be
-    /// shared.
-    ///
-    /// - A loader error reaches every waiter as an [`ErrorKind::Loader`] error (with the
-    ///   loader's error as its source) and nothing is cached.
-    /// - If the loading caller is cancelled or its loader panics, a waiter takes over.
-    /// - A waiter waits at most the call's deadline (the cache's timeout, or the per-call
-    ///   one), then fails with [`ErrorKind::Timeout`]; the loader itself runs without one.
-    /// - A loader that calls `get_or_set` for its own key on the same cache (directly, in
-    ///   the same task) gets an [`ErrorKind::InvalidArgument`] error instead of waiting for
-    ///   itself forever.
-    /// - If the loaded value cannot be stored (the backend refuses it, say because it is
-    ///   larger than the backend holds, or the write fails), it is still returned to the
-    ///   caller and to every waiter; the failed write is seen by plugins and logged with
-    ///   `tracing`, and the next call loads again.
-    ///
-    /// The loader is a closure returning a future (`|| async { … }`) or an async closure
-    /// (`async || …`). The value type comes from where the result goes; when nothing says it
-    /// (a loader that only fails), name it: `get_or_set::<String, _>(…)`.
-    ///
-    /// # Errors
-    /// [`ErrorKind::Loader`] when the loader fails; [`ErrorKind::Serialization`] when its value
-    /// cannot be encoded; [`ErrorKind::Timeout`] for a waiter past its deadline; the errors of
-    /// [`get`](Self::get).
-    pub async fn get_or_set<V, E>(
-        &self,
-        key: &str,
-        loader: impl AsyncFnOnce() -> std::result::Result<V, E>,
-    ) -> Result<V>
-    where
-        V: Serialize + DeserializeOwned,
-        E: Into<Box<dyn StdError + Send + Sync>>,
-    {
-        self.get_or_set_after(key, move || loader(), None).await
-    }
-
     /// A mark to take before a `get` that [`get_or_set_after`](Self::get_or_set_after) may
     /// follow.
     pub(crate) fn flight_mark(&self) -> u64 {
         self.inner.flights.finished.load(Ordering::Acquire)
     }
 
-    /// [`get_or_set`](Self::get_or_set); with `missed`, the caller has just read `key` and
+    /// The single flight of `#[cached]`: [`get_or_set`](Self::get_or_set) with a loader run in
+    /// place (it may borrow); with `missed`, the caller has just read `key` and
     /// missed, after taking `missed` from [`flight_mark`](Self::flight_mark), so the first read
     /// is skipped (it would count a second miss).
     pub(crate) async fn get_or_set_after<V, F, Fut, E>(

@@ -3,18 +3,22 @@
 //! - `builder.rs`: [`CacheBuilder`], which assembles the stack of layers;
 //! - `scoped.rs`: [`Scoped`], per-call options, and the steps every command shares;
 //! - `commands.rs`: the commands;
-//! - `flight.rs`: `get_or_set`, `get_or_set_many` and their single flight;
+//! - `flight.rs`: the single flight, `get_or_set_many` and the in-place loads of `#[cached]`;
+//! - `resilient.rs`: the `get_or_set` family and its [`ReadThrough`](crate::ReadThrough) options;
 //! - `lock.rs`: [`Lock`] and [`OptimisticLock`].
 
 mod builder;
 mod commands;
 mod flight;
 mod lock;
+mod resilient;
 mod scoped;
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -23,6 +27,7 @@ use self::flight::Flights;
 pub use self::lock::{DEFAULT_LEASE, Lock, LockGuard, OptimisticLock};
 pub use self::scoped::Scoped;
 use crate::backend::Backend;
+use crate::read_through::{EventCounters, ReadThrough, ReadThroughStats};
 use crate::{Capability, Json, KeyBuilder, Plugin, Serializer, Ttl};
 
 /// The default per-command timeout: 5 seconds.
@@ -108,6 +113,52 @@ struct Inner {
     typed_plugins: Vec<Arc<dyn Any + Send + Sync>>,
     closed: AtomicBool,
     flights: Flights,
+    /// The read-through options of the cache.
+    read_through: ReadThrough,
+    /// Whether entries of the read-through are stored in the envelope, and reads unwrap it.
+    envelope: bool,
+    /// Counts of read-through events.
+    events: EventCounters,
+    /// Every plugin, for read-through events.
+    event_plugins: Vec<Arc<dyn Plugin>>,
+    /// Keys whose stale value is served without loading until the time given (ms), after a
+    /// failed load (fail-safe throttle).
+    throttled: Mutex<HashMap<String, u64>>,
+}
+
+/// Above this many throttled keys, the expired ones are dropped.
+const THROTTLE_TABLE: usize = 10_000;
+
+impl Inner {
+    fn throttle_table(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.throttled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a failed load of `built` throttles its loader at `now_ms`.
+    fn is_throttled(&self, built: &str, now_ms: u64) -> bool {
+        let table = self.throttle_table();
+        !table.is_empty() && table.get(built).is_some_and(|until| now_ms < *until)
+    }
+
+    /// Serves the stale value of `built` without loading until `until_ms`.
+    fn throttle_start(&self, built: &str, until_ms: u64) {
+        let mut table = self.throttle_table();
+        if table.len() >= THROTTLE_TABLE {
+            let now = crate::envelope::now_ms();
+            table.retain(|_, until| *until > now);
+        }
+        if table.len() < THROTTLE_TABLE {
+            table.insert(built.to_owned(), until_ms);
+        }
+    }
+
+    /// A load of `built` succeeded: its loader is no longer throttled.
+    fn throttle_end(&self, built: &str) {
+        let mut table = self.throttle_table();
+        if !table.is_empty() {
+            table.remove(built);
+        }
+    }
 }
 
 impl<S: Clone> Clone for Cache<S> {
@@ -242,6 +293,17 @@ impl<S: Serializer> Cache<S> {
         &self.inner.stack
     }
 
+    /// How many times each [`ReadThroughEvent`](crate::ReadThroughEvent) happened on this
+    /// cache and its clones.
+    pub fn read_through_stats(&self) -> ReadThroughStats {
+        self.inner.events.snapshot()
+    }
+
+    /// The cache's [`ReadThrough`] options.
+    pub fn read_through_options(&self) -> &ReadThrough {
+        &self.inner.read_through
+    }
+
     /// Whether [`close`](Self::close) has been called on this cache or a clone of it.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
@@ -327,15 +389,61 @@ impl<S: Serializer> Cache<S> {
     ///
     /// # Errors
     /// See [`Scoped::get_or_set`].
-    pub async fn get_or_set<V, E>(
-        &self,
-        key: &str,
-        loader: impl AsyncFnOnce() -> std::result::Result<V, E>,
-    ) -> crate::Result<V>
+    pub async fn get_or_set<V>(&self, key: &str, loader: impl crate::Loader<V>) -> crate::Result<V>
     where
-        V: serde::Serialize + serde::de::DeserializeOwned,
-        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+        V: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
         self.scoped().get_or_set(key, loader).await
+    }
+
+    /// See [`Scoped::get_or_insert_with`].
+    ///
+    /// # Errors
+    /// See [`Scoped::get_or_insert_with`].
+    pub async fn get_or_insert_with<V, Fut>(
+        &self,
+        key: &str,
+        loader: impl FnOnce() -> Fut + Send + 'static,
+    ) -> crate::Result<V>
+    where
+        V: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        Fut: std::future::Future<Output = V> + Send + 'static,
+    {
+        self.scoped().get_or_insert_with(key, loader).await
+    }
+
+    /// See [`Scoped::get_or_set_optional`].
+    ///
+    /// # Errors
+    /// See [`Scoped::get_or_set_optional`].
+    pub async fn get_or_set_optional<V>(
+        &self,
+        key: &str,
+        loader: impl crate::Loader<Option<V>>,
+    ) -> crate::Result<Option<V>>
+    where
+        V: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.scoped().get_or_set_optional(key, loader).await
+    }
+
+    /// See [`Scoped::get_or_load`].
+    ///
+    /// # Errors
+    /// See [`Scoped::get_or_load`].
+    pub async fn get_or_load<V>(
+        &self,
+        key: &str,
+        loader: impl crate::Loader<crate::Loaded<V>>,
+    ) -> crate::Result<Option<V>>
+    where
+        V: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.scoped().get_or_load(key, loader).await
+    }
+
+    /// Per-call options with these [`ReadThrough`] options instead of the cache's.
+    pub fn read_through(&self, options: ReadThrough) -> Scoped<'_, S> {
+        self.scoped().read_through(options)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use super::Inner;
 use crate::backend::{Backend, OpSet};
 use crate::context::{CallContext, Deadline};
 use crate::plugin::Command;
-use crate::{Error, ErrorKind, Json, Result, Serializer, Ttl};
+use crate::{Error, ErrorKind, Json, ReadThrough, Result, Serializer, Ttl};
 
 /// Per-call options over a [`Cache`](crate::Cache): TTL, namespace, timeout and serializer
 /// for the commands called through it. Made by [`Cache::with_ttl`](crate::Cache::with_ttl),
@@ -38,11 +39,12 @@ use crate::{Error, ErrorKind, Json, Result, Serializer, Ttl};
 /// ```
 #[must_use = "options do nothing until a command is called"]
 pub struct Scoped<'a, S = Json> {
-    pub(super) inner: &'a Inner,
+    pub(super) inner: &'a Arc<Inner>,
     pub(crate) serializer: S,
-    ttl: Ttl,
+    pub(super) ttl: Ttl,
     namespace: Option<&'a str>,
     timeout: Option<Option<Duration>>,
+    pub(super) read_through: Option<ReadThrough>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Scoped<'_, S> {
@@ -52,18 +54,20 @@ impl<S: fmt::Debug> fmt::Debug for Scoped<'_, S> {
             .field("ttl", &self.ttl)
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
+            .field("read_through", &self.read_through)
             .finish()
     }
 }
 
 impl<'a, S: Serializer> Scoped<'a, S> {
-    pub(super) fn new(inner: &'a Inner, serializer: S) -> Self {
+    pub(super) fn new(inner: &'a Arc<Inner>, serializer: S) -> Self {
         Scoped {
             inner,
             serializer,
             ttl: Ttl::Default,
             namespace: None,
             timeout: None,
+            read_through: None,
         }
     }
 
@@ -99,7 +103,16 @@ impl<'a, S: Serializer> Scoped<'a, S> {
             ttl: self.ttl,
             namespace: self.namespace,
             timeout: self.timeout,
+            read_through: self.read_through,
         }
+    }
+
+    /// The [`ReadThrough`] options of the `get_or_set` family for these calls, instead of
+    /// the cache's. Options that need the [value envelope](crate::envelope) are refused at
+    /// the call when the cache was built without it.
+    pub fn read_through(mut self, options: ReadThrough) -> Self {
+        self.read_through = Some(options);
+        self
     }
 
     // ---- the steps every command shares ----------------------------------------------

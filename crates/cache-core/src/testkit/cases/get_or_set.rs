@@ -202,7 +202,7 @@ pub async fn get_or_set_loader_error_reaches_every_waiter_and_is_not_cached(h: H
             let runs = runs.clone();
             tokio::spawn(async move {
                 cache
-                    .get_or_set::<User, _>("k", || async move {
+                    .get_or_set::<User>("k", || async move {
                         runs.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         Err(std::io::Error::other("database down"))

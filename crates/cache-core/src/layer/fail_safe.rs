@@ -1,0 +1,333 @@
+//! Last known values kept in process, served while the backend cannot be read.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::Layer;
+use crate::backend::{Backend, ClearScope, OpSet};
+use crate::context::CallContext;
+use crate::envelope::{self, Stored};
+use crate::{Error, ErrorKind, Result, forward_backend};
+
+/// Keeps the last known value of up to `entries` keys in process, and answers reads from
+/// them while the backend cannot be read, within each value's fail-safe window.
+///
+/// Only values in the [envelope](crate::envelope) are kept (the window is in it). A value
+/// is kept when a read returns it or a write stores it; it is dropped when the key is
+/// deleted, overwritten by a value without the envelope, cleared, incremented, or when a
+/// write fails (its state is then unknown). When `entries` are held, the oldest kept is
+/// dropped first.
+///
+/// A read that fails with a temporary error ([`Error::is_temporary`]) or a timeout is
+/// answered from the kept values that are still servable; a fresh one reads as a hit, a
+/// stale one as the stale value it is (the handle decides whether a stale value may be
+/// served). A key with nothing kept still fails. [`served`](Self::served) counts the answers.
+///
+/// [`CacheBuilder::read_through`](crate::CacheBuilder::read_through) installs it, above the
+/// cache's deadline (so a backend that hangs is answered from here when the deadline passes)
+/// and below the plugin hooks (so plugins see the answer), when fail-safe is on.
+#[derive(Debug, Clone)]
+pub struct FailSafeLayer {
+    kept: Arc<Kept>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    max: usize,
+    table: Mutex<Table>,
+    served: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    values: HashMap<String, Bytes>,
+    /// Keys in the order they were first kept; may hold keys dropped since.
+    order: VecDeque<String>,
+}
+
+impl FailSafeLayer {
+    /// Keeps up to `entries` last known values.
+    pub fn new(entries: usize) -> Self {
+        FailSafeLayer {
+            kept: Arc::new(Kept {
+                max: entries,
+                table: Mutex::new(Table::default()),
+                served: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Reads answered from the kept values so far (this layer and its clones).
+    pub fn served(&self) -> u64 {
+        self.kept.served.load(Ordering::Relaxed)
+    }
+
+    /// How many values are kept now.
+    pub fn len(&self) -> usize {
+        self.kept.lock().values.len()
+    }
+
+    /// Whether no value is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Layer for FailSafeLayer {
+    fn layer(&self, inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        Arc::new(FailSafe {
+            inner,
+            kept: self.kept.clone(),
+        })
+    }
+}
+
+impl Kept {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `value` for `key` when it is in the envelope; forgets the key otherwise.
+    fn note(&self, key: &str, value: &Bytes) {
+        if self.max == 0 {
+            return;
+        }
+        if !matches!(
+            Stored::decode(value.clone()),
+            Ok(Stored::Value { .. } | Stored::Negative { .. })
+        ) {
+            self.forget(key);
+            return;
+        }
+        let mut table = self.lock();
+        if let Some(old) = table.values.get_mut(key) {
+            *old = value.clone();
+            return;
+        }
+        while table.values.len() >= self.max {
+            let Some(oldest) = table.order.pop_front() else {
+                break;
+            };
+            table.values.remove(&oldest);
+        }
+        table.values.insert(key.to_owned(), value.clone());
+        table.order.push_back(key.to_owned());
+        // `order` may hold keys forgotten since; keep it from growing without bound.
+        if table.order.len() > 2 * self.max.max(16) {
+            let Table { values, order } = &mut *table;
+            order.retain(|k| values.contains_key(k));
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        if self.max == 0 {
+            return;
+        }
+        self.lock().values.remove(key);
+    }
+
+    /// The kept value of `key`, if it may still be served.
+    fn servable(&self, key: &str, now_ms: u64) -> Option<Bytes> {
+        let table = self.lock();
+        let value = table.values.get(key)?;
+        match Stored::decode(value.clone()) {
+            Ok(Stored::Value { times, .. } | Stored::Negative { times })
+                if times.is_servable(now_ms) =>
+            {
+                Some(value.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether a failed read may be answered from the kept values.
+fn may_answer(e: &Error) -> bool {
+    e.is_temporary() || e.kind() == ErrorKind::Timeout
+}
+
+#[cold]
+fn log_served(ctx: &CallContext<'_>, e: &Error, keys: usize) {
+    tracing::warn!(
+        op = ctx.command().as_str(),
+        backend = ctx.backend(),
+        keys,
+        error = %format_args!("{e:#}"),
+        "the backend failed; answering from the last known values (fail-safe)"
+    );
+}
+
+/// The backend a [`FailSafeLayer`] gives.
+#[derive(Debug)]
+struct FailSafe {
+    inner: Arc<dyn Backend>,
+    kept: Arc<Kept>,
+}
+
+impl FailSafe {
+    fn after_write(&self, key: &str, value: &Bytes, answer: &Result<bool>) {
+        match answer {
+            Ok(true) => self.kept.note(key, value),
+            Ok(false) => {}
+            Err(_) => self.kept.forget(key),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for FailSafe {
+    forward_backend!(inner: name, capability, exists, expire, ttl, raw);
+
+    async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
+        match self.inner.get(ctx, key).await {
+            Ok(Some(value)) => {
+                self.kept.note(key, &value);
+                Ok(Some(value))
+            }
+            Ok(None) => {
+                self.kept.forget(key);
+                Ok(None)
+            }
+            Err(e) if may_answer(&e) => match self.kept.servable(key, envelope::now_ms()) {
+                Some(value) => {
+                    self.kept.served.fetch_add(1, Ordering::Relaxed);
+                    log_served(ctx, &e, 1);
+                    Ok(Some(value))
+                }
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn multi_get(
+        &self,
+        ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Bytes>>> {
+        match self.inner.multi_get(ctx, keys).await {
+            Ok(values) => {
+                for (key, value) in keys.iter().zip(&values) {
+                    match value {
+                        Some(v) => self.kept.note(key, v),
+                        None => self.kept.forget(key),
+                    }
+                }
+                Ok(values)
+            }
+            Err(e) if may_answer(&e) => {
+                let now = envelope::now_ms();
+                let answer: Vec<Option<Bytes>> =
+                    keys.iter().map(|k| self.kept.servable(k, now)).collect();
+                let found = answer.iter().filter(|v| v.is_some()).count();
+                if found == 0 {
+                    return Err(e);
+                }
+                self.kept.served.fetch_add(1, Ordering::Relaxed);
+                log_served(ctx, &e, found);
+                Ok(answer)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+        let answer = self.inner.set(ctx, key, value.clone(), op).await;
+        self.after_write(
+            key,
+            &value,
+            &answer.as_ref().map(|()| true).map_err(Clone::clone),
+        );
+        answer
+    }
+
+    async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
+        let answer = self.inner.add(ctx, key, value.clone(), op).await;
+        self.after_write(key, &value, &answer);
+        answer
+    }
+
+    async fn multi_set(
+        &self,
+        ctx: &CallContext<'_>,
+        entries: &[(String, Bytes)],
+        op: OpSet,
+    ) -> Result<()> {
+        let answer = self.inner.multi_set(ctx, entries, op).await;
+        for (key, value) in entries {
+            match &answer {
+                Ok(()) => self.kept.note(key, value),
+                Err(_) => self.kept.forget(key),
+            }
+        }
+        answer
+    }
+
+    async fn delete(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {
+        self.kept.forget(key);
+        self.inner.delete(ctx, key).await
+    }
+
+    async fn multi_delete(&self, ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
+        for key in keys {
+            self.kept.forget(key);
+        }
+        self.inner.multi_delete(ctx, keys).await
+    }
+
+    async fn increment(&self, ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
+        self.kept.forget(key);
+        self.inner.increment(ctx, key, delta).await
+    }
+
+    async fn compare_and_set(
+        &self,
+        ctx: &CallContext<'_>,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Bytes,
+        op: OpSet,
+    ) -> Result<bool> {
+        let answer = self
+            .inner
+            .compare_and_set(ctx, key, expected, new.clone(), op)
+            .await;
+        self.after_write(key, &new, &answer);
+        answer
+    }
+
+    async fn compare_and_delete(
+        &self,
+        ctx: &CallContext<'_>,
+        key: &str,
+        expected: Bytes,
+    ) -> Result<bool> {
+        let answer = self.inner.compare_and_delete(ctx, key, expected).await;
+        if !matches!(answer, Ok(false)) {
+            self.kept.forget(key);
+        }
+        answer
+    }
+
+    async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
+        {
+            let mut table = self.kept.lock();
+            match scope {
+                ClearScope::All => *table = Table::default(),
+                ClearScope::Namespace { prefix, .. } => {
+                    table.values.retain(|k, _| !k.starts_with(prefix));
+                }
+            }
+        }
+        self.inner.clear(ctx, scope).await
+    }
+
+    async fn close(&self, ctx: &CallContext<'_>) -> Result<()> {
+        *self.kept.lock() = Table::default();
+        self.inner.close(ctx).await
+    }
+}
