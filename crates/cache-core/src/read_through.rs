@@ -268,6 +268,8 @@ pub enum ReadThroughEvent {
     SoftTimeout,
     /// A loader was abandoned at the hard timeout.
     HardTimeout,
+    /// A caller found no fresh value and started a load.
+    LoadStarted,
     /// A caller waited for a load another caller of this process had started.
     WaiterCoalesced,
     /// This process took the lease of a key, to load it.
@@ -283,12 +285,13 @@ pub enum ReadThroughEvent {
 
 impl ReadThroughEvent {
     /// Every event, in declaration order.
-    pub const ALL: [ReadThroughEvent; 10] = [
+    pub const ALL: [ReadThroughEvent; 11] = [
         ReadThroughEvent::StaleServed,
         ReadThroughEvent::FailSafeActivated,
         ReadThroughEvent::RefreshStarted,
         ReadThroughEvent::SoftTimeout,
         ReadThroughEvent::HardTimeout,
+        ReadThroughEvent::LoadStarted,
         ReadThroughEvent::WaiterCoalesced,
         ReadThroughEvent::LeaseAcquired,
         ReadThroughEvent::LeaseWaited,
@@ -304,6 +307,7 @@ impl ReadThroughEvent {
             ReadThroughEvent::RefreshStarted => "refresh_started",
             ReadThroughEvent::SoftTimeout => "soft_timeout",
             ReadThroughEvent::HardTimeout => "hard_timeout",
+            ReadThroughEvent::LoadStarted => "load_started",
             ReadThroughEvent::WaiterCoalesced => "waiter_coalesced",
             ReadThroughEvent::LeaseAcquired => "lease_acquired",
             ReadThroughEvent::LeaseWaited => "lease_waited",

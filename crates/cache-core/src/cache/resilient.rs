@@ -785,12 +785,13 @@ impl<S: Serializer> Scoped<'_, S> {
                 emit(self.inner, ReadThroughEvent::StaleServed, key, ns);
                 return self.serve_stale(stale, key, optional);
             }
-            let (rx, deadline) = match flights.join(&built) {
+            let (rx, deadline, initiator) = match flights.join(&built) {
                 Role::Wait(rx) => {
                     emit(self.inner, ReadThroughEvent::WaiterCoalesced, key, ns);
-                    (rx, self.deadline().map(Deadline::after))
+                    (rx, self.deadline().map(Deadline::after), false)
                 }
                 Role::Load(tx, id) => {
+                    emit(self.inner, ReadThroughEvent::LoadStarted, key, ns);
                     let guard = TaskGuard {
                         inner: self.inner.clone(),
                         key: built.clone(),
@@ -803,15 +804,25 @@ impl<S: Serializer> Scoped<'_, S> {
                     let fill = self.fill(key, ns, &built);
                     let stale = miss.stale.clone();
                     tokio::spawn(fill.run(job, tx, miss.current, miss.lease_held, stale, guard));
-                    (rx, None)
+                    (rx, None, true)
                 }
             };
-            let answer = self.wait_load(rx, miss.stale.is_some(), deadline).await;
+            let answer = self
+                .wait_load(rx.clone(), miss.stale.is_some(), deadline, initiator)
+                .await;
             match answer {
                 Answer::Done(Ok(Some(payload))) => return self.decode(&payload, key).map(Some),
                 Answer::Done(Ok(None)) if optional => return Ok(None),
-                // A caller of `get_or_set_optional` found nothing: load here.
-                Answer::Done(Ok(None)) => continue,
+                // A caller of `get_or_set_optional` found nothing: load here, once that
+                // flight has ended (it may still be writing its negative entry).
+                Answer::Done(Ok(None)) => {
+                    let mut rx = rx;
+                    let ended = async { while rx.changed().await.is_ok() {} };
+                    match deadline.or(self.deadline().map(Deadline::after)) {
+                        Some(deadline) => within(deadline, ended).await?,
+                        None => ended.await,
+                    }
+                }
                 Answer::Soft => {
                     emit(self.inner, ReadThroughEvent::SoftTimeout, key, ns);
                     emit(self.inner, ReadThroughEvent::StaleServed, key, ns);
@@ -891,21 +902,29 @@ impl<S: Serializer> Scoped<'_, S> {
     }
 
     /// Waits for a load: up to the soft timeout when there is a stale value, up to
-    /// `deadline` when given.
+    /// `deadline` when given (a waiter); without one (the caller that started the load),
+    /// until the loading task has also written its result.
     async fn wait_load(
         &self,
         mut rx: watch::Receiver<FlightResult>,
         has_stale: bool,
         deadline: Option<Deadline>,
+        initiator: bool,
     ) -> Answer {
         let wait = async {
-            match rx.wait_for(Option::is_some).await {
+            let answer = match rx.wait_for(Option::is_some).await {
                 Ok(answer) => match answer.clone() {
                     Some(done) => Answer::Done(done),
                     None => Answer::Gone,
                 },
                 Err(_) => Answer::Gone,
+            };
+            // The caller that started the load returns once the task has written what it
+            // loaded (or its fail-safe throttle), so that its next read sees it.
+            if initiator {
+                while rx.changed().await.is_ok() {}
             }
+            answer
         };
         let soft = if has_stale {
             self.options().soft_timeout

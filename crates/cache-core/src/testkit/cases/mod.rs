@@ -21,6 +21,7 @@ mod locks;
 mod multi;
 mod pipeline;
 mod raw_close;
+mod read_through;
 mod serializers;
 
 pub use self::add_cas::*;
@@ -35,6 +36,7 @@ pub use self::locks::*;
 pub use self::multi::*;
 pub use self::pipeline::*;
 pub use self::raw_close::*;
+pub use self::read_through::*;
 pub use self::serializers::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
