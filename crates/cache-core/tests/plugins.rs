@@ -626,6 +626,34 @@ fn tracing_shows_keys_when_enabled() {
 }
 
 #[test]
+fn tracing_reports_read_through_decisions_with_keys_as_configured() {
+    let capture = Capture::default();
+    tracing::subscriber::with_default(capture.clone(), || {
+        block_on(async {
+            let cache = builder()
+                .plugin(TracingPlugin::new().hash_keys(true))
+                .build();
+            let v: u32 = cache
+                .get_or_set("rt", || async { Ok::<_, std::io::Error>(5) })
+                .await
+                .unwrap();
+            assert_eq!(v, 5);
+        })
+    });
+    let events = capture.events(TracingPlugin::TARGET);
+    let decisions: Vec<&Captured> = events
+        .iter()
+        .filter(|e| e.field("message") == Some("cache read-through"))
+        .collect();
+    assert_eq!(decisions.len(), 1, "{events:?}");
+    assert_eq!(decisions[0].field("event"), Some("load_started"));
+    assert_eq!(
+        decisions[0].field("keys"),
+        Some(format!("[{}]", TracingPlugin::hashed_key("rt")).as_str())
+    );
+}
+
+#[test]
 fn tracing_hashes_keys_when_asked() {
     let events = traced_sequence(TracingPlugin::new().hash_keys(true));
     let after = after_events(&events);
@@ -835,6 +863,10 @@ mod metrics_plugin {
                 ),
                 ("stratacache_hits_total".to_owned(), Some(Unit::Count)),
                 ("stratacache_misses_total".to_owned(), Some(Unit::Count)),
+                (
+                    "stratacache_read_through_events_total".to_owned(),
+                    Some(Unit::Count)
+                ),
             ]
         );
     }
@@ -871,5 +903,40 @@ mod metrics_plugin {
                 "stratacache_commands_total{backend=map,op=set,outcome=ok}",
             ]
         );
+    }
+
+    #[test]
+    fn metrics_count_read_through_events_by_event() {
+        let recorder = TestRecorder::default();
+        metrics::with_local_recorder(&recorder, || {
+            block_on(async {
+                let cache = Cache::builder(MapBackend::new())
+                    .plugin(MetricsPlugin::new())
+                    .read_through(
+                        cache_core::ReadThrough::new().hard_timeout(Duration::from_millis(20)),
+                    )
+                    .build();
+                let slow = || async {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Ok::<u32, std::io::Error>(1)
+                };
+                let (a, b) = tokio::join!(cache.get_or_set("k", slow), cache.get_or_set("k", slow));
+                assert!(a.is_err() && b.is_err());
+            })
+        });
+        let events: BTreeMap<String, u64> = recorder
+            .counters()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("stratacache_read_through_events_total"))
+            .collect();
+        let expected: BTreeMap<String, u64> = [
+            "{backend=map,event=hard_timeout}",
+            "{backend=map,event=load_started}",
+            "{backend=map,event=waiter_coalesced}",
+        ]
+        .into_iter()
+        .map(|labels| (format!("stratacache_read_through_events_total{labels}"), 1))
+        .collect();
+        assert_eq!(events, expected);
     }
 }

@@ -198,7 +198,8 @@ mod drift {
                 plugin.commands_name(),
                 plugin.duration_name(),
                 plugin.hits_name(),
-                plugin.misses_name()
+                plugin.misses_name(),
+                plugin.events_name()
             ]
         );
     }

@@ -6,7 +6,7 @@ use ::metrics::{KeyName, SharedString, Unit};
 use async_trait::async_trait;
 
 use super::outcome_label;
-use crate::{Command, CommandInfo, Outcome, Plugin};
+use crate::{Command, CommandInfo, EventInfo, Outcome, Plugin};
 
 /// Records every command in the [`metrics`](::metrics) facade, for whatever recorder the
 /// program installed (Prometheus, OpenTelemetry, StatsD, …). Available with the `metrics`
@@ -20,6 +20,7 @@ use crate::{Command, CommandInfo, Outcome, Plugin};
 /// | `stratacache_command_duration_seconds` | histogram | `op`, `backend`, `outcome` | [`Outcome::took`] in seconds |
 /// | `stratacache_hits_total` | counter | `backend` | keys found by reads |
 /// | `stratacache_misses_total` | counter | `backend` | keys not found by reads |
+/// | `stratacache_read_through_events_total` | counter | `event`, `backend` | decisions of the `get_or_set` family ([`ReadThroughEvent`](crate::ReadThroughEvent)) |
 ///
 /// `op` is the command (`get`, `multi_get`, `set`, …), `backend` the backend's name and
 /// `outcome` is `ok` or the error kind in snake case (`timeout`, `invalid_argument`,
@@ -61,6 +62,7 @@ struct Names {
     duration: KeyName,
     hits: KeyName,
     misses: KeyName,
+    events: KeyName,
 }
 
 impl Default for MetricsPlugin {
@@ -97,6 +99,7 @@ impl MetricsPlugin {
                 duration: name("command_duration_seconds"),
                 hits: name("hits_total"),
                 misses: name("misses_total"),
+                events: name("read_through_events_total"),
             }),
         }
     }
@@ -119,6 +122,12 @@ impl MetricsPlugin {
     /// The name of the miss counter (`stratacache_misses_total` by default).
     pub fn misses_name(&self) -> &str {
         self.names.misses.as_str()
+    }
+
+    /// The name of the read-through event counter
+    /// (`stratacache_read_through_events_total` by default).
+    pub fn events_name(&self) -> &str {
+        self.names.events.as_str()
     }
 
     /// Gives the current recorder the unit and a description of each metric. Call it once,
@@ -144,6 +153,12 @@ impl MetricsPlugin {
             n.misses.clone(),
             Unit::Count,
             "Keys not found by cache reads, by backend."
+        );
+        ::metrics::describe_counter!(
+            n.events.clone(),
+            Unit::Count,
+            "Decisions of the read-through (stale served, fail-safe activated, refresh \
+             started, loader timeouts, waiters coalesced, leases), by event and backend."
         );
     }
 }
@@ -177,6 +192,15 @@ impl Plugin for MetricsPlugin {
             ::metrics::counter!(n.misses.clone(), "backend" => backend).increment(outcome.misses);
         }
     }
+
+    fn on_event(&self, info: &EventInfo<'_>) {
+        ::metrics::counter!(
+            self.names.events.clone(),
+            "event" => info.event.as_str(),
+            "backend" => info.backend
+        )
+        .increment(1);
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +217,10 @@ mod tests {
         );
         assert_eq!(default.hits_name(), "stratacache_hits_total");
         assert_eq!(default.misses_name(), "stratacache_misses_total");
+        assert_eq!(
+            default.events_name(),
+            "stratacache_read_through_events_total"
+        );
 
         let custom = MetricsPlugin::with_prefix("app_cache");
         assert_eq!(custom.commands_name(), "app_cache_commands_total");

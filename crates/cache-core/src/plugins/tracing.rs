@@ -6,7 +6,7 @@ use ::tracing::Level;
 use async_trait::async_trait;
 
 use super::outcome_label;
-use crate::{CommandInfo, Outcome, Plugin};
+use crate::{CommandInfo, EventInfo, Outcome, Plugin};
 
 /// Emits `event` at a level chosen at run time (`tracing` needs a constant level per call
 /// site, so there is one call site per level).
@@ -80,6 +80,12 @@ pub enum KeyMode {
 /// | `elapsed_ms` | [`Outcome::took`] in milliseconds, as a float |
 /// | `hits`, `misses` | keys found and not found by a read (0 for other commands) |
 /// | `keys` | only with [`with_keys`](Self::with_keys) or [`hash_keys`](Self::hash_keys) (see [`KeyMode`]) |
+///
+/// **Read-through decisions** of the `get_or_set` family (a stale value served, fail-safe
+/// activated, a refresh started, a loader timeout, a lease taken or lost:
+/// [`ReadThroughEvent`](crate::ReadThroughEvent)) are events too, at the same level and
+/// target, message `cache read-through`, with `event` (its snake-case name), `namespace`,
+/// `backend` and `keys` as above.
 ///
 /// Successful commands are logged at [`Level::DEBUG`] and failed ones, timeouts included, at
 /// [`Level::WARN`]; both are configurable. The event is emitted inside the command span, so
@@ -280,6 +286,18 @@ impl Plugin for TracingPlugin {
             misses = outcome.misses,
             keys = self.keys_field(info.keys),
             "cache command"
+        );
+    }
+
+    fn on_event(&self, info: &EventInfo<'_>) {
+        let keys = [info.key];
+        event_at!(
+            self.level,
+            event = info.event.as_str(),
+            namespace = info.namespace,
+            backend = info.backend,
+            keys = self.keys_field(&keys),
+            "cache read-through"
         );
     }
 }
