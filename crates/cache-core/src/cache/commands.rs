@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Scoped;
-use super::resilient::{fresh_payload, wrap};
+use super::resilient::{FreshRead, fresh_payload, fresh_read, negative, wrap};
 use crate::backend::{ClearScope, OpSet};
 use crate::context::{CallContext, Deadline, Progress};
 use crate::layer::error_context::add_context;
@@ -96,10 +96,27 @@ impl<S: Serializer> Scoped<'_, S> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let ns = self.resolved_namespace();
         let user: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
-        let built = self.build_keys(&user, ns)?;
-        let ctx = self.ctx(Command::MultiGet, ns, &user);
+        let raw = self.multi_get_raw(&user).await?;
+        raw.into_iter()
+            .zip(&user)
+            .map(|(v, k)| {
+                let v = match v {
+                    Some(b) if self.inner.envelope => {
+                        fresh_payload(b).map_err(|e| e.with_context_once("key", *k))?
+                    }
+                    v => v,
+                };
+                v.map(|b| self.decode(&b, k)).transpose()
+            })
+            .collect()
+    }
+
+    /// The stored bytes of `user` keys (not empty), checked for length.
+    async fn multi_get_raw(&self, user: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        let ns = self.resolved_namespace();
+        let built = self.build_keys(user, ns)?;
+        let ctx = self.ctx(Command::MultiGet, ns, user);
         let raw = self.stack().multi_get(&ctx, &built).await?;
         if raw.len() != user.len() {
             return Err(add_context(
@@ -114,16 +131,35 @@ impl<S: Serializer> Scoped<'_, S> {
                 &ctx,
             ));
         }
+        Ok(raw)
+    }
+
+    /// The read of `get_or_set_many`: per key, `None` for a miss, `Some(None)` for a fresh
+    /// negative entry, `Some(Some(v))` for a value.
+    pub(super) async fn multi_get_through<V: DeserializeOwned>(
+        &self,
+        user: &[&str],
+    ) -> Result<Vec<Option<Option<V>>>> {
+        self.check_open()?;
+        if user.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw = self.multi_get_raw(user).await?;
         raw.into_iter()
-            .zip(&user)
+            .zip(user)
             .map(|(v, k)| {
-                let v = match v {
+                let read = match v {
+                    None => FreshRead::Miss,
                     Some(b) if self.inner.envelope => {
-                        fresh_payload(b).map_err(|e| e.with_context_once("key", *k))?
+                        fresh_read(b).map_err(|e| e.with_context_once("key", *k))?
                     }
-                    v => v,
+                    Some(b) => FreshRead::Value(b),
                 };
-                v.map(|b| self.decode(&b, k)).transpose()
+                Ok(match read {
+                    FreshRead::Miss => None,
+                    FreshRead::Negative => Some(None),
+                    FreshRead::Value(b) => Some(Some(self.decode(&b, k)?)),
+                })
             })
             .collect()
     }
@@ -208,6 +244,28 @@ impl<S: Serializer> Scoped<'_, S> {
         self.stack().multi_set(&ctx, &wrapped, op).await
     }
 
+    /// Stores negative entries for `keys` (built, with the user's keys) in one `multi_set`,
+    /// when the cache has a negative TTL and the envelope. Used by `get_or_set_many`.
+    pub(super) async fn store_negatives(&self, built: &[String], user_keys: &[&str]) -> Result<()> {
+        let Some(ttl) = self.options().negative_ttl else {
+            return Ok(());
+        };
+        if built.is_empty() || !self.inner.envelope {
+            return Ok(());
+        }
+        let (bytes, keep) = negative(ttl, self.options().max_stale());
+        let entries: Vec<(String, Bytes)> =
+            built.iter().map(|k| (k.clone(), bytes.clone())).collect();
+        let keep = match (keep, self.inner.capability.max_ttl) {
+            (Some(t), Some(max)) if t > max => Some(max),
+            (t, _) => t,
+        };
+        let ctx = self.ctx(Command::MultiSet, self.resolved_namespace(), user_keys);
+        self.stack()
+            .multi_set(&ctx, &entries, OpSet::new(keep))
+            .await
+    }
+
     /// A loaded value as the read-through stores it: in the envelope when the cache has it
     /// on (fresh for the call's TTL, kept for the fail-safe window past it), with its write
     /// options.
@@ -216,7 +274,7 @@ impl<S: Serializer> Scoped<'_, S> {
         if !self.inner.envelope {
             return Ok((bytes, op));
         }
-        let (bytes, ttl) = wrap(&bytes, op.ttl, self.inner.read_through.max_stale());
+        let (bytes, ttl) = wrap(&bytes, op.ttl, self.options().max_stale());
         let ttl = match (ttl, self.inner.capability.max_ttl) {
             (Some(t), Some(max)) if t > max => Some(max),
             (t, _) => t,

@@ -297,13 +297,16 @@ impl<S: Serializer> Scoped<'_, S> {
         self.check_open()?;
         let keys: Vec<K> = keys.into_iter().collect();
         let user: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
-        let mut out: Vec<Option<V>> = self.multi_get(&user).await?;
+        let read: Vec<Option<Option<V>>> = self.multi_get_through(&user).await?;
+        // A fresh negative entry answers `None` without loading.
+        let negative: Vec<bool> = read.iter().map(|r| matches!(r, Some(None))).collect();
+        let mut out: Vec<Option<V>> = read.into_iter().map(Option::flatten).collect();
         let ns = self.resolved_namespace();
         // The distinct keys that missed, each with the positions it answers.
         let mut missing: Vec<(String, Vec<usize>)> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for (i, k) in user.iter().enumerate() {
-            if out[i].is_some() {
+            if out[i].is_some() || negative[i] {
                 continue;
             }
             match index.get(k) {
@@ -355,10 +358,14 @@ impl<S: Serializer> Scoped<'_, S> {
                 let mut found: HashMap<String, V> = found.into_iter().collect();
                 let mut entries = Vec::with_capacity(found.len());
                 let mut stored = Vec::with_capacity(found.len());
+                let mut not_found = Vec::new();
+                let mut not_found_keys = Vec::new();
                 for ((built, positions), tx, _) in &load {
                     let key = user[positions[0]];
                     let Some(value) = found.remove(key) else {
                         tx.send_replace(Some(Ok(None)));
+                        not_found.push(built.clone());
+                        not_found_keys.push(key);
                         continue;
                     };
                     let bytes = match self.encode_unchecked(&value, key) {
@@ -383,6 +390,13 @@ impl<S: Serializer> Scoped<'_, S> {
                         keys = entries.len(),
                         error = %format_args!("{e:#}"),
                         "get_or_set_many: the loaded values could not be stored"
+                    );
+                }
+                if let Err(e) = self.store_negatives(&not_found, &not_found_keys).await {
+                    tracing::warn!(
+                        keys = not_found.len(),
+                        error = %format_args!("{e:#}"),
+                        "get_or_set_many: the negative entries could not be stored"
                     );
                 }
             }

@@ -135,10 +135,37 @@ fn classify(raw: Option<Bytes>, envelope_on: bool, now_ms: u64) -> Result<Found>
 /// What a plain read gives of stored bytes with the envelope on: the fresh payload, or
 /// `None` for a stale value, a negative entry or a lease over no fresh value.
 pub(super) fn fresh_payload(raw: Bytes) -> Result<Option<Bytes>> {
-    Ok(match classify(Some(raw), true, envelope::now_ms())? {
-        Found::Hit(payload, _) => Some(payload),
-        Found::NegativeHit | Found::Miss(_) => None,
+    Ok(match fresh_read(raw)? {
+        FreshRead::Value(payload) => Some(payload),
+        FreshRead::Negative | FreshRead::Miss => None,
     })
+}
+
+/// What stored bytes are to a read, with the envelope on.
+pub(super) enum FreshRead {
+    /// A fresh value: its payload.
+    Value(Bytes),
+    /// A fresh negative entry.
+    Negative,
+    /// Nothing fresh.
+    Miss,
+}
+
+/// Reads stored bytes with the envelope on.
+pub(super) fn fresh_read(raw: Bytes) -> Result<FreshRead> {
+    Ok(match classify(Some(raw), true, envelope::now_ms())? {
+        Found::Hit(payload, _) => FreshRead::Value(payload),
+        Found::NegativeHit => FreshRead::Negative,
+        Found::Miss(_) => FreshRead::Miss,
+    })
+}
+
+/// A negative entry for the fail-safe window `max_stale`, fresh for `ttl`, with the TTL the
+/// backend must keep it.
+pub(super) fn negative(ttl: Duration, max_stale: Duration) -> (Bytes, Option<Duration>) {
+    let now = envelope::now_ms();
+    let times = Times::new(now, Some(ttl), max_stale);
+    (envelope::encode_negative(times), times.physical_ttl(now))
 }
 
 /// `payload` in the envelope, fresh for `ttl` and then stale for `max_stale`, with the TTL
@@ -696,7 +723,7 @@ impl<S: Serializer> Scoped<'_, S> {
     }
 
     /// The options in force for these calls.
-    fn options(&self) -> &ReadThrough {
+    pub(super) fn options(&self) -> &ReadThrough {
         self.read_through
             .as_ref()
             .unwrap_or(&self.inner.read_through)

@@ -240,6 +240,7 @@ macro_rules! conformance_tests {
             eager_refresh_keeps_a_hot_key_from_missing,
             lease_lets_one_of_two_caches_load,
             read_through_events_reach_plugins,
+            get_or_set_many_caches_keys_not_found_as_negative_entries,
             raw_is_supported_or_refused,
             close_is_idempotent_and_later_calls_are_closed,
         );

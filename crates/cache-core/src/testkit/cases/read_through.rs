@@ -467,3 +467,38 @@ pub async fn read_through_events_reach_plugins(h: Harness) {
     assert_eq!(stats.get(ReadThroughEvent::WaiterCoalesced), 1);
     assert_eq!(stats.get(ReadThroughEvent::HardTimeout), 1);
 }
+
+/// With a negative TTL, keys a batch loader did not return are cached as negative entries:
+/// the next batch answers `None` for them without loading.
+pub async fn get_or_set_many_caches_keys_not_found_as_negative_entries(h: Harness) {
+    let cache = h
+        .builder()
+        .read_through(ReadThrough::new().negative_ttl(Duration::from_secs(60)))
+        .build();
+    let calls: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    for _ in 0..2 {
+        let log = calls.clone();
+        let got = cache
+            .get_or_set_many(["found", "gone"], move |missing: Vec<String>| {
+                log.lock().unwrap().push(missing.clone());
+                async move {
+                    Ok::<_, std::io::Error>(
+                        missing
+                            .into_iter()
+                            .filter(|k| k == "found")
+                            .map(|k| (k, user(5)))
+                            .collect::<Vec<_>>(),
+                    )
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, [Some(user(5)), None]);
+    }
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [vec!["found".to_string(), "gone".to_string()]],
+        "the second batch loaded nothing"
+    );
+    assert_eq!(cache.get::<User>("gone").await.unwrap(), None);
+}
