@@ -24,6 +24,9 @@ pub mod layers {}
 #[doc = include_str!("../guide/locks.md")]
 pub mod locks {}
 
+#[doc = include_str!("../guide/resilience.md")]
+pub mod resilience {}
+
 #[doc = include_str!("../guide/configuration.md")]
 pub mod configuration {}
 

@@ -22,9 +22,10 @@ pub use serializer::{AnySerializer, CompressionName, SerializerName};
 pub use cache_core::{
     AiocacheFlavor, AiocacheKeyBuilder, Backend, Cache, CacheBuilder, CallContext, Capability,
     ClearScope, Command, CommandInfo, DEFAULT_LEASE, DEFAULT_TIMEOUT, Deadline, DefaultKeyBuilder,
-    Error, ErrorKind, IntoBackend, Json, KeyBuilder, KeyTtl, Layer, Lock, LockGuard, OpSet,
-    OptimisticLock, Outcome, Plugin, PythonJson, RawBytes, RawValue, Result, Scoped, Serializer,
-    Ttl, Utf8, async_trait, duration, forward_backend, layer,
+    Error, ErrorKind, EventInfo, IntoBackend, Json, KeyBuilder, KeyTtl, Layer, Loaded, Loader,
+    Lock, LockGuard, OpSet, OptimisticLock, Outcome, Plugin, PythonJson, RawBytes, RawValue,
+    ReadThrough, ReadThroughEvent, ReadThroughStats, Result, Scoped, Serializer, Ttl, Utf8,
+    async_trait, duration, envelope, forward_backend, layer,
 };
 
 #[cfg(feature = "macros")]
@@ -76,7 +77,9 @@ pub use cache_serde::{Codec, Compressed};
 /// The names most programs need: `use stratacache::prelude::*;`.
 pub mod prelude {
     pub use crate::{AnyCache, CacheConfig, Caches, FromUrl};
-    pub use cache_core::{Cache, Error, ErrorKind, Json, KeyTtl, Plugin, Result, Ttl};
+    pub use cache_core::{
+        Cache, Error, ErrorKind, Json, KeyTtl, Loaded, Plugin, ReadThrough, Result, Ttl,
+    };
     #[cfg(feature = "memcached")]
     pub use cache_memcached::MemcachedBackend;
     #[cfg(feature = "memory")]
