@@ -752,34 +752,22 @@ impl<S: Serializer> Scoped<'_, S> {
             .with_context("key", key));
         }
         let (ns, built) = self.prepare(key)?;
-        let built = built.into_owned();
         let flights = &self.inner.flights;
-        if flights.is_loading_here(&built) {
-            return Err(reentrant_error(key));
-        }
-        let serializer = self.serializer.clone();
-        let key_owned = key.to_owned();
-        let mut loader = Some(move || -> LoadFuture {
-            Box::pin(async move {
-                let (value, ttl) = match loader.load().await {
-                    Ok(t) => into_loaded(t).into_parts(),
-                    Err(e) => return Err(loader_error(e.into(), Some(&key_owned))),
-                };
-                let payload = match value {
-                    Some(v) => Some(Bytes::from(
-                        serializer
-                            .encode(&v)
-                            .map_err(|e| e.with_context_once("key", &key_owned))?,
-                    )),
-                    None => None,
-                };
-                Ok(LoadedBytes { payload, ttl })
-            })
-        });
+        let mut loader = Some(loader);
+        let take_job = |loader: &mut Option<_>| {
+            loader
+                .take()
+                .map(|l| job(l, into_loaded, self.serializer.clone(), key))
+        };
         let keys = [key];
         for _round in 0..4 {
             let ctx = self.ctx(Command::Get, ns, &keys);
-            let now = envelope::now_ms();
+            // Only entries in the envelope carry times.
+            let now = if self.inner.envelope {
+                envelope::now_ms()
+            } else {
+                0
+            };
             let found = match self.stack().get(&ctx, &built).await {
                 Ok(raw) => classify(raw, self.inner.envelope, now)
                     .map_err(|e| e.with_context_once("key", key))?,
@@ -795,7 +783,7 @@ impl<S: Serializer> Scoped<'_, S> {
                 Found::Hit(payload, times) => {
                     if let (Some(share), Some(times)) = (options.eager_refresh, times)
                         && times.age_fraction(now) >= share
-                        && let Some(job) = loader.take().map(|l| Box::new(l) as LoadJob)
+                        && let Some(job) = take_job(&mut loader)
                     {
                         let raw = envelope::encode_value(times, &payload);
                         self.refresh(key, ns, &built, job, raw);
@@ -806,6 +794,9 @@ impl<S: Serializer> Scoped<'_, S> {
                 Found::NegativeHit => Miss::default(),
                 Found::Miss(miss) => miss,
             };
+            if flights.is_loading_here(&built) {
+                return Err(reentrant_error(key));
+            }
             if let Some(stale) = &miss.stale
                 && self.inner.is_throttled(&built, now)
             {
@@ -821,10 +812,10 @@ impl<S: Serializer> Scoped<'_, S> {
                     emit(self.inner, ReadThroughEvent::LoadStarted, key, ns);
                     let guard = TaskGuard {
                         inner: self.inner.clone(),
-                        key: built.clone(),
+                        key: built.to_string(),
                         id,
                     };
-                    let Some(job) = loader.take().map(|l| Box::new(l) as LoadJob) else {
+                    let Some(job) = take_job(&mut loader) else {
                         return Err(Error::new(ErrorKind::Unexpected, "loader already used"));
                     };
                     let rx = tx.subscribe();
@@ -976,4 +967,36 @@ impl<S: Serializer> Scoped<'_, S> {
                 .unwrap_or(Answer::Soft),
         }
     }
+}
+
+/// The loader's run on its task: the loader, then the encoding of what it found.
+fn job<V, T, S>(
+    loader: impl Loader<T>,
+    into_loaded: fn(T) -> Loaded<V>,
+    serializer: S,
+    key: &str,
+) -> LoadJob
+where
+    V: Serialize + Send + 'static,
+    T: Send + 'static,
+    S: Serializer,
+{
+    let key = key.to_owned();
+    Box::new(move || -> LoadFuture {
+        Box::pin(async move {
+            let (value, ttl) = match loader.load().await {
+                Ok(t) => into_loaded(t).into_parts(),
+                Err(e) => return Err(loader_error(e.into(), Some(&key))),
+            };
+            let payload = match value {
+                Some(v) => Some(Bytes::from(
+                    serializer
+                        .encode(&v)
+                        .map_err(|e| e.with_context_once("key", &key))?,
+                )),
+                None => None,
+            };
+            Ok(LoadedBytes { payload, ttl })
+        })
+    })
 }
