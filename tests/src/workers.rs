@@ -1,11 +1,13 @@
-//! Worker processes of the cross-process scenarios (`lock_processes.rs`): starting them and
-//! reading what they print.
+//! Worker processes of the cross-process scenarios (`lock_processes.rs`,
+//! `stampede_processes.rs`): starting them, reading what they print, and starting their work
+//! together.
 //!
 //! A worker is a binary of this package (`src/bin/`), started with its arguments by
 //! [`run_workers`]. It prints its results on standard output as lines of `name=value` fields
 //! separated by spaces, which [`field`] and [`sum`] read back.
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Starts one process of `program` per argument list, all at once, waits for every one and
 /// returns what each printed on standard output, in the order of `runs`.
@@ -56,6 +58,24 @@ pub fn sum<S: AsRef<str>>(outputs: &[S], name: &str) -> u64 {
                 .unwrap_or_else(|_| panic!("{name}={n} is not a count"))
         })
         .sum()
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch: a start instant that several
+/// processes on one machine agree on.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Sleeps until the wall clock reads `at_ms` ([`unix_ms`]); returns at once when it is past.
+/// The answer is how late it woke: how long after `at_ms` it returned.
+pub async fn sleep_until_unix_ms(at_ms: u64) -> Duration {
+    let now = unix_ms();
+    if at_ms > now {
+        tokio::time::sleep(Duration::from_millis(at_ms - now)).await;
+    }
+    Duration::from_millis(unix_ms().saturating_sub(at_ms))
 }
 
 #[cfg(test)]
