@@ -18,7 +18,8 @@
 //! The scenarios are in `tests/`: `restart.rs` (a server killed and restarted under load),
 //! `proxy_faults.rs` (timeout storm, reply cut mid-value, stall), and, with worker processes
 //! from `src/bin/`, `lock_processes.rs` (a lock across processes) and
-//! `stampede_processes.rs` (one loader run per cold key across processes). Run them with the shared servers up:
+//! `stampede_processes.rs` (one loader run per cold key across processes, a late fill that
+//! must not overwrite a newer value). Run them with the shared servers up:
 //!
 //! ```sh
 //! cargo x services up

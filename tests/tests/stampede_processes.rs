@@ -4,13 +4,17 @@
 //!   key at the same instant, for 20 keys in turn. The loader counts its runs in the server:
 //!   every key must have been loaded exactly once, and all 1,000 callers must get that run's
 //!   value, without an error.
+//! - A late fill never overwrites: a loader slower than its lease (200 ms lease, 1 s load)
+//!   loses the key to a second process that takes the expired lease over (coming after it
+//!   expired, or waiting for it to) and stores a newer value; the slow loader's value must
+//!   not be written over it, and its cache must count one `LeaseLost`. Ten trials.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::testkit::random_namespace;
-use cache_core::{Backend, Cache, ReadThrough};
+use cache_core::{Backend, Cache, ReadThrough, ReadThroughEvent};
 use stratacache_tests::backends::{self, Kind, Setup};
 use stratacache_tests::report::{Figures, millis};
 use stratacache_tests::workers;
@@ -27,6 +31,15 @@ const STAMPEDE_LEASE: Duration = Duration::from_secs(2);
 const STARTUP: Duration = Duration::from_millis(1500);
 /// One key's turn: the callers of the next key are released this long after the last.
 const PERIOD: Duration = Duration::from_millis(400);
+
+const TRIALS: usize = 10;
+/// The lease of the slow loader, which the loader outlives. Memcached keeps it 1 to 2 s
+/// (whole seconds, one more than asked): there the other process takes over the expired
+/// lease still stored, by a compare-and-set over it; Redis drops it after 200 ms, and the
+/// other process finds the key empty.
+const SHORT_LEASE: Duration = Duration::from_millis(200);
+/// The slow loader's time (it also waits for the other process to be done).
+const SLOW_LOAD: Duration = Duration::from_secs(1);
 
 async fn connect(kind: Kind, url: &str) -> Arc<dyn Backend> {
     backends::connect(kind, url, &kind.address_of(url), &Setup::pool(2)).await
@@ -162,6 +175,126 @@ async fn one_loader_per_cold_key(kind: Kind) {
     counter.multi_delete(written).await.unwrap();
 }
 
+async fn late_fill_never_overwrites(kind: Kind) {
+    let Some(url) = kind.shared_url() else {
+        return;
+    };
+    let namespace = random_namespace();
+    let backend = connect(kind, &url).await;
+    let reader = lease_cache(&backend, &namespace, SHORT_LEASE);
+    let started = Instant::now();
+    let mut keys = Vec::new();
+    // Trials where the other process found the slow loader's lease still held.
+    let mut other_waited = 0;
+    for trial in 0..TRIALS {
+        let key = format!("slow-{trial}");
+        keys.push(key.clone());
+        // A cache of its own: it shares no in-process flight with anything else.
+        let slow = lease_cache(&backend, &namespace, SHORT_LEASE);
+        let (loading, load_started) = tokio::sync::oneshot::channel::<()>();
+        let (done, other_done) = tokio::sync::oneshot::channel::<()>();
+        let call = tokio::spawn({
+            let (slow, key) = (slow.clone(), key.clone());
+            async move {
+                slow.get_or_set::<String>(&key, move || async move {
+                    let _ = loading.send(());
+                    let _ = tokio::join!(tokio::time::sleep(SLOW_LOAD), other_done);
+                    Ok::<_, std::io::Error>("old".to_owned())
+                })
+                .await
+            }
+        });
+        // The loader runs once its lease is taken. Another process comes past the lease (even
+        // trials) or while it is held (odd trials: it waits for the lease to expire), takes
+        // the lease over and stores "new".
+        load_started.await.expect("the slow loader started");
+        tokio::time::sleep(if trial % 2 == 0 {
+            SHORT_LEASE + Duration::from_millis(100)
+        } else {
+            SHORT_LEASE / 4
+        })
+        .await;
+        let args = vec![
+            "take-over".to_owned(),
+            kind.name().to_owned(),
+            url.clone(),
+            namespace.clone(),
+            SHORT_LEASE.as_millis().to_string(),
+            "new".to_owned(),
+            key.clone(),
+        ];
+        let output = tokio::task::spawn_blocking(move || workers::run_workers(WORKER, &[args]))
+            .await
+            .unwrap()
+            .remove(0);
+        done.send(()).unwrap();
+        // The slow load's callers get what it loaded.
+        assert_eq!(call.await.unwrap().unwrap(), "old", "trial {trial}");
+        // They get it before the fenced write: wait for the write's outcome (a lost lease,
+        // or a value over the newer one).
+        let waited = Instant::now();
+        let stored = loop {
+            let stored = reader.get::<String>(&key).await.unwrap();
+            if slow.read_through_stats().get(ReadThroughEvent::LeaseLost) > 0
+                || stored.as_deref() != Some("new")
+                || waited.elapsed() > Duration::from_secs(5)
+            {
+                break stored;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(
+            workers::field(&output, "value"),
+            Some("new"),
+            "trial {trial}: {output}"
+        );
+        assert_eq!(
+            workers::field(&output, "stored"),
+            Some("true"),
+            "trial {trial}: {output}"
+        );
+        assert_eq!(
+            workers::sum(&[&output], "lease_acquired"),
+            1,
+            "trial {trial}: the other process took the expired lease over: {output}"
+        );
+        assert_eq!(workers::sum(&[&output], "loads"), 1, "trial {trial}");
+        other_waited += workers::sum(&[&output], "lease_waited");
+        assert_eq!(
+            stored.as_deref(),
+            Some("new"),
+            "trial {trial}: the late fill overwrote the newer value"
+        );
+        let stats = slow.read_through_stats();
+        assert_eq!(
+            stats.get(ReadThroughEvent::LeaseAcquired),
+            1,
+            "trial {trial}"
+        );
+        assert_eq!(
+            stats.get(ReadThroughEvent::LeaseLost),
+            1,
+            "trial {trial}: the late fill counted as lost"
+        );
+    }
+    let took = started.elapsed();
+    // Later still, nothing has overwritten the newer values.
+    for key in &keys {
+        assert_eq!(
+            reader.get::<String>(key).await.unwrap().as_deref(),
+            Some("new")
+        );
+    }
+    Figures::new("lease_lost_processes", kind.name())
+        .add("trials", TRIALS)
+        .add("lease", millis(SHORT_LEASE))
+        .add("slow_load", millis(SLOW_LOAD))
+        .add("other_waited", other_waited)
+        .add("took", millis(took))
+        .print();
+    reader.multi_delete(keys).await.unwrap();
+}
+
 #[tokio::test]
 async fn one_loader_per_cold_key_across_processes_on_redis() {
     one_loader_per_cold_key(Kind::Redis).await;
@@ -170,4 +303,14 @@ async fn one_loader_per_cold_key_across_processes_on_redis() {
 #[tokio::test]
 async fn one_loader_per_cold_key_across_processes_on_memcached() {
     one_loader_per_cold_key(Kind::Memcached).await;
+}
+
+#[tokio::test]
+async fn late_fill_never_overwrites_across_processes_on_redis() {
+    late_fill_never_overwrites(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn late_fill_never_overwrites_across_processes_on_memcached() {
+    late_fill_never_overwrites(Kind::Memcached).await;
 }

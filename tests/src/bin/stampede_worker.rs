@@ -1,4 +1,4 @@
-//! One process of the cross-process stampede test:
+//! One process of the cross-process stampede tests. Two modes:
 //!
 //! - `stampede_worker stampede <redis|memcached> <url> <namespace> <tasks> <lease_ms>
 //!   <start_ms> <period_ms> <key>...`: for the `i`-th key, `tasks` tasks wait on a barrier
@@ -9,9 +9,14 @@
 //!   values=V*n,… late_ms=L` (the values the callers got, with how many got each; how late
 //!   the barrier was released), then, once every key holds a value (or 5 s passed),
 //!   `lease_acquired=… lease_waited=… lease_lost=… unstored=N`.
+//! - `stampede_worker take-over <redis|memcached> <url> <namespace> <lease_ms> <value> <key>`:
+//!   one `get_or_set` of `key` through a cache with a lease of `lease_ms`, whose loader
+//!   returns `value` at once. Once the key holds a value (or 5 s passed), prints `value=V
+//!   loads=N stored=true|false lease_acquired=… lease_waited=… lease_lost=…`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cache_core::{Cache, ReadThrough, ReadThroughEvent};
@@ -23,13 +28,16 @@ use tokio::sync::Barrier;
 const LOAD: Duration = Duration::from_millis(100);
 
 const USAGE: &str = "usage: stampede_worker stampede <redis|memcached> <url> <namespace> <tasks> \
-                     <lease_ms> <start_ms> <period_ms> <key>...";
+                     <lease_ms> <start_ms> <period_ms> <key>...\n       \
+                     stampede_worker take-over <redis|memcached> <url> <namespace> <lease_ms> \
+                     <value> <key>";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.split_first() {
         Some((mode, rest)) if mode == "stampede" => stampede(rest).await,
+        Some((mode, rest)) if mode == "take-over" => take_over(rest).await,
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
@@ -149,4 +157,28 @@ async fn stored(cache: &Cache, key: &str) -> bool {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     false
+}
+
+async fn take_over(args: &[String]) {
+    let [kind, url, namespace, lease_ms, value, key] = args else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    let cache = lease_cache(kind, url, namespace, lease_ms).await;
+    let loads = Arc::new(AtomicU64::new(0));
+    let counted = loads.clone();
+    let value = value.clone();
+    let got = cache
+        .get_or_set::<String>(key, move || async move {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, std::io::Error>(value)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("get_or_set {key}: {e:#}"));
+    let stored = stored(&cache, key).await;
+    println!(
+        "value={got} loads={} stored={stored} {}",
+        loads.load(Ordering::Relaxed),
+        lease_events(&cache)
+    );
 }
