@@ -29,6 +29,11 @@ impl Kind {
         }
     }
 
+    /// The kind named `name` (`redis` or `memcached`, as [`name`](Self::name) gives).
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// The environment variable with the URL of the shared test server.
     pub fn url_variable(self) -> &'static str {
         match self {

@@ -8,14 +8,18 @@
 //! - [`versioned`]: values that carry their key and version, and the freshness rule readers
 //!   check them against;
 //! - [`backends`]: the backends under test, built against any address;
-//! - [`report`]: error tallies and the `FIGURE:` lines each scenario prints.
+//! - [`report`]: error tallies and the `FIGURE:` lines each scenario prints;
+//! - [`workers`]: the worker processes of the cross-process scenarios, started together,
+//!   and the `name=value` fields they print.
 //!
 //! The private servers the scenarios kill and restart come from the `cache-test-fixtures`
 //! package.
 //!
-//! The scenarios are in `tests/`: `restart.rs` (a server killed and restarted under load) and
-//! `proxy_faults.rs` (timeout storm, reply cut mid-value, stall). Run them with the shared
-//! servers up:
+//! The scenarios are in `tests/`: `restart.rs` (a server killed and restarted under load),
+//! `proxy_faults.rs` (timeout storm, reply cut mid-value, stall), and, with worker processes
+//! from `src/bin/`, `lock_processes.rs` (a lock across processes) and
+//! `stampede_processes.rs` (one loader run per cold key across processes, a late fill that
+//! must not overwrite a newer value). Run them with the shared servers up:
 //!
 //! ```sh
 //! cargo x services up
@@ -29,6 +33,7 @@ pub mod backends;
 pub mod proxy;
 pub mod report;
 pub mod versioned;
+pub mod workers;
 
 pub use backends::{Kind, Setup};
 pub use proxy::{FaultProxy, Mode, ProxyStats};

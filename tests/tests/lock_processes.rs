@@ -2,12 +2,12 @@
 //! against one real server, each holder doing a read-pause-write of a shared counter inside.
 //! The counter must end at exactly 2,000, and no holder may ever find another inside.
 
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use cache_core::Cache;
 use cache_core::testkit::random_namespace;
 use stratacache_tests::backends::{self, Kind, Setup};
+use stratacache_tests::workers;
 
 const PROCESSES: usize = 4;
 const TASKS: usize = 8;
@@ -25,37 +25,21 @@ async fn exclusion_across_processes(kind: Kind) {
     };
     let namespace = random_namespace();
     let started = Instant::now();
-    let children: Vec<_> = (0..PROCESSES)
+    let runs: Vec<Vec<String>> = (0..PROCESSES)
         .map(|p| {
             let share = ACQUISITIONS / PROCESSES + usize::from(p < remainder());
-            Command::new(env!("CARGO_BIN_EXE_lock_worker"))
-                .args([
-                    kind.name(),
-                    url.as_str(),
-                    namespace.as_str(),
-                    &TASKS.to_string(),
-                    &share.to_string(),
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("spawn lock_worker")
+            vec![
+                kind.name().to_owned(),
+                url.clone(),
+                namespace.clone(),
+                TASKS.to_string(),
+                share.to_string(),
+            ]
         })
         .collect();
-    let mut overlaps = 0u64;
-    let mut acquired = 0u64;
-    for child in children {
-        let out = child.wait_with_output().expect("lock_worker ran");
-        assert!(out.status.success(), "a worker failed: {:?}", out.status);
-        let line = String::from_utf8_lossy(&out.stdout);
-        for field in line.split_whitespace() {
-            if let Some(n) = field.strip_prefix("overlaps=") {
-                overlaps += n.parse::<u64>().expect("a count");
-            }
-            if let Some(n) = field.strip_prefix("acquired=") {
-                acquired += n.parse::<u64>().expect("a count");
-            }
-        }
-    }
+    let outputs = workers::run_workers(env!("CARGO_BIN_EXE_lock_worker"), &runs);
+    let overlaps = workers::sum(&outputs, "overlaps");
+    let acquired = workers::sum(&outputs, "acquired");
     let took = started.elapsed();
     let backend = backends::connect(kind, &url, &kind.address_of(&url), &Setup::pool(1)).await;
     let cache = Cache::builder(backend).namespace(namespace).build();

@@ -16,11 +16,7 @@ async fn main() {
         eprintln!("usage: lock_worker <redis|memcached> <url> <namespace> <tasks> <acquisitions>");
         std::process::exit(2);
     };
-    let kind = match kind.as_str() {
-        "redis" => Kind::Redis,
-        "memcached" => Kind::Memcached,
-        other => panic!("unknown backend {other}"),
-    };
+    let kind = Kind::from_name(kind).unwrap_or_else(|| panic!("unknown backend {kind}"));
     let tasks: usize = tasks.parse().expect("a task count");
     let total: usize = total.parse().expect("an acquisition count");
     let backend = backends::connect(kind, url, &kind.address_of(url), &Setup::pool(4)).await;
