@@ -475,13 +475,20 @@ impl Fill {
             }
         };
         let written = match (entry, lease) {
-            (Some((bytes, ttl)), Some(lease)) => match self.cas(Some(lease), bytes, ttl).await {
-                Ok(false) => {
-                    self.emit(ReadThroughEvent::LeaseLost);
-                    Ok(())
+            (Some((bytes, ttl)), Some(lease)) => {
+                match self.cas(Some(lease), bytes.clone(), ttl).await {
+                    // The lease expired and the key is empty (nobody wrote or took it since):
+                    // the value may still go in, only where there is nothing.
+                    Ok(false) => match self.cas(None, bytes, ttl).await {
+                        Ok(false) => {
+                            self.emit(ReadThroughEvent::LeaseLost);
+                            Ok(())
+                        }
+                        other => other.map(drop),
+                    },
+                    other => other.map(drop),
                 }
-                other => other.map(drop),
-            },
+            }
             (Some((bytes, ttl)), None) => {
                 let keys = [self.key.as_str()];
                 let ctx = self.ctx(Command::Set, &keys);
