@@ -246,7 +246,7 @@ fn without_a_runtime_a_read_goes_down_alone() {
     let layer = CoalesceLayer::new();
     let stack = layer.layer(backend);
     let ctx = CallContext::new(cache_core::Command::Get);
-    let got = futures_executor_block_on(stack.get(&ctx, "k"));
+    let got = cache_core::testkit::block_on_without_runtime(stack.get(&ctx, "k"));
     assert_eq!(got.unwrap(), None);
     assert_eq!((layer.reads(), layer.batches()), (1, 1));
 }
@@ -276,21 +276,4 @@ async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Ve
     })
     .await;
     out.into_iter().map(|v| v.expect("finished")).collect()
-}
-
-/// Polls `f` to completion on this thread, outside any runtime.
-fn futures_executor_block_on<F: Future>(f: F) -> F::Output {
-    struct Noop;
-    impl std::task::Wake for Noop {
-        fn wake(self: Arc<Self>) {}
-    }
-    let waker = std::task::Waker::from(Arc::new(Noop));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
 }

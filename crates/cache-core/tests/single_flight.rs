@@ -238,3 +238,16 @@ async fn get_or_set_takes_async_closures_and_needs_at_most_the_value_type() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Loader);
 }
+
+/// Outside a Tokio runtime there is no task to load on: the caller loads in place.
+#[test]
+fn get_or_set_without_a_runtime_loads_in_place() {
+    let cache = Cache::builder(MapBackend::new()).without_timeout().build();
+    let v: u32 = cache_core::testkit::block_on_without_runtime(
+        cache.get_or_set("k", || async { Ok::<_, Error>(3) }),
+    )
+    .unwrap();
+    assert_eq!(v, 3);
+    let again: Option<u32> = cache_core::testkit::block_on_without_runtime(cache.get("k")).unwrap();
+    assert_eq!(again, Some(3));
+}

@@ -828,7 +828,12 @@ impl<S: Serializer> Scoped<'_, S> {
                     let rx = tx.subscribe();
                     let fill = self.fill(key, ns, &built);
                     let stale = miss.stale.clone();
-                    tokio::spawn(fill.run(job, tx, miss.current, miss.lease_held, stale, guard));
+                    let run = fill.run(job, tx, miss.current, miss.lease_held, stale, guard);
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(runtime) => drop(runtime.spawn(run)),
+                        // No runtime to run it on: load here (nothing can outlive the call).
+                        Err(_) => run.await,
+                    }
                     (rx, None, true)
                 }
             };
@@ -905,7 +910,10 @@ impl<S: Serializer> Scoped<'_, S> {
                 id,
             };
             let fill = self.fill(key, ns, built);
-            tokio::spawn(fill.run(job, tx, Some(current), false, None, guard));
+            // Without a runtime there is nowhere to refresh in the background: skip it.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                drop(runtime.spawn(fill.run(job, tx, Some(current), false, None, guard)));
+            }
         }
     }
 

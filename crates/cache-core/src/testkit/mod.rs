@@ -260,3 +260,21 @@ macro_rules! __conformance_cases {
         )*
     };
 }
+
+/// Runs `future` to completion on this thread without any runtime (polling in a loop), to
+/// check what a call does outside Tokio.
+pub fn block_on_without_runtime<F: std::future::Future>(future: F) -> F::Output {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(Arc::new(Noop));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
