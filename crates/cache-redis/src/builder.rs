@@ -496,3 +496,112 @@ mod tls {
         Ok(certs)
     }
 }
+
+impl RedisBackend {
+    /// A backend over fred clients the program already has (their connections, reconnect
+    /// policy, TLS and pool size stay the program's own): each client is one connection of
+    /// the backend's pool. Clients are cheap handles: pass clones.
+    ///
+    /// The clients should be connected, or connecting (`client.init().await` or
+    /// `client.connect()`); this backend does not connect them, and commands wait for
+    /// fred's connection like any fred command. [`close`](cache_core::Backend::close) sends
+    /// `QUIT` on them, which ends their connections for every other user of the clients too:
+    /// close the cache only when the program is done with them.
+    ///
+    /// Every write is sent at most once (fred's `max_attempts` of 1 per command, whatever the
+    /// client's own), as with a backend from [`RedisBuilder`].
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use cache_redis::fred::prelude::*;
+    /// use cache_redis::RedisBackend;
+    ///
+    /// let client = Builder::from_config(Config::from_url("redis://127.0.0.1:6379")?).build()?;
+    /// client.init().await?;
+    /// let backend = RedisBackend::from_clients([client.clone()])?;
+    /// let cache = cache_core::Cache::new(backend);
+    /// cache.set("k", &1).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`](cache_core::ErrorKind::InvalidArgument) for no client,
+    /// or clients of different deployments (one clustered, one not).
+    pub fn from_clients(clients: impl IntoIterator<Item = Client>) -> Result<RedisBackend> {
+        let clients: Vec<Client> = clients.into_iter().collect();
+        let Some(first) = clients.first() else {
+            return Err(Error::invalid_argument(
+                "RedisBackend::from_clients needs at least one client",
+            ));
+        };
+        let fred = first.client_config();
+        if clients
+            .iter()
+            .any(|c| c.is_clustered() != first.is_clustered())
+        {
+            return Err(Error::invalid_argument(
+                "RedisBackend::from_clients: the clients mix a cluster and a single server",
+            ));
+        }
+        let config = config_of(&fred, clients.len());
+        Ok(RedisBackend::new(clients, Vec::new(), &config))
+    }
+
+    /// A backend over the clients of a fred [`Pool`](fred::clients::Pool) (see
+    /// [`from_clients`](Self::from_clients)).
+    ///
+    /// # Errors
+    /// As [`from_clients`](Self::from_clients).
+    pub fn from_pool(pool: &fred::clients::Pool) -> Result<RedisBackend> {
+        RedisBackend::from_clients(pool.clients().iter().cloned())
+    }
+}
+
+/// What this crate's config says of clients made elsewhere: enough to describe where they
+/// connect (never their credentials) and to know a cluster.
+fn config_of(fred: &Config, pool_size: usize) -> RedisConfig {
+    let mut config = RedisConfig {
+        pool_size,
+        db: fred.database.unwrap_or(0),
+        ..RedisConfig::default()
+    };
+    #[cfg(feature = "tls")]
+    {
+        config.tls = fred.tls.is_some();
+    }
+    let mut hosts = |servers: &[fred::types::config::Server]| {
+        if let Some((first, rest)) = servers.split_first() {
+            config.endpoint = first.host.to_string();
+            config.port = first.port;
+            config.nodes = rest
+                .iter()
+                .map(|s| format!("{}:{}", s.host, s.port))
+                .collect();
+        }
+    };
+    match &fred.server {
+        ServerConfig::Centralized { server } => {
+            hosts(std::slice::from_ref(server));
+            config.mode = RedisMode::Standalone;
+        }
+        ServerConfig::Clustered { hosts: servers, .. } => {
+            hosts(servers);
+            config.mode = RedisMode::Cluster;
+        }
+        ServerConfig::Sentinel {
+            hosts: servers,
+            service_name,
+            ..
+        } => {
+            hosts(servers);
+            config.mode = RedisMode::Sentinel;
+            config.sentinel_service = Some(service_name.clone());
+        }
+        ServerConfig::Unix { path } => {
+            config.mode = RedisMode::Unix;
+            config.socket_path = Some(path.clone());
+        }
+    }
+    config
+}

@@ -16,6 +16,10 @@ mod scripts;
 
 pub use backend::RedisBackend;
 
+/// The fred crate this backend runs on, for [`RedisBackend::from_clients`] and
+/// [`RedisBackend::from_pool`] over clients a program builds itself.
+pub use fred;
+
 /// Entry points for the fuzz targets in `fuzz/`. Not part of the API: no stability promise,
 /// may change or go away in any release.
 #[doc(hidden)]

@@ -1,6 +1,7 @@
 //! The conformance suite against a standalone redis-server (`CACHE_TEST_REDIS_URL`), once
 //! with the defaults (RESP3, one connection) and once over RESP2 with a pool of two and no
-//! client-side command timeout, and once through the request-coalescing layer.
+//! client-side command timeout, once through the request-coalescing layer, and once over fred
+//! clients built by the program (`RedisBackend::from_clients`).
 
 use cache_core::testkit::server_url;
 use cache_core::{Backend, CallContext, Command, ErrorKind, OpSet};
@@ -36,6 +37,40 @@ mod coalesced {
             )
         })
     });
+}
+
+/// Over fred clients the program built itself (`RedisBackend::from_clients`): a pool of two.
+mod from_clients {
+    use cache_redis::RedisBackend;
+    use cache_redis::fred::prelude::{Builder, ClientLike, Config};
+
+    async fn backend() -> Option<RedisBackend> {
+        let url = cache_core::testkit::server_url("CACHE_TEST_REDIS_URL")?;
+        let config = Config::from_url(&url).expect("a fred URL");
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let client = Builder::from_config(config.clone())
+                .build()
+                .expect("a client");
+            client
+                .init()
+                .await
+                .expect("connect to CACHE_TEST_REDIS_URL");
+            clients.push(client);
+        }
+        let backend = RedisBackend::from_clients(clients).expect("a backend");
+        assert_eq!(backend.mode(), cache_redis::RedisMode::Standalone);
+        assert!(!backend.server().contains('@'), "{}", backend.server());
+        Some(backend)
+    }
+
+    cache_core::conformance_tests!(backend());
+
+    #[test]
+    fn no_client_is_an_invalid_argument() {
+        let err = RedisBackend::from_clients([]).unwrap_err();
+        assert_eq!(err.kind(), cache_core::ErrorKind::InvalidArgument, "{err}");
+    }
 }
 
 mod resp2_pool {
