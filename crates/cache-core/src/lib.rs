@@ -37,7 +37,7 @@ pub use plugin::{Command, CommandInfo, Outcome, Plugin};
 #[cfg(feature = "metrics")]
 pub use plugins::MetricsPlugin;
 pub use plugins::{HitMissRatioPlugin, TimingPlugin, TracingPlugin};
-pub use raw::RawValue;
+pub use raw::{NO_ARGS, RawValue};
 pub use read_through::{
     DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_KEEP_LOCAL, EventInfo, Loaded, Loader, ReadThrough,
     ReadThroughEvent, ReadThroughStats,

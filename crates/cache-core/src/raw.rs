@@ -2,6 +2,9 @@
 
 use bytes::Bytes;
 
+/// No arguments, for a raw command that takes none: `cache.raw("PING", NO_ARGS)`.
+pub const NO_ARGS: [RawValue; 0] = [];
+
 /// A value passed to or returned by a raw backend command.
 ///
 /// Redis replies map onto it one to one (nil, integer, double, boolean, bulk string,

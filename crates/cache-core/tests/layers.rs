@@ -106,7 +106,7 @@ async fn context_reaches_the_layers_with_user_keys_namespace_and_deadline() {
         .multi_get(["1", "2"])
         .await
         .unwrap();
-    cache.raw("PING", Vec::<String>::new()).await.unwrap();
+    cache.raw("PING", cache_core::NO_ARGS).await.unwrap();
     let _: Option<String> = cache.without_timeout().get("7").await.unwrap();
     cache.clear().await.unwrap();
     cache
@@ -208,7 +208,7 @@ async fn retry_never_repeats_a_command_that_could_apply_twice() {
     // A raw command known to be read-only is retried.
     let fail = FailFirst::new(1, ErrorKind::Connection);
     let cache = retried(&fail, RetryLayer::new());
-    cache.raw("PING", Vec::<String>::new()).await.unwrap();
+    cache.raw("PING", cache_core::NO_ARGS).await.unwrap();
     assert_eq!(fail.calls(), 2);
 }
 

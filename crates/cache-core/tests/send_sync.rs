@@ -39,7 +39,7 @@ fn command_futures_are_send() {
     is_send(&cache.compare_and_set("k", None, &1));
     is_send(&cache.clear());
     is_send(&cache.wipe_all());
-    is_send(&cache.raw("PING", Vec::<String>::new()));
+    is_send(&cache.raw("PING", cache_core::NO_ARGS));
     is_send(&cache.close());
     is_send(&cache.get_or_set("k", || async { Ok::<_, std::io::Error>(1u32) }));
 }

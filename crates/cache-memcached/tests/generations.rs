@@ -172,9 +172,7 @@ async fn an_unreadable_generation_past_its_refresh_is_never_the_old_one() {
             .unwrap(),
     )
     .build();
-    data.raw("version", Vec::<cache_core::RawValue>::new())
-        .await
-        .unwrap();
+    data.raw("version", cache_core::NO_ARGS).await.unwrap();
 }
 
 /// `miss_on_server_down` covers a generation that cannot be read: reads of a process that

@@ -39,7 +39,7 @@ async fn rediss_with_the_right_ca_connects() {
         cache.get::<String>("k").await.unwrap().as_deref(),
         Some("over tls")
     );
-    let pong = cache.raw("PING", Vec::<String>::new()).await.unwrap();
+    let pong = cache.raw("PING", cache_core::NO_ARGS).await.unwrap();
     assert_eq!(pong.as_str(), Some("PONG"));
 }
 

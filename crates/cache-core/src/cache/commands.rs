@@ -545,6 +545,16 @@ impl<S: Serializer> Scoped<'_, S> {
 
     /// Runs a backend-native command, with no namespace and no serializer.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use cache_core::{Cache, NO_ARGS};
+    /// # let cache = Cache::new(cache_core::testkit::MapBackend::new());
+    /// let pong = cache.raw("PING", NO_ARGS).await?; // a command without arguments
+    /// assert_eq!(pong.as_str(), Some("PONG"));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`ErrorKind::Unsupported`] if the backend has no raw commands; backend errors.
     pub async fn raw<I, A>(&self, command: &str, args: I) -> Result<RawValue>

@@ -11,7 +11,7 @@ pub async fn raw_is_supported_or_refused(h: Harness) {
     let cache = h.cache();
     if !h.capability().raw {
         assert_eq!(
-            kind(cache.raw("PING", Vec::<String>::new()).await),
+            kind(cache.raw("PING", crate::NO_ARGS).await),
             ErrorKind::Unsupported
         );
     }
