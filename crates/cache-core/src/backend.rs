@@ -71,6 +71,11 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// What this backend supports. Read once when a cache is built.
     fn capability(&self) -> Capability;
 
+    /// The server this backend talks to, for telemetry; the first configured one when there
+    /// are several (a cluster's seed, the first of a Memcached pool); `None` for an
+    /// in-process store. Read once when a cache is built.
+    fn endpoint(&self) -> Option<Endpoint>;
+
     /// The stored bytes of `key`, or `None` on a miss or an expired entry.
     async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>>;
 
@@ -149,6 +154,26 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// Releases connections and resources. Idempotent; must not hang.
     async fn close(&self, ctx: &CallContext<'_>) -> Result<()>;
+}
+
+/// Where a backend's server is: OpenTelemetry's `server.address` and `server.port`, given to
+/// plugins with every command ([`CommandInfo::server`](crate::CommandInfo::server)).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// The host name, IP address or Unix socket path.
+    pub address: String,
+    /// The port (`None` for a Unix socket).
+    pub port: Option<u16>,
+}
+
+impl Endpoint {
+    /// A server at `address:port`.
+    pub fn new(address: impl Into<String>, port: Option<u16>) -> Self {
+        Endpoint {
+            address: address.into(),
+            port,
+        }
+    }
 }
 
 /// Conversion into the shared form a [`Cache`](crate::Cache) holds.

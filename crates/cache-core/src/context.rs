@@ -96,6 +96,7 @@ pub struct CallContext<'a> {
     raw_command: Option<&'a str>,
     deadline: Option<Deadline>,
     progress: Option<&'a Progress>,
+    server: Option<&'a crate::Endpoint>,
 }
 
 /// How far a long command has got: the keys a `clear` has removed so far.
@@ -135,6 +136,7 @@ impl<'a> CallContext<'a> {
             raw_command: None,
             deadline: None,
             progress: None,
+            server: None,
         }
     }
 
@@ -166,6 +168,17 @@ impl<'a> CallContext<'a> {
     pub fn with_progress(mut self, progress: &'a Progress) -> Self {
         self.progress = Some(progress);
         self
+    }
+
+    /// The backend's server, for telemetry.
+    pub fn with_server(mut self, server: Option<&'a crate::Endpoint>) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// The backend's server, if known.
+    pub fn server(&self) -> Option<&'a crate::Endpoint> {
+        self.server
     }
 
     /// The backend-native command name of a [`Command::Raw`] call.
@@ -223,6 +236,7 @@ impl<'a> CallContext<'a> {
             namespace: self.namespace,
             keys: self.keys,
             backend: self.backend,
+            server: self.server,
         }
     }
 }

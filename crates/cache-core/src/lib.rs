@@ -24,7 +24,7 @@ pub mod url;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use backend::{Backend, ClearScope, IntoBackend, OpSet};
+pub use backend::{Backend, ClearScope, Endpoint, IntoBackend, OpSet};
 pub use cache::{
     Cache, CacheBuilder, DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock, LockGuard, OptimisticLock, Scoped,
 };

@@ -137,6 +137,8 @@ pub struct CommandInfo<'a> {
     pub keys: &'a [&'a str],
     /// The backend's name.
     pub backend: &'static str,
+    /// The backend's server ([`Backend::endpoint`](crate::Backend::endpoint)), if it has one.
+    pub server: Option<&'a crate::Endpoint>,
 }
 
 /// How a command ended.

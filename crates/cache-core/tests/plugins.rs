@@ -558,23 +558,32 @@ fn tracing_runs_each_command_in_a_span_that_records_its_outcome() {
             "the caller's span is the parent: {span:?}"
         );
         let names: Vec<&str> = span.fields.keys().map(String::as_str).collect();
-        assert_eq!(
-            names,
-            [
-                "backend",
-                "elapsed_ms",
-                "hits",
-                "misses",
-                "namespace",
-                "op",
-                "outcome"
-            ],
-            "no keys by default: {span:?}"
-        );
-        assert_eq!(span.field("op"), Some(op));
-        assert_eq!(span.field("namespace"), Some("app"));
-        assert_eq!(span.field("backend"), Some("map"));
+        let mut want = vec![
+            "db.namespace",
+            "db.operation.name",
+            "db.system.name",
+            "elapsed_ms",
+            "hits",
+            "misses",
+            "otel.kind",
+            "otel.name",
+            "outcome",
+        ];
+        if outcome != "ok" {
+            want.extend(["error.type", "otel.status_code"]);
+            want.sort_unstable();
+        }
+        assert_eq!(names, want, "no keys, no server in process: {span:?}");
+        assert_eq!(span.field("db.operation.name"), Some(op));
+        assert_eq!(span.field("otel.name"), Some(format!("{op} app").as_str()));
+        assert_eq!(span.field("otel.kind"), Some("client"));
+        assert_eq!(span.field("db.namespace"), Some("app"));
+        assert_eq!(span.field("db.system.name"), Some("map"));
         assert_eq!(span.field("outcome"), Some(outcome), "{span:?}");
+        if outcome != "ok" {
+            assert_eq!(span.field("error.type"), Some(outcome), "{span:?}");
+            assert_eq!(span.field("otel.status_code"), Some("ERROR"));
+        }
         assert_eq!(span.field("hits"), Some(hits.to_string().as_str()));
         assert_eq!(span.field("misses"), Some(misses.to_string().as_str()));
     }
@@ -623,6 +632,48 @@ fn tracing_shows_keys_when_enabled() {
     assert_eq!(after[7].field("keys"), Some(r#"["a", "x", "y"]"#));
     let before = before_events(&events);
     assert_eq!(before[0].field("keys"), Some(r#"["a"]"#));
+}
+
+/// A map backend that says it is a server at `cache.internal:6379`.
+#[derive(Debug)]
+struct Remote {
+    inner: MapBackend,
+}
+
+#[async_trait]
+impl cache_core::Backend for Remote {
+    cache_core::forward_backend!(inner: name, capability, get, multi_get, set, add, multi_set,
+        delete, multi_delete, exists, increment, expire, ttl, compare_and_set,
+        compare_and_delete, clear, raw, close);
+
+    fn endpoint(&self) -> Option<cache_core::Endpoint> {
+        Some(cache_core::Endpoint::new("cache.internal", Some(6379)))
+    }
+}
+
+#[test]
+fn tracing_spans_name_the_server_of_a_remote_backend() {
+    let capture = Capture::default();
+    tracing::subscriber::with_default(capture.clone(), || {
+        block_on(async {
+            let cache = Cache::builder(Remote {
+                inner: MapBackend::new(),
+            })
+            .plugin(TracingPlugin::new())
+            .build();
+            cache.set("k", &1).await.unwrap();
+        })
+    });
+    let spans = capture.spans(TracingPlugin::TARGET);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].field("server.address"), Some("cache.internal"));
+    assert_eq!(spans[0].field("server.port"), Some("6379"));
+    assert_eq!(
+        spans[0].field("otel.name"),
+        Some("set"),
+        "no namespace: the operation"
+    );
+    assert_eq!(spans[0].field("db.namespace"), None);
 }
 
 #[test]

@@ -11,8 +11,8 @@ use async_memcached::{AsciiProtocol, Error as ClientError, MetaProtocol, Status,
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, CallContext, Capability, ClearScope, Deadline, Error, ErrorKind, KeyTtl, OpSet,
-    RawValue, Result,
+    Backend, CallContext, Capability, ClearScope, Deadline, Endpoint, Error, ErrorKind, KeyTtl,
+    OpSet, RawValue, Result,
 };
 use futures_util::future::join_all;
 
@@ -50,6 +50,8 @@ struct Inner {
     generations: Option<Generations>,
     miss_on_server_down: bool,
     capability: Capability,
+    /// The first server, for telemetry.
+    endpoint: Option<Endpoint>,
     closed: AtomicBool,
 }
 
@@ -214,6 +216,12 @@ impl MemcachedBackend {
                     .then(|| Generations::new(config.generation_refresh)),
                 miss_on_server_down: config.miss_on_server_down,
                 capability,
+                endpoint: named
+                    .first()
+                    .map(|(address, _)| match address.rsplit_once(':') {
+                        Some((host, port)) => Endpoint::new(host, port.parse().ok()),
+                        None => Endpoint::new(address.as_str(), None),
+                    }),
                 closed: AtomicBool::new(false),
             }),
         };
@@ -778,6 +786,10 @@ impl Backend for MemcachedBackend {
 
     fn capability(&self) -> Capability {
         self.inner.capability
+    }
+
+    fn endpoint(&self) -> Option<Endpoint> {
+        self.inner.endpoint.clone()
     }
 
     async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {

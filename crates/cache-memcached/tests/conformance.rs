@@ -36,3 +36,22 @@ mod coalesced {
         })
     });
 }
+
+/// The backend names its (first) server for telemetry: `server.address` and `server.port`.
+#[tokio::test]
+async fn the_endpoint_is_the_first_server() {
+    let Some(backend) = backend(false).await else {
+        return;
+    };
+    let url = cache_core::testkit::server_url("CACHE_TEST_MEMCACHED_URL").unwrap();
+    let first = url
+        .trim_start_matches("memcached://")
+        .split([',', '/', '?'])
+        .next()
+        .unwrap()
+        .to_owned();
+    let (host, port) = first.rsplit_once(':').unwrap();
+    let endpoint = cache_core::Backend::endpoint(&backend).expect("a server");
+    assert_eq!(endpoint.address, host);
+    assert_eq!(endpoint.port, Some(port.parse().unwrap()));
+}

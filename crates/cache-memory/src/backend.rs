@@ -126,6 +126,10 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
+    fn endpoint(&self) -> Option<cache_core::Endpoint> {
+        None
+    }
+
     fn capability(&self) -> Capability {
         let config = self.store.config();
         Capability {

@@ -83,6 +83,8 @@ pub struct RedisBackend {
     /// How long `close` waits for `QUIT`.
     close_timeout: Duration,
     server: String,
+    /// The configured server (the seed of a cluster, the first sentinel), for telemetry.
+    endpoint: cache_core::Endpoint,
     mode: RedisMode,
 }
 
@@ -130,6 +132,12 @@ impl RedisBackend {
                 config.command_timeout
             },
             server: config.describe(),
+            endpoint: match (&config.mode, &config.socket_path) {
+                (RedisMode::Unix, Some(path)) => {
+                    cache_core::Endpoint::new(path.display().to_string(), None)
+                }
+                _ => cache_core::Endpoint::new(config.endpoint.as_str(), Some(config.port)),
+            },
             mode: config.mode,
         }
     }
@@ -304,6 +312,10 @@ pub(crate) fn px(ttl: Duration) -> Expiration {
 impl Backend for RedisBackend {
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    fn endpoint(&self) -> Option<cache_core::Endpoint> {
+        Some(self.endpoint.clone())
     }
 
     fn capability(&self) -> Capability {

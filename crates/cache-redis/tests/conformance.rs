@@ -148,3 +148,16 @@ async fn scripts_survive_a_script_flush_and_are_cached_again() {
     assert!(cache.compare_and_set("k", Some(&2), &3).await.unwrap());
     assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(3));
 }
+
+/// The backend names its server for telemetry: `server.address` and `server.port`.
+#[tokio::test]
+async fn the_endpoint_is_the_configured_server() {
+    let Some(backend) = backend_with("").await else {
+        return;
+    };
+    let url = server_url("CACHE_TEST_REDIS_URL").unwrap();
+    let config = RedisConfig::from_url(&url).unwrap();
+    let endpoint = backend.endpoint().expect("a server");
+    assert_eq!(endpoint.address, config.endpoint);
+    assert_eq!(endpoint.port, Some(config.port));
+}

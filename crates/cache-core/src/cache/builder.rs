@@ -192,6 +192,7 @@ impl<S: Serializer> CacheBuilder<S> {
             }
             ErrorContextLayer::new().layer(stack)
         };
+        let endpoint = stack.endpoint();
         Cache {
             inner: Arc::new(Inner {
                 capability: stack.capability(),
@@ -209,6 +210,7 @@ impl<S: Serializer> CacheBuilder<S> {
                 envelope: self.read_through.needs_envelope(),
                 read_through: self.read_through,
                 events: Default::default(),
+                endpoint,
                 event_plugins: self.plugins,
                 throttled: Default::default(),
             }),

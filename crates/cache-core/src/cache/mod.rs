@@ -119,6 +119,8 @@ struct Inner {
     envelope: bool,
     /// Counts of read-through events.
     events: EventCounters,
+    /// The backend's server, for telemetry.
+    endpoint: Option<crate::Endpoint>,
     /// Every plugin, for read-through events.
     event_plugins: Vec<Arc<dyn Plugin>>,
     /// Keys whose stale value is served without loading until the time given (ms), after a

@@ -256,6 +256,7 @@ impl Fill {
             .with_keys(keys)
             .with_namespace(self.namespace.as_deref())
             .with_backend(self.inner.backend_name)
+            .with_server(self.inner.endpoint.as_ref())
             .with_deadline(self.timeout.map(Deadline::after))
     }
 

@@ -195,11 +195,15 @@ impl<'a, S: Serializer> Scoped<'a, S> {
         command: Command,
         namespace: Option<&'c str>,
         keys: &'c [&'c str],
-    ) -> CallContext<'c> {
+    ) -> CallContext<'c>
+    where
+        'a: 'c,
+    {
         CallContext::new(command)
             .with_keys(keys)
             .with_namespace(namespace)
             .with_backend(self.inner.backend_name)
+            .with_server(self.inner.endpoint.as_ref())
             .with_deadline(self.deadline().map(Deadline::after))
     }
 

@@ -105,7 +105,7 @@ fn log_miss(ctx: &CallContext<'_>, e: &Error) {
 
 #[async_trait]
 impl Backend for FailOpen {
-    forward_backend!(inner: name, capability, set, add, multi_set, delete, multi_delete,
+    forward_backend!(inner: name, capability, endpoint, set, add, multi_set, delete, multi_delete,
         increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw, close);
 
     async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {

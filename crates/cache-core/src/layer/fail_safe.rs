@@ -180,7 +180,7 @@ impl FailSafe {
 
 #[async_trait]
 impl Backend for FailSafe {
-    forward_backend!(inner: name, capability, exists, expire, ttl, raw);
+    forward_backend!(inner: name, capability, endpoint, exists, expire, ttl, raw);
 
     async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
         match self.inner.get(ctx, key).await {

@@ -262,6 +262,10 @@ impl<A: Around> Backend for Layered<A> {
         self.inner.capability()
     }
 
+    fn endpoint(&self) -> Option<crate::Endpoint> {
+        self.inner.endpoint()
+    }
+
     async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
         let call = || self.inner.get(ctx, key);
         self.around.around(ctx, Next::new(&call)).await
@@ -430,7 +434,7 @@ pub fn __as_backend<T: AsBackend + ?Sized>(field: &T) -> &dyn Backend {
 ///
 /// #[async_trait]
 /// impl Backend for CountMisses {
-///     forward_backend!(inner: name, capability, multi_get, set, add, multi_set, delete,
+///     forward_backend!(inner: name, capability, endpoint, multi_get, set, add, multi_set, delete,
 ///         multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw, close);
 ///
 ///     async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
@@ -458,7 +462,7 @@ pub fn __as_backend<T: AsBackend + ?Sized>(field: &T) -> &dyn Backend {
 /// #[async_trait]
 /// impl Backend for Forgetful {
 ///     // `close` is neither forwarded nor written.
-///     forward_backend!(inner: name, capability, get, multi_get, set, add, multi_set, delete,
+///     forward_backend!(inner: name, capability, endpoint, get, multi_get, set, add, multi_set, delete,
 ///         multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw);
 /// }
 /// ```
@@ -480,6 +484,11 @@ macro_rules! __forward_backend_method {
     ($f:ident, capability) => {
         fn capability(&self) -> $crate::Capability {
             $crate::layer::__as_backend(&self.$f).capability()
+        }
+    };
+    ($f:ident, endpoint) => {
+        fn endpoint(&self) -> ::core::option::Option<$crate::Endpoint> {
+            $crate::layer::__as_backend(&self.$f).endpoint()
         }
     };
     ($f:ident, get) => {

@@ -149,6 +149,7 @@ mod tests {
             namespace: Some("ns"),
             keys: &[],
             backend: "test",
+            server: None,
         };
         assert_eq!(plugin.counts(), HitMissCounts::default());
         assert_eq!(plugin.total(), 0);

@@ -179,6 +179,7 @@ mod tests {
             namespace: None,
             keys: &["k"],
             backend: "test",
+            server: None,
         };
         let outcome = Outcome {
             took: Duration::ZERO,

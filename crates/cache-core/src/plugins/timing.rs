@@ -226,6 +226,7 @@ mod tests {
             namespace: None,
             keys: &[],
             backend: "test",
+            server: None,
         }
     }
 

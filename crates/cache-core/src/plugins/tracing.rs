@@ -64,10 +64,24 @@ pub enum KeyMode {
 /// **The span** (target [`TARGET`](Self::TARGET), name `cache command`, at the plugin's
 /// [`level`](Self::level)) is entered around the `before` hooks, the backend call and the
 /// `after` hooks, so what the backend logs is its child and a request span the caller entered
-/// is its parent. It carries `op`, `namespace`, `backend` and `keys` (when enabled) from the
-/// start, and records `outcome`, `elapsed_ms`, `hits` and `misses` when the command ends —
-/// a subscriber sees them on the span's close. [`spans(false)`](Self::spans) turns spans
-/// off.
+/// is its parent. Its fields follow OpenTelemetry's database client conventions, so that
+/// `tracing-opentelemetry` exports it as a client span any OpenTelemetry backend shows
+/// without mapping:
+///
+/// | span field | value |
+/// |---|---|
+/// | `otel.name` | the span's name in OpenTelemetry: `{operation} {namespace}`, or the operation alone |
+/// | `otel.kind` | `client` |
+/// | `db.system.name` | the backend: `redis`, `memcached`, `memory` |
+/// | `db.operation.name` | the command: `get`, `multi_get`, `set`, … |
+/// | `db.namespace` | the resolved namespace; absent when the command has none |
+/// | `server.address`, `server.port` | the backend's server ([`Backend::endpoint`](crate::Backend::endpoint)); absent in process |
+/// | `keys` | only when enabled (see below) |
+/// | `error.type`, `otel.status_code` | on failure: the error kind in snake case, and `ERROR` |
+/// | `outcome`, `elapsed_ms`, `hits`, `misses` | recorded when the command ends, as on the event |
+///
+/// A subscriber sees the recorded fields on the span's close. [`spans(false)`](Self::spans)
+/// turns spans off.
 ///
 /// **The event** (same target, message `cache command`) has these fields:
 ///
@@ -249,11 +263,17 @@ impl Plugin for TracingPlugin {
         Some(span_at!(
             self.level,
             "cache command",
-            op = info.command.as_str(),
-            namespace = info.namespace,
-            backend = info.backend,
+            otel.name = %SpanName(info),
+            otel.kind = "client",
+            db.system.name = info.backend,
+            db.operation.name = info.command.as_str(),
+            db.namespace = info.namespace,
+            server.address = info.server.map(|s| s.address.as_str()),
+            server.port = info.server.and_then(|s| s.port),
             keys = self.keys_field(info.keys),
             outcome = ::tracing::field::Empty,
+            error.type = ::tracing::field::Empty,
+            otel.status_code = ::tracing::field::Empty,
             elapsed_ms = ::tracing::field::Empty,
             hits = ::tracing::field::Empty,
             misses = ::tracing::field::Empty,
@@ -266,6 +286,10 @@ impl Plugin for TracingPlugin {
             // these fields do not exist there and recording them does nothing).
             let span = ::tracing::Span::current();
             span.record("outcome", outcome_label(outcome));
+            if !outcome.is_ok() {
+                span.record("error.type", outcome_label(outcome));
+                span.record("otel.status_code", "ERROR");
+            }
             span.record("elapsed_ms", outcome.took.as_secs_f64() * 1000.0);
             span.record("hits", outcome.hits);
             span.record("misses", outcome.misses);
@@ -299,6 +323,19 @@ impl Plugin for TracingPlugin {
             keys = self.keys_field(&keys),
             "cache read-through"
         );
+    }
+}
+
+/// A span's OpenTelemetry name, `{operation} {namespace}` (or the operation alone), formatted
+/// only when a subscriber records it.
+struct SpanName<'a>(&'a CommandInfo<'a>);
+
+impl fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.namespace {
+            Some(ns) => write!(f, "{} {ns}", self.0.command.as_str()),
+            None => f.write_str(self.0.command.as_str()),
+        }
     }
 }
 

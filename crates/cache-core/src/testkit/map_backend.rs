@@ -42,6 +42,10 @@ impl Backend for MapBackend {
         "map"
     }
 
+    fn endpoint(&self) -> Option<crate::Endpoint> {
+        None
+    }
+
     fn capability(&self) -> Capability {
         Capability {
             exclusive_store: true,
