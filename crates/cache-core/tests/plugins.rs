@@ -935,6 +935,54 @@ mod metrics_plugin {
     }
 
     #[test]
+    fn metrics_follow_opentelemetry_conventions_when_asked() {
+        let recorder = TestRecorder::default();
+        metrics::with_local_recorder(&recorder, || {
+            block_on(async {
+                let cache = Cache::builder(super::Remote {
+                    inner: MapBackend::new(),
+                })
+                .plugin(MetricsPlugin::opentelemetry())
+                .build();
+                cache.set("k", &1).await.unwrap();
+                assert_eq!(cache.get::<u32>("x").await.unwrap(), None);
+                let err = cache.add("k", &2).await.unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+            })
+        });
+        let server = "server.address=cache.internal,server.port=6379";
+        let counters = recorder.counters();
+        let expected: BTreeMap<String, u64> = [
+            format!("stratacache.commands{{db.operation.name=add,db.system.name=map,error.type=already_exists,{server}}}"),
+            format!("stratacache.commands{{db.operation.name=get,db.system.name=map,{server}}}"),
+            format!("stratacache.commands{{db.operation.name=set,db.system.name=map,{server}}}"),
+        ]
+        .into_iter()
+        .map(|k| (k, 1))
+        .chain([
+            ("stratacache.hits{db.system.name=map}".to_owned(), 0),
+            ("stratacache.misses{db.system.name=map}".to_owned(), 1),
+        ])
+        .collect();
+        assert_eq!(counters, expected);
+        let durations: Vec<String> = recorder.histograms().into_keys().collect();
+        assert_eq!(
+            durations,
+            [
+                format!(
+                    "db.client.operation.duration{{db.operation.name=add,db.system.name=map,error.type=already_exists,{server}}}"
+                ),
+                format!(
+                    "db.client.operation.duration{{db.operation.name=get,db.system.name=map,{server}}}"
+                ),
+                format!(
+                    "db.client.operation.duration{{db.operation.name=set,db.system.name=map,{server}}}"
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn metrics_count_no_reads_for_writes_only() {
         let recorder = TestRecorder::default();
         metrics::with_local_recorder(&recorder, || {

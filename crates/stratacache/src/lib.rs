@@ -22,8 +22,8 @@ pub use serializer::{AnySerializer, CompressionName, SerializerName};
 pub use cache_core::{
     AiocacheFlavor, AiocacheKeyBuilder, Backend, Cache, CacheBuilder, CallContext, Capability,
     ClearScope, Command, CommandInfo, DEFAULT_LEASE, DEFAULT_TIMEOUT, Deadline, DefaultKeyBuilder,
-    Error, ErrorKind, EventInfo, IntoBackend, Json, KeyBuilder, KeyTtl, Layer, Loaded, Loader,
-    Lock, LockGuard, NO_ARGS, OpSet, OptimisticLock, Outcome, Plugin, PythonJson, RawBytes,
+    Endpoint, Error, ErrorKind, EventInfo, IntoBackend, Json, KeyBuilder, KeyTtl, Layer, Loaded,
+    Loader, Lock, LockGuard, NO_ARGS, OpSet, OptimisticLock, Outcome, Plugin, PythonJson, RawBytes,
     RawValue, ReadThrough, ReadThroughEvent, ReadThroughStats, Result, Scoped, Serializer, Ttl,
     Utf8, async_trait, duration, envelope, forward_backend, layer,
 };

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ::metrics::{KeyName, SharedString, Unit};
+use ::metrics::{KeyName, Label, SharedString, Unit};
 use async_trait::async_trait;
 
 use super::outcome_label;
@@ -58,6 +58,8 @@ pub struct MetricsPlugin {
 
 #[derive(Debug)]
 struct Names {
+    /// OpenTelemetry's names and attributes instead of the Prometheus-style ones.
+    otel: bool,
     commands: KeyName,
     duration: KeyName,
     hits: KeyName,
@@ -95,11 +97,40 @@ impl MetricsPlugin {
         };
         MetricsPlugin {
             names: Arc::new(Names {
+                otel: false,
                 commands: name("commands_total"),
                 duration: name("command_duration_seconds"),
                 hits: name("hits_total"),
                 misses: name("misses_total"),
                 events: name("read_through_events_total"),
+            }),
+        }
+    }
+
+    /// Metrics named and labelled after OpenTelemetry's database client conventions, for a
+    /// program that exports the `metrics` facade to OpenTelemetry:
+    ///
+    /// | metric | kind | attributes | value |
+    /// |---|---|---|---|
+    /// | `db.client.operation.duration` | histogram, seconds | `db.system.name`, `db.operation.name`, `server.address`, `server.port`, `error.type` (on failure) | [`Outcome::took`] |
+    /// | `stratacache.commands` | counter | as above | commands run |
+    /// | `stratacache.hits` | counter | `db.system.name` | keys found by reads |
+    /// | `stratacache.misses` | counter | `db.system.name` | keys not found by reads |
+    /// | `stratacache.read_through.events` | counter | `event`, `db.system.name` | read-through decisions |
+    ///
+    /// `db.system.name` is the backend's name (`redis`, `memcached`, `memory`),
+    /// `db.operation.name` the command (`get`, `set`, …), `error.type` the error kind in
+    /// snake case; `server.*` are absent for an in-process backend.
+    pub fn opentelemetry() -> Self {
+        let name = |n: &'static str| KeyName::from_const_str(n);
+        MetricsPlugin {
+            names: Arc::new(Names {
+                otel: true,
+                commands: name("stratacache.commands"),
+                duration: name("db.client.operation.duration"),
+                hits: name("stratacache.hits"),
+                misses: name("stratacache.misses"),
+                events: name("stratacache.read_through.events"),
             }),
         }
     }
@@ -163,10 +194,47 @@ impl MetricsPlugin {
     }
 }
 
+/// The attributes of a command in OpenTelemetry's conventions.
+fn otel_labels(info: &CommandInfo<'_>, outcome: &Outcome) -> Vec<Label> {
+    let mut labels = Vec::with_capacity(5);
+    labels.push(Label::from_static_parts("db.system.name", info.backend));
+    labels.push(Label::from_static_parts(
+        "db.operation.name",
+        info.command.as_str(),
+    ));
+    if let Some(server) = info.server {
+        labels.push(Label::new("server.address", server.address.clone()));
+        if let Some(port) = server.port {
+            labels.push(Label::new("server.port", port.to_string()));
+        }
+    }
+    if !outcome.is_ok() {
+        labels.push(Label::from_static_parts(
+            "error.type",
+            outcome_label(outcome),
+        ));
+    }
+    labels
+}
+
 #[async_trait]
 impl Plugin for MetricsPlugin {
     async fn after(&self, info: &CommandInfo<'_>, outcome: &Outcome) {
         let n = &*self.names;
+        if n.otel {
+            let labels = otel_labels(info, outcome);
+            ::metrics::counter!(n.commands.clone(), labels.clone()).increment(1);
+            ::metrics::histogram!(n.duration.clone(), labels).record(outcome.took.as_secs_f64());
+            let read = matches!(info.command, Command::Get | Command::MultiGet);
+            let system = [Label::from_static_parts("db.system.name", info.backend)];
+            if read || outcome.hits > 0 {
+                ::metrics::counter!(n.hits.clone(), system.iter()).increment(outcome.hits);
+            }
+            if read || outcome.misses > 0 {
+                ::metrics::counter!(n.misses.clone(), system.iter()).increment(outcome.misses);
+            }
+            return;
+        }
         let op = info.command.as_str();
         let backend = info.backend;
         let result = outcome_label(outcome);
@@ -194,6 +262,15 @@ impl Plugin for MetricsPlugin {
     }
 
     fn on_event(&self, info: &EventInfo<'_>) {
+        if self.names.otel {
+            ::metrics::counter!(
+                self.names.events.clone(),
+                "event" => info.event.as_str(),
+                "db.system.name" => info.backend
+            )
+            .increment(1);
+            return;
+        }
         ::metrics::counter!(
             self.names.events.clone(),
             "event" => info.event.as_str(),

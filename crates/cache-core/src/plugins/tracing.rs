@@ -269,7 +269,7 @@ impl Plugin for TracingPlugin {
             db.operation.name = info.command.as_str(),
             db.namespace = info.namespace,
             server.address = info.server.map(|s| s.address.as_str()),
-            server.port = info.server.and_then(|s| s.port),
+            server.port = info.server.and_then(|s| s.port).map(i64::from),
             keys = self.keys_field(info.keys),
             outcome = ::tracing::field::Empty,
             error.type = ::tracing::field::Empty,
