@@ -193,3 +193,55 @@ impl IntoBackend for Arc<dyn Backend> {
         self
     }
 }
+
+/// How a networked backend's connections have fared since it was made: connections made
+/// (the first ones and every reconnect), attempts that failed, and connections lost (closed
+/// by the server, reset, or dropped after an error). Read it with the backend's
+/// `connection_stats()`; a rising `lost` or `failed` shows a flapping server or network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ConnectionStats {
+    /// Connections made.
+    pub connected: u64,
+    /// Connection attempts that failed.
+    pub failed: u64,
+    /// Connections lost after they were made.
+    pub lost: u64,
+}
+
+/// The counters behind [`ConnectionStats`], for backend implementations.
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    connected: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    lost: std::sync::atomic::AtomicU64,
+}
+
+impl ConnectionCounters {
+    /// Counts a connection made.
+    pub fn connected(&self) {
+        self.connected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a failed connection attempt.
+    pub fn failed(&self) {
+        self.failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a connection lost.
+    pub fn lost(&self) {
+        self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> ConnectionStats {
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        ConnectionStats {
+            connected: read(&self.connected),
+            failed: read(&self.failed),
+            lost: read(&self.lost),
+        }
+    }
+}

@@ -24,7 +24,9 @@ pub mod url;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use backend::{Backend, ClearScope, Endpoint, IntoBackend, OpSet};
+pub use backend::{
+    Backend, ClearScope, ConnectionCounters, ConnectionStats, Endpoint, IntoBackend, OpSet,
+};
 pub use cache::{
     Cache, CacheBuilder, DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock, LockGuard, OptimisticLock, Scoped,
 };

@@ -11,8 +11,8 @@ use async_memcached::{AsciiProtocol, Error as ClientError, MetaProtocol, Status,
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, CallContext, Capability, ClearScope, Deadline, Endpoint, Error, ErrorKind, KeyTtl,
-    OpSet, RawValue, Result,
+    Backend, CallContext, Capability, ClearScope, ConnectionCounters, ConnectionStats, Deadline,
+    Endpoint, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
 };
 use futures_util::future::join_all;
 
@@ -52,6 +52,8 @@ struct Inner {
     capability: Capability,
     /// The first server, for telemetry.
     endpoint: Option<Endpoint>,
+    /// Connections made, failed and lost, over every server.
+    connections: Arc<ConnectionCounters>,
     closed: AtomicBool,
 }
 
@@ -171,6 +173,7 @@ impl MemcachedBackend {
         config.validate().map_err(Error::config)?;
         let mut servers = Vec::with_capacity(config.servers.len());
         let mut named = Vec::with_capacity(config.servers.len());
+        let connections = Arc::new(ConnectionCounters::default());
         for s in &config.servers {
             let address = crate::config::normalize_address(&s.address).map_err(Error::config)?;
             named.push((address.clone(), s.weight));
@@ -179,6 +182,7 @@ impl MemcachedBackend {
                 config.pool_size,
                 config.connect_timeout,
                 config.retry_backoff,
+                connections.clone(),
             ));
         }
         let ring = (servers.len() > 1).then(|| {
@@ -222,11 +226,18 @@ impl MemcachedBackend {
                         Some((host, port)) => Endpoint::new(host, port.parse().ok()),
                         None => Endpoint::new(address.as_str(), None),
                     }),
+                connections,
                 closed: AtomicBool::new(false),
             }),
         };
         backend.warm_up(config.connect_timeout).await?;
         Ok(backend)
+    }
+
+    /// Connections made, failed and lost since the backend was made, over every server (a
+    /// call cancelled midway closes its connection: it counts as lost).
+    pub fn connection_stats(&self) -> ConnectionStats {
+        self.inner.connections.stats()
     }
 
     /// Opens one connection per server and asks for its version. Fails only if no server

@@ -23,10 +23,11 @@ use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_memcached::Client;
+use cache_core::ConnectionCounters;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::McError;
@@ -54,6 +55,8 @@ pub(crate) struct Server {
     /// `now_ms()` until which connects fail fast; 0 when the server is up.
     down_until: AtomicU64,
     closed: AtomicBool,
+    /// Shared by every server of the backend.
+    counters: Arc<ConnectionCounters>,
 }
 
 impl fmt::Debug for Server {
@@ -109,8 +112,10 @@ impl Server {
         pool_size: usize,
         connect_timeout: Duration,
         retry_backoff: Duration,
+        counters: Arc<ConnectionCounters>,
     ) -> Server {
         Server {
+            counters,
             dsn: format!("tcp://{address}"),
             address,
             connect_timeout,
@@ -172,14 +177,17 @@ impl Server {
             match tokio::time::timeout(self.connect_timeout, Client::new(&self.dsn)).await {
                 Ok(Ok(client)) => {
                     self.mark(true);
+                    self.counters.connected();
                     Ok(client)
                 }
                 Ok(Err(e)) => {
                     self.mark(false);
+                    self.counters.failed();
                     Err(McError::Client(e))
                 }
                 Err(_) => {
                     self.mark(false);
+                    self.counters.failed();
                     Err(McError::ConnectTimeout(self.connect_timeout))
                 }
             }
@@ -187,6 +195,9 @@ impl Server {
     }
 
     fn put_back(&self, client: Client) {
+        if client.is_closed() && !self.closed.load(Ordering::Acquire) {
+            self.counters.lost();
+        }
         if client.is_closed() || self.closed.load(Ordering::Acquire) {
             self.forget(client);
         } else {
@@ -251,17 +262,25 @@ mod tests {
 
     #[tokio::test]
     async fn failed_connect_marks_the_server_down_for_the_backoff() {
+        let counters = Arc::new(ConnectionCounters::default());
         let s = Server::new(
             dead_address(),
             2,
             Duration::from_secs(1),
             Duration::from_millis(200),
+            counters.clone(),
         );
         assert!(matches!(s.conn().await, Err(McError::Client(_))));
         assert!(matches!(s.conn().await, Err(McError::Down(_))));
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(matches!(s.conn().await, Err(McError::Client(_))));
         assert_eq!(s.connections(), (0, 0));
+        let stats = counters.stats();
+        assert_eq!(
+            (stats.connected, stats.failed, stats.lost),
+            (0, 2, 0),
+            "two attempts failed; the fast failure while down is no attempt"
+        );
         assert_eq!(
             s.permits.available_permits(),
             2,
@@ -271,14 +290,26 @@ mod tests {
 
     #[tokio::test]
     async fn closed_pool_refuses_checkouts() {
-        let s = Server::new(dead_address(), 1, Duration::from_secs(1), Duration::ZERO);
+        let s = Server::new(
+            dead_address(),
+            1,
+            Duration::from_secs(1),
+            Duration::ZERO,
+            Arc::default(),
+        );
         s.close();
         assert!(matches!(s.conn().await, Err(McError::Closed)));
     }
 
     #[tokio::test]
     async fn cancelled_checkout_returns_its_permit() {
-        let s = Server::new(dead_address(), 1, Duration::from_secs(1), Duration::ZERO);
+        let s = Server::new(
+            dead_address(),
+            1,
+            Duration::from_secs(1),
+            Duration::ZERO,
+            Arc::default(),
+        );
         let held = s.permits.acquire().await.unwrap();
         // all permits out: the checkout waits, and is cancelled while waiting
         let r = tokio::time::timeout(Duration::from_millis(20), s.conn()).await;

@@ -129,6 +129,12 @@ async fn stopped_server_fails_only_its_keys_and_recovers_after_restart() {
     }
     let all: Vec<Option<usize>> = cache.multi_get(&keys).await.unwrap();
     assert!(all.iter().all(Option::is_some));
+    let stats = backend.connection_stats();
+    assert!(
+        stats.lost >= 1 && stats.failed >= 1 && stats.connected >= 4,
+        "the stop lost b's connections, connecting to it failed, and it was reconnected: \
+         {stats:?}"
+    );
     drop((a, c));
 }
 

@@ -102,6 +102,13 @@ impl MemoryBackend {
         self.store.weight()
     }
 
+    /// Live entries evicted to make room (the bounds were reached) since the backend was
+    /// made; expired entries reclaimed are not counted. A rising rate means the bounds are
+    /// too small for the working set.
+    pub fn evictions(&self) -> u64 {
+        self.store.evictions()
+    }
+
     /// Reclaims every expired entry now; returns how many. Never needed for correctness.
     pub fn remove_expired(&self) -> u64 {
         self.store.remove_expired()

@@ -167,6 +167,8 @@ impl<T> Deref for Padded<T> {
 struct Counters {
     len: AtomicU64,
     weight: AtomicU64,
+    /// Live entries removed to make room, since the store was made.
+    evictions: AtomicU64,
 }
 
 /// What every shard operation needs besides the shard: the hasher, the bounds
@@ -298,6 +300,7 @@ impl Store {
                 counters: Counters {
                     len: AtomicU64::new(0),
                     weight: AtomicU64::new(0),
+                    evictions: AtomicU64::new(0),
                 },
             },
             clock,
@@ -607,6 +610,11 @@ impl Store {
     /// the entries [`len`](Store::len) counts. Never above `max_bytes`.
     pub(crate) fn weight(&self) -> u64 {
         self.ctx.counters.weight.load(Relaxed)
+    }
+
+    /// Live entries evicted to make room since the store was made.
+    pub(crate) fn evictions(&self) -> u64 {
+        self.ctx.counters.evictions.load(Relaxed)
     }
 
     /// Removes every expired entry now (a full sweep of every shard). Returns

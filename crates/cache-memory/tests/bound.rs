@@ -210,3 +210,36 @@ async fn entries_and_bytes_stay_within_bounds_under_concurrent_overwrites() {
         started.elapsed()
     );
 }
+
+/// Every live entry removed to make room is counted, and nothing else is: writing 1,000
+/// distinct keys into room for 100 evicts exactly 900; overwrites, deletes and expiry do not
+/// count.
+#[tokio::test]
+async fn evictions_count_the_entries_removed_to_make_room() {
+    let backend = MemoryBackend::new().max_entries(100);
+    let cache = Cache::new(backend.clone());
+    for i in 0..100 {
+        cache.set(&format!("k{i}"), &i).await.unwrap();
+    }
+    for i in 0..100 {
+        cache.set(&format!("k{i}"), &(i + 1)).await.unwrap();
+    }
+    cache.delete("k0").await.unwrap();
+    cache
+        .with_ttl(Duration::from_millis(1))
+        .set("short", &0)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(backend.remove_expired(), 1);
+    assert_eq!(backend.evictions(), 0, "no room was needed yet");
+    for i in 0..1_000 {
+        cache.set(&format!("n{i}"), &i).await.unwrap();
+    }
+    assert_eq!(backend.len(), 100);
+    assert_eq!(
+        backend.evictions(),
+        1_000 - 1,
+        "99 old keys and 900 new ones made room"
+    );
+}

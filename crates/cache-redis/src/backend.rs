@@ -1,8 +1,8 @@
 //! [`RedisBackend`]: the [`Backend`] contract mapped onto Redis commands.
 
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +12,7 @@ use cache_core::{
 };
 use fred::clients::WithOptions;
 use fred::error::Error as FredError;
-use fred::interfaces::{ClientLike, KeysInterface};
+use fred::interfaces::{ClientLike, EventInterface, KeysInterface};
 use fred::prelude::{Client, Expiration, Key, Options, SetOptions, Value};
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, FromValue, MultipleKeys};
 use fred::util::redis_keyslot;
@@ -85,6 +85,8 @@ pub struct RedisBackend {
     server: String,
     /// The configured server (the seed of a cluster, the first sentinel), for telemetry.
     endpoint: cache_core::Endpoint,
+    /// Connections made and connection errors, as fred reports them.
+    connections: Arc<cache_core::ConnectionCounters>,
     mode: RedisMode,
 }
 
@@ -116,6 +118,28 @@ impl RedisBackend {
         tasks: Vec<ConnectHandle>,
         config: &RedisConfig,
     ) -> Self {
+        let connections = Arc::new(cache_core::ConnectionCounters::default());
+        let mut tasks = tasks;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            for client in &clients {
+                let counters = connections.clone();
+                tasks.push(client.on_reconnect(move |server| {
+                    counters.connected();
+                    tracing::info!(server = %server, "redis: connected");
+                    std::future::ready(Ok(()))
+                }));
+                let counters = connections.clone();
+                tasks.push(client.on_error(move |(error, server)| {
+                    counters.failed();
+                    tracing::warn!(
+                        server = %server.map(|s| s.to_string()).unwrap_or_default(),
+                        error = %error,
+                        "redis: connection error"
+                    );
+                    std::future::ready(Ok(()))
+                }));
+            }
+        }
         RedisBackend {
             clients: clients.into_boxed_slice(),
             next: AtomicUsize::new(0),
@@ -132,6 +156,7 @@ impl RedisBackend {
                 config.command_timeout
             },
             server: config.describe(),
+            connections,
             endpoint: match (&config.mode, &config.socket_path) {
                 (RedisMode::Unix, Some(path)) => {
                     cache_core::Endpoint::new(path.display().to_string(), None)
@@ -140,6 +165,15 @@ impl RedisBackend {
             },
             mode: config.mode,
         }
+    }
+
+    /// Connections made and connection errors since the backend was made, as fred reports
+    /// them: `connected` counts every reconnection (the first connections, made before the
+    /// backend exists, are not counted);
+    /// `failed` counts every connection error (a failed attempt or a dropped connection: fred
+    /// does not tell them apart); `lost` stays 0.
+    pub fn connection_stats(&self) -> cache_core::ConnectionStats {
+        self.connections.stats()
     }
 
     /// Where this backend is connected (scheme, hosts, database; no credentials).

@@ -30,8 +30,13 @@ fn value_for(key: &str, version: u64) -> String {
 }
 
 async fn run_restart(builder: RedisBuilder, server: &mut Server) {
-    let backend = builder.build().await.unwrap();
-    let cache = Cache::builder(backend)
+    let backend = Arc::new(builder.build().await.unwrap());
+    assert_eq!(
+        backend.connection_stats(),
+        Default::default(),
+        "nothing yet"
+    );
+    let cache = Cache::builder(backend.clone() as Arc<dyn cache_core::Backend>)
         .namespace("restart")
         .timeout(Duration::from_secs(1))
         .build();
@@ -150,6 +155,11 @@ async fn run_restart(builder: RedisBuilder, server: &mut Server) {
         );
     }
     assert_eq!(cache.increment("counter", 2).await.unwrap(), 2);
+    let stats = backend.connection_stats();
+    assert!(
+        stats.connected >= 1 && stats.failed >= 1,
+        "the kill was a connection error and the restart a reconnection: {stats:?}"
+    );
     cache.close().await.unwrap();
 }
 

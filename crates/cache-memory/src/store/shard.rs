@@ -423,6 +423,7 @@ impl Shard {
                 let hash = ctx.hash(self.slots[i as usize].key.as_bytes());
                 self.ghost_insert(hash);
                 drop(self.remove(ctx, i, Some(hash)));
+                ctx.counters.evictions.fetch_add(1, Relaxed);
                 return true;
             }
             let i = self.main.head;
@@ -444,6 +445,7 @@ impl Shard {
                 continue;
             }
             drop(self.remove(ctx, i, None));
+            ctx.counters.evictions.fetch_add(1, Relaxed);
             return true;
         }
     }
