@@ -11,9 +11,10 @@
 //! - [`report`]: error tallies and the `FIGURE:` lines each scenario prints.
 //!
 //! The private servers the scenarios kill and restart come from the `cache-test-fixtures`
-//! package.
+//! package ([`backends::private_server`]).
 //!
-//! The scenarios are in `tests/`: `restart.rs` (a server killed and restarted under load) and
+//! The scenarios are in `tests/`: `restart.rs` (a server killed and restarted under load),
+//! `fail_safe_outage.rs` (`get_or_set` with fail-safe through a server's outage) and
 //! `proxy_faults.rs` (timeout storm, reply cut mid-value, stall). Run them with the shared
 //! servers up:
 //!
