@@ -550,6 +550,38 @@ impl Fill {
     }
 }
 
+/// The job that runs `loader` on the loading task and encodes its value with `serializer`.
+fn load_job<V, T, S>(
+    loader: impl Loader<T>,
+    serializer: S,
+    key: &str,
+    into_loaded: fn(T) -> Loaded<V>,
+) -> LoadJob
+where
+    V: Serialize + Send + 'static,
+    T: Send + 'static,
+    S: Serializer,
+{
+    let key = key.to_owned();
+    Box::new(move || -> LoadFuture {
+        Box::pin(async move {
+            let (value, ttl) = match loader.load().await {
+                Ok(t) => into_loaded(t).into_parts(),
+                Err(e) => return Err(loader_error(e.into(), Some(&key))),
+            };
+            let payload = match value {
+                Some(v) => Some(Bytes::from(
+                    serializer
+                        .encode(&v)
+                        .map_err(|e| e.with_context_once("key", &key))?,
+                )),
+                None => None,
+            };
+            Ok(LoadedBytes { payload, ttl })
+        })
+    })
+}
+
 impl<S: Serializer> Scoped<'_, S> {
     /// The value at `key`; on a miss, runs `loader`, stores its value and returns it.
     ///
@@ -730,29 +762,19 @@ impl<S: Serializer> Scoped<'_, S> {
         if flights.is_loading_here(&built) {
             return Err(reentrant_error(key));
         }
-        let serializer = self.serializer.clone();
-        let key_owned = key.to_owned();
-        let mut loader = Some(move || -> LoadFuture {
-            Box::pin(async move {
-                let (value, ttl) = match loader.load().await {
-                    Ok(t) => into_loaded(t).into_parts(),
-                    Err(e) => return Err(loader_error(e.into(), Some(&key_owned))),
-                };
-                let payload = match value {
-                    Some(v) => Some(Bytes::from(
-                        serializer
-                            .encode(&v)
-                            .map_err(|e| e.with_context_once("key", &key_owned))?,
-                    )),
-                    None => None,
-                };
-                Ok(LoadedBytes { payload, ttl })
-            })
-        });
+        // the job that runs the loader is built only when a load starts: a hit allocates
+        // nothing more than a `get`
+        let mut loader = Some(loader);
+        let job = |loader| load_job(loader, self.serializer.clone(), key, into_loaded);
         let keys = [key];
         for _round in 0..4 {
             let ctx = self.ctx(Command::Get, ns, &keys);
-            let now = envelope::now_ms();
+            // the envelope's times need the clock; values without it do not
+            let now = if self.inner.envelope {
+                envelope::now_ms()
+            } else {
+                0
+            };
             let found = match self.stack().get(&ctx, &built).await {
                 Ok(raw) => classify(raw, self.inner.envelope, now)
                     .map_err(|e| e.with_context_once("key", key))?,
@@ -768,7 +790,7 @@ impl<S: Serializer> Scoped<'_, S> {
                 Found::Hit(payload, times) => {
                     if let (Some(share), Some(times)) = (options.eager_refresh, times)
                         && times.age_fraction(now) >= share
-                        && let Some(job) = loader.take().map(|l| Box::new(l) as LoadJob)
+                        && let Some(job) = loader.take().map(job)
                     {
                         let raw = envelope::encode_value(times, &payload);
                         self.refresh(key, ns, &built, job, raw);
@@ -796,7 +818,7 @@ impl<S: Serializer> Scoped<'_, S> {
                         key: built.clone(),
                         id,
                     };
-                    let Some(job) = loader.take().map(|l| Box::new(l) as LoadJob) else {
+                    let Some(job) = loader.take().map(job) else {
                         return Err(Error::new(ErrorKind::Unexpected, "loader already used"));
                     };
                     let rx = tx.subscribe();
