@@ -7,6 +7,7 @@ use std::time::Duration;
 use cache_core::Backend;
 use cache_memcached::{MemcachedConfig, ServerConfig};
 use cache_redis::RedisConfig;
+use cache_test_fixtures::{Server, ServerKind};
 
 /// Which backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,6 +52,14 @@ impl Kind {
         cache_core::testkit::server_url(self.url_variable())
     }
 
+    /// The server program this backend talks to.
+    pub fn server_kind(self) -> ServerKind {
+        match self {
+            Kind::Redis => ServerKind::Redis,
+            Kind::Memcached => ServerKind::Memcached,
+        }
+    }
+
     /// A URL of this kind for a server at `address` (`host:port`).
     pub fn url_for(self, address: &str) -> String {
         format!("{}://{address}", self.name())
@@ -72,6 +81,16 @@ impl Kind {
             }
         }
     }
+}
+
+/// A private server of `kind`'s program on a free loopback port (never the shared server), for
+/// a scenario that kills and restarts it; `None` when the test is skipped.
+///
+/// # Panics
+/// When the program is missing and `CI` is set: under CI the scenario fails instead of
+/// skipping (see [`Server::start`]).
+pub fn private_server(kind: Kind) -> Option<Server> {
+    Server::start(kind.server_kind(), &[])
 }
 
 /// Connection settings of a backend under test.

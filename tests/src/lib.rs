@@ -13,9 +13,10 @@
 //!   and the `name=value` fields they print.
 //!
 //! The private servers the scenarios kill and restart come from the `cache-test-fixtures`
-//! package.
+//! package ([`backends::private_server`]).
 //!
 //! The scenarios are in `tests/`: `restart.rs` (a server killed and restarted under load),
+//! `fail_safe_outage.rs` (`get_or_set` with fail-safe through a server's outage),
 //! `proxy_faults.rs` (timeout storm, reply cut mid-value, stall), and, with worker processes
 //! from `src/bin/`, `lock_processes.rs` (a lock across processes) and
 //! `stampede_processes.rs` (one loader run per cold key across processes, a late fill that

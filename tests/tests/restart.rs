@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use cache_core::testkit::random_namespace;
 use cache_core::{Cache, ErrorKind};
-use cache_test_fixtures::{Server, ServerKind};
 use stratacache_tests::backends::{self, Kind, Setup};
 use stratacache_tests::report::millis;
 use stratacache_tests::versioned::{self, Observer, Writer};
@@ -74,17 +73,8 @@ fn key_of(task: usize, slot: usize) -> String {
     format!("t{task}-k{slot}")
 }
 
-/// A private server of `kind`'s program, or `None` when the test is skipped.
-fn private_server(kind: Kind) -> Option<Server> {
-    let program = match kind {
-        Kind::Redis => ServerKind::Redis,
-        Kind::Memcached => ServerKind::Memcached,
-    };
-    Server::start(program, &[])
-}
-
 async fn run(kind: Kind) {
-    let Some(mut server) = private_server(kind) else {
+    let Some(mut server) = backends::private_server(kind) else {
         return;
     };
     let url = kind.url_for(&server.address());

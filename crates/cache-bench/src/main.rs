@@ -11,6 +11,8 @@ mod decorators;
 mod harness;
 mod memory;
 mod net;
+mod outage;
+mod read_through;
 mod serde_bench;
 mod stampede;
 mod workloads;
@@ -180,7 +182,7 @@ fn setup_section(what: &str, quick: bool, python: Option<&Python>, took: Duratio
          | `cargo x bench decorators` | a `#[cached]` hit vs a hand-written `get` of the same key (no server) |\n\
          | `cargo x bench redis` | Redis: stratacache vs raw fred vs aiocache |\n\
          | `cargo x bench memcached` | Memcached: stratacache vs raw async-memcached vs aiocache |\n\
-         | `cargo x bench stampede` | `get_or_set` with 1,000 concurrent callers per cold key, every backend |\n\
+         | `cargo x bench stampede` | `get_or_set` with 1,000 concurrent callers per cold key, every backend; `get_or_set` with fail-safe through a 5 s outage of a private Redis and Memcached |\n\
          | `cargo x bench serde` | serializer size and speed (no server) |\n\
          | `cargo x bench all --quick` | smoke test of the harness with tiny sizes; writes `target/bench-quick/`, never this page |\n\n\
          aiocache runs from `bench/aiocache_bench.py` in a virtualenv, `target/bench-venv`, that \
@@ -297,9 +299,13 @@ fn main() {
         );
         body.push_str(&text);
         body.push_str(&memory::layer_costs(rounds, dur));
+        let (hit_body, hit_target) =
+            read_through::memory(rounds, if quick { 20_000 } else { 500_000 });
+        body.push_str(&hit_body);
         body.push_str(&memory::footprint_table(entries));
         report.sections.push(("memory", body));
         report.targets.extend(targets);
+        report.targets.push(hit_target);
         report.charts.push(Chart {
             file: "memory",
             title: "Memory backend vs moka and quick_cache (median, min–max)".into(),
@@ -340,19 +346,27 @@ fn main() {
     if all || what == "stampede" {
         let (redis, memcached) = (redis_url(), memcached_url());
         let cold_keys = if quick { 3 } else { 20 };
-        let section = runtime()
+        let outage = Duration::from_secs(if quick { 1 } else { 5 });
+        let (section, (outage_body, outage_targets)) = runtime()
             .block_on(async move {
                 tokio::spawn(async move {
-                    stampede::run(Some(&redis), Some(&memcached), cold_keys)
+                    let section = stampede::run(Some(&redis), Some(&memcached), cold_keys)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| e.to_string())?;
+                    let outage = outage::run(outage)
+                        .await
+                        .map_err(|e| format!("outage: {e}"))?;
+                    Ok::<_, String>((section, outage))
                 })
                 .await
                 .map_err(|e| e.to_string())?
             })
             .unwrap_or_else(|e| fail("stampede", e));
-        report.sections.push(("stampede", section.body));
+        report
+            .sections
+            .push(("stampede", format!("{}{outage_body}", section.body)));
         report.targets.extend(section.targets);
+        report.targets.extend(outage_targets);
         eprintln!(
             "stampede done after {:.0} s",
             started.elapsed().as_secs_f64()

@@ -181,6 +181,19 @@ pub async fn run(
 
     let lock = lock_cost(&cache, &raw, if quick { 200 } else { 2_000 }, sizes.rounds).await?;
 
+    let hit_caches =
+        crate::read_through::Caches::new(cache.backend().clone(), &ns, Duration::from_secs(5))
+            .await?;
+    let hit_cost =
+        crate::read_through::measure(&hit_caches, if quick { 300 } else { 10_000 }, sizes.rounds)
+            .await?;
+    hit_caches.clean_up().await?;
+    let (hit_body, hit_target) = hit_cost.report(
+        server.title(),
+        "Sequential calls from one task, two `Cache<Json>` over the stratacache backend above \
+         (same connections, 5 s deadline);",
+    );
+
     let (co_cache, co_layer) = crate::coalesce::coalesced_cache(server, url, &ns).await?;
     let coalesced = Contender::Ours(co_cache.clone());
     let (co_body, co_target) =
@@ -344,6 +357,8 @@ pub async fn run(
             }
         },
     );
+    out.push_str(&hit_body);
+    targets.push(hit_target);
     out.push_str(&co_body);
     targets.extend(co_target);
     if server == Server::Redis {

@@ -19,8 +19,10 @@ use crate::{Error, ErrorKind, Result, forward_backend};
 /// Only values in the [envelope](crate::envelope) are kept (the window is in it). A value
 /// is kept when a read returns it or a write stores it; it is dropped when the key is
 /// deleted, overwritten by a value without the envelope, cleared, incremented, or when a
-/// write fails (its state is then unknown). When `entries` are held, the oldest kept is
-/// dropped first.
+/// write fails (its state is then unknown) — unless the failed write carried the kept answer
+/// itself (the same value with other times, as fail-safe writes back a stale value after a
+/// failed load, or a lease over it): whichever the key holds then, the kept value is still
+/// its last known answer. When `entries` are held, the oldest kept is dropped first.
 ///
 /// A read that fails with a temporary error ([`Error::is_temporary`]) or a timeout is
 /// answered from the kept values that are still servable; a fresh one reads as a hit, a
@@ -130,6 +132,22 @@ impl Kept {
         self.lock().values.remove(key);
     }
 
+    /// A write of `value` to `key` failed: the key holds its former value or `value`. The
+    /// kept value stays when `value` carries the same answer, else it is forgotten.
+    fn write_failed(&self, key: &str, value: &Bytes) {
+        if self.max == 0 {
+            return;
+        }
+        let mut table = self.lock();
+        let same = match (table.values.get(key), answer_of(value)) {
+            (Some(kept), Some(written)) => answer_of(kept) == Some(written),
+            _ => false,
+        };
+        if !same {
+            table.values.remove(key);
+        }
+    }
+
     /// The kept value of `key`, if it may still be served.
     fn servable(&self, key: &str, now_ms: u64) -> Option<Bytes> {
         let table = self.lock();
@@ -142,6 +160,21 @@ impl Kept {
             }
             _ => None,
         }
+    }
+}
+
+/// The answer stored bytes give a read-through: `Some(Some(payload))` for a value,
+/// `Some(None)` for a negative entry, the answer of the bytes it replaced for a lease;
+/// `None` for anything else (bytes without the envelope, a lease over nothing).
+fn answer_of(bytes: &Bytes) -> Option<Option<Bytes>> {
+    let carried = |stored| match stored {
+        Ok(Stored::Value { payload, .. }) => Some(Some(payload)),
+        Ok(Stored::Negative { .. }) => Some(None),
+        _ => None,
+    };
+    match Stored::decode(bytes.clone()) {
+        Ok(Stored::Lease { previous, .. }) => carried(Stored::decode(previous)),
+        stored => carried(stored),
     }
 }
 
@@ -173,7 +206,7 @@ impl FailSafe {
         match answer {
             Ok(true) => self.kept.note(key, value),
             Ok(false) => {}
-            Err(_) => self.kept.forget(key),
+            Err(_) => self.kept.write_failed(key, value),
         }
     }
 }
@@ -261,7 +294,7 @@ impl Backend for FailSafe {
         for (key, value) in entries {
             match &answer {
                 Ok(()) => self.kept.note(key, value),
-                Err(_) => self.kept.forget(key),
+                Err(_) => self.kept.write_failed(key, value),
             }
         }
         answer
