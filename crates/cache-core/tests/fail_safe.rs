@@ -113,3 +113,39 @@ async fn a_failed_write_of_another_value_forgets_the_kept_one() {
     let err = failing_load(&cache, &loads).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Loader, "{err}");
 }
+
+/// A lease written over a kept value (a load in progress, here or in another process) keeps
+/// that value as the key's last known answer: it is still served if the backend then fails.
+#[tokio::test]
+async fn a_lease_over_the_kept_value_keeps_it() {
+    use cache_core::layer::{FailSafeLayer, Layer};
+    use cache_core::{Backend, Command, OpSet, envelope};
+
+    let outage = Outage::default();
+    let inner: Arc<dyn Backend> = Arc::new(MapBackend::new());
+    let stack = FailSafeLayer::new(10).layer(outage.clone().layer(inner));
+    let ctx = CallContext::new(Command::Set);
+    let now = envelope::now_ms();
+    let times = envelope::Times::new(now, Some(Duration::from_secs(1)), Duration::from_secs(60));
+    let v1 = envelope::encode_value(times, b"\"v1\"");
+    stack
+        .set(
+            &ctx,
+            "k",
+            v1.clone(),
+            OpSet::new(Some(Duration::from_secs(61))),
+        )
+        .await
+        .unwrap();
+    let lease = envelope::encode_lease(now, now + 5_000, [7; 16], &v1);
+    let ctx = CallContext::new(Command::CompareAndSet);
+    assert!(
+        stack
+            .compare_and_set(&ctx, "k", Some(v1.clone()), lease, OpSet::default())
+            .await
+            .unwrap()
+    );
+    outage.set_down(true);
+    let ctx = CallContext::new(Command::Get);
+    assert_eq!(stack.get(&ctx, "k").await.unwrap(), Some(v1));
+}

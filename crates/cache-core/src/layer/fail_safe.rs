@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -40,7 +40,7 @@ pub struct FailSafeLayer {
 #[derive(Debug)]
 struct Kept {
     max: usize,
-    table: Mutex<Table>,
+    table: RwLock<Table>,
     served: AtomicU64,
 }
 
@@ -57,7 +57,7 @@ impl FailSafeLayer {
         FailSafeLayer {
             kept: Arc::new(Kept {
                 max: entries,
-                table: Mutex::new(Table::default()),
+                table: RwLock::new(Table::default()),
                 served: AtomicU64::new(0),
             }),
         }
@@ -89,22 +89,45 @@ impl Layer for FailSafeLayer {
 }
 
 impl Kept {
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `value` for `key` when it is in the envelope; forgets the key otherwise.
+    fn read(&self) -> RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `value` for `key` when it is in the envelope (for a lease, the value it
+    /// replaced, which is still the key's last known answer); forgets the key otherwise.
     fn note(&self, key: &str, value: &Bytes) {
         if self.max == 0 {
             return;
         }
-        if !matches!(
-            Stored::decode(value.clone()),
-            Ok(Stored::Value { .. } | Stored::Negative { .. })
-        ) {
-            self.forget(key);
+        let value = match Stored::decode(value.clone()) {
+            Ok(Stored::Value { .. } | Stored::Negative { .. }) => value.clone(),
+            Ok(Stored::Lease { previous, .. })
+                if matches!(
+                    Stored::decode(previous.clone()),
+                    Ok(Stored::Value { .. } | Stored::Negative { .. })
+                ) =>
+            {
+                previous
+            }
+            _ => {
+                self.forget(key);
+                return;
+            }
+        };
+        // The common case, a hit on a value kept already, takes only the read lock.
+        if self
+            .read()
+            .values
+            .get(key)
+            .is_some_and(|kept| *kept == value)
+        {
             return;
         }
+        let value = &value;
         let mut table = self.lock();
         if let Some(old) = table.values.get_mut(key) {
             *old = value.clone();
@@ -126,7 +149,7 @@ impl Kept {
     }
 
     fn forget(&self, key: &str) {
-        if self.max == 0 {
+        if self.max == 0 || !self.read().values.contains_key(key) {
             return;
         }
         self.lock().values.remove(key);
@@ -150,7 +173,7 @@ impl Kept {
 
     /// The kept value of `key`, if it may still be served.
     fn servable(&self, key: &str, now_ms: u64) -> Option<Bytes> {
-        let table = self.lock();
+        let table = self.read();
         let value = table.values.get(key)?;
         match Stored::decode(value.clone()) {
             Ok(Stored::Value { times, .. } | Stored::Negative { times })
