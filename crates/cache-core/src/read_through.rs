@@ -12,7 +12,7 @@ use crate::Ttl;
 /// are slow or fail, the backend is down, or many processes miss the same key at once.
 ///
 /// Set per cache with [`CacheBuilder::read_through`](crate::CacheBuilder::read_through) and
-/// per call with [`Scoped::read_through`](crate::Scoped::read_through). Every option is off
+/// per call with [`Scoped::with_read_through`](crate::Scoped::with_read_through). Every option is off
 /// by default: a cache without them behaves as a plain single-flight `get_or_set`, and stores
 /// values byte for byte as the serializer wrote them.
 ///

@@ -153,10 +153,18 @@ async fn a_key_read_twice_in_one_batch_is_sent_once() {
 #[tokio::test]
 async fn reads_in_different_namespaces_are_never_batched_together() {
     let s = setup(CoalesceLayer::new(), Duration::ZERO, false);
-    s.cache.namespace("a").set("k", &value(1)).await.unwrap();
-    s.cache.namespace("b").set("k", &value(2)).await.unwrap();
-    let a = s.cache.namespace("a");
-    let b = s.cache.namespace("b");
+    s.cache
+        .with_namespace("a")
+        .set("k", &value(1))
+        .await
+        .unwrap();
+    s.cache
+        .with_namespace("b")
+        .set("k", &value(2))
+        .await
+        .unwrap();
+    let a = s.cache.with_namespace("a");
+    let b = s.cache.with_namespace("b");
     let (x, y, z) = tokio::join!(
         a.get::<Bytes>("k"),
         b.get::<Bytes>("k"),

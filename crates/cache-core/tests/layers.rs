@@ -101,7 +101,7 @@ async fn context_reaches_the_layers_with_user_keys_namespace_and_deadline() {
         .build();
     cache.set("42", &"Ada").await.unwrap();
     let _: Vec<Option<String>> = cache
-        .namespace("admins")
+        .with_namespace("admins")
         .with_timeout(None)
         .multi_get(["1", "2"])
         .await

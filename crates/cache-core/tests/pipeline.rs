@@ -109,7 +109,7 @@ async fn write_and_read_follow_the_documented_order() {
     let cache = cache(&log, Duration::ZERO);
     cache.set("k", &1).await.unwrap();
     assert_eq!(
-        cache.namespace("other").get::<i32>("k").await.unwrap(),
+        cache.with_namespace("other").get::<i32>("k").await.unwrap(),
         None
     );
     assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(1));

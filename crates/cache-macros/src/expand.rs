@@ -122,7 +122,7 @@ fn shape(ret: &Type, cache_none: Option<bool>, krate: &Path) -> syn::Result<(Tok
     }
 }
 
-/// `.with_ttl(…)` and `.namespace(…)` of the scoped calls, and the `let` that holds the
+/// `.with_ttl(…)` and `.with_namespace(…)` of the scoped calls, and the `let` that holds the
 /// namespace.
 fn scope(opts: &Options) -> (TokenStream, TokenStream, TokenStream) {
     let ttl = match &opts.ttl {
@@ -135,7 +135,7 @@ fn scope(opts: &Options) -> (TokenStream, TokenStream, TokenStream) {
     match &opts.namespace {
         Some(ns) => (
             ttl,
-            quote!(.namespace(::core::convert::AsRef::<str>::as_ref(__stratacache_ns))),
+            quote!(.with_namespace(::core::convert::AsRef::<str>::as_ref(__stratacache_ns))),
             quote!(let __stratacache_ns = &(#ns);),
         ),
         None => (ttl, quote!(), quote!()),

@@ -52,7 +52,10 @@ async fn rate(country: &str) -> u32 {
 async fn the_namespace_is_applied() {
     assert_eq!(rate("fr").await, 20);
     assert_eq!(
-        NS.namespace("tax").get::<u32>("rate:fr").await.unwrap(),
+        NS.with_namespace("tax")
+            .get::<u32>("rate:fr")
+            .await
+            .unwrap(),
         Some(20)
     );
     assert_eq!(NS.get::<u32>("rate:fr").await.unwrap(), None);
@@ -60,7 +63,10 @@ async fn the_namespace_is_applied() {
     assert_eq!(rate_cached("fr").await.unwrap(), Some(20));
     assert!(rate_invalidate("fr").await.unwrap());
     assert_eq!(
-        NS.namespace("tax").get::<u32>("rate:fr").await.unwrap(),
+        NS.with_namespace("tax")
+            .get::<u32>("rate:fr")
+            .await
+            .unwrap(),
         None
     );
 }

@@ -77,12 +77,18 @@ async fn prices(market: &str, skus: &[String]) -> Result<BTreeMap<String, u32>, 
 async fn errors_are_not_cached_and_other_arguments_reach_the_key() {
     let skus = vec!["ab".to_string(), "abc".to_string()];
     assert_eq!(prices("eu", &skus).await.unwrap_err().to_string(), "down");
-    assert!(!PRICES.namespace("prices").exists("eu:ab").await.unwrap());
+    assert!(
+        !PRICES
+            .with_namespace("prices")
+            .exists("eu:ab")
+            .await
+            .unwrap()
+    );
     let found = prices("eu", &skus).await.unwrap();
     assert_eq!(found, BTreeMap::from([("ab".into(), 4), ("abc".into(), 5)]));
     assert_eq!(
         PRICES
-            .namespace("prices")
+            .with_namespace("prices")
             .get::<u32>("eu:abc")
             .await
             .unwrap(),

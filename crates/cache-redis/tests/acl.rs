@@ -96,7 +96,7 @@ async fn a_forbidden_key_is_a_backend_error_naming_the_permission() {
         .unwrap();
     let cache = Cache::builder(backend).namespace("bob").build();
     cache.set("mine", &1).await.unwrap();
-    let other = cache.namespace("alice");
+    let other = cache.with_namespace("alice");
     let err = other.set("theirs", &1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
     assert!(format!("{err:#}").contains("NOPERM"), "{err:#}");

@@ -162,7 +162,7 @@ async fn clear_reaches_every_primary_and_nothing_else() {
     };
     let ns = random_namespace();
     let cache = Cache::builder(backend).namespace(ns.clone()).build();
-    let neighbour = cache.namespace("neighbour-of-clear");
+    let neighbour = cache.with_namespace("neighbour-of-clear");
     let keys: Vec<String> = (0..1500).map(|i| format!("k{i}")).collect();
     let built: Vec<String> = keys.iter().map(|k| format!("{ns}:{k}")).collect();
     assert_eq!(owners(&cache, &built).await.len(), 3);

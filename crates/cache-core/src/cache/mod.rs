@@ -42,7 +42,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// state.
 ///
 /// Every command has a plain form on `Cache` (`cache.get(key)`) and takes per-call options
-/// through [`Scoped`] (`cache.with_ttl(d).namespace("x").set(key, &v)`).
+/// through [`Scoped`] (`cache.with_ttl(d).with_namespace("x").set(key, &v)`).
 ///
 /// # The pipeline
 ///
@@ -88,7 +88,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 ///     .build();
 /// cache.set("42", &"Ada").await?;
 /// assert_eq!(cache.get::<String>("42").await?, Some("Ada".to_string()));
-/// cache.with_ttl(Duration::from_millis(1500)).namespace("admins").set("42", &"Grace").await?;
+/// cache.with_ttl(Duration::from_millis(1500)).with_namespace("admins").set("42", &"Grace").await?;
 /// # Ok(()) }
 /// ```
 pub struct Cache<S = Json> {
@@ -210,8 +210,18 @@ impl<S: Serializer> Cache<S> {
     }
 
     /// Per-call options in this namespace (`""`: no namespace).
+    pub fn with_namespace<'a>(&'a self, namespace: &'a str) -> Scoped<'a, S> {
+        self.scoped().with_namespace(namespace)
+    }
+
+    /// Per-call options in this namespace: the former name of
+    /// [`with_namespace`](Self::with_namespace).
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `with_namespace`, named like the other per-call options"
+    )]
     pub fn namespace<'a>(&'a self, namespace: &'a str) -> Scoped<'a, S> {
-        self.scoped().namespace(namespace)
+        self.scoped().with_namespace(namespace)
     }
 
     /// Per-call options with this deadline (`None` or zero: none).
@@ -445,7 +455,7 @@ impl<S: Serializer> Cache<S> {
     }
 
     /// Per-call options with these [`ReadThrough`] options instead of the cache's.
-    pub fn read_through(&self, options: ReadThrough) -> Scoped<'_, S> {
-        self.scoped().read_through(options)
+    pub fn with_read_through(&self, options: ReadThrough) -> Scoped<'_, S> {
+        self.scoped().with_read_through(options)
     }
 }

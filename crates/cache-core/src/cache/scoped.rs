@@ -18,7 +18,7 @@ use crate::{Error, ErrorKind, Json, ReadThrough, Result, Serializer, Ttl};
 
 /// Per-call options over a [`Cache`](crate::Cache): TTL, namespace, timeout and serializer
 /// for the commands called through it. Made by [`Cache::with_ttl`](crate::Cache::with_ttl),
-/// [`Cache::namespace`](crate::Cache::namespace),
+/// [`Cache::with_namespace`](crate::Cache::with_namespace),
 /// [`Cache::with_timeout`](crate::Cache::with_timeout),
 /// [`Cache::with_serializer`](crate::Cache::with_serializer) or
 /// [`Cache::scoped`](crate::Cache::scoped); each setter returns it again, so they chain.
@@ -30,10 +30,10 @@ use crate::{Error, ErrorKind, Json, ReadThrough, Result, Serializer, Ttl};
 /// use cache_core::{Cache, RawBytes};
 /// # let cache = Cache::new(cache_core::testkit::MapBackend::new());
 ///
-/// cache.with_ttl(Duration::from_secs(60)).namespace("sessions").set("abc", &42).await?;
-/// let n: Option<u32> = cache.namespace("sessions").get("abc").await?;
+/// cache.with_ttl(Duration::from_secs(60)).with_namespace("sessions").set("abc", &42).await?;
+/// let n: Option<u32> = cache.with_namespace("sessions").get("abc").await?;
 /// assert_eq!(n, Some(42));
-/// let raw: Option<Vec<u8>> = cache.namespace("sessions").with_serializer(RawBytes).get("abc").await?;
+/// let raw: Option<Vec<u8>> = cache.with_namespace("sessions").with_serializer(RawBytes).get("abc").await?;
 /// assert_eq!(raw.as_deref(), Some(&b"42"[..]));
 /// # Ok(()) }
 /// ```
@@ -78,9 +78,19 @@ impl<'a, S: Serializer> Scoped<'a, S> {
     }
 
     /// The namespace of these calls; `""` removes the cache's namespace.
-    pub fn namespace(mut self, namespace: &'a str) -> Self {
+    pub fn with_namespace(mut self, namespace: &'a str) -> Self {
         self.namespace = Some(namespace);
         self
+    }
+
+    /// The namespace of these calls: the former name of
+    /// [`with_namespace`](Self::with_namespace).
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `with_namespace`, named like the other per-call options"
+    )]
+    pub fn namespace(self, namespace: &'a str) -> Self {
+        self.with_namespace(namespace)
     }
 
     /// The deadline of these calls; `None` or zero disables it.
@@ -110,7 +120,7 @@ impl<'a, S: Serializer> Scoped<'a, S> {
     /// The [`ReadThrough`] options of the `get_or_set` family for these calls, instead of
     /// the cache's. Options that need the [value envelope](crate::envelope) are refused at
     /// the call when the cache was built without it.
-    pub fn read_through(mut self, options: ReadThrough) -> Self {
+    pub fn with_read_through(mut self, options: ReadThrough) -> Self {
         self.read_through = Some(options);
         self
     }

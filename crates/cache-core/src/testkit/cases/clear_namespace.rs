@@ -87,10 +87,14 @@ pub async fn clear_without_namespace_follows_store_ownership(h: Harness) {
 pub async fn namespace_override_per_call(h: Harness) {
     let cache = h.cache();
     let other_ns = format!("{}-other", h.namespace());
-    cache.namespace(&other_ns).set("k", &1).await.unwrap();
+    cache.with_namespace(&other_ns).set("k", &1).await.unwrap();
     assert_eq!(cache.get::<i32>("k").await.unwrap(), None);
     assert_eq!(
-        cache.namespace(&other_ns).get::<i32>("k").await.unwrap(),
+        cache
+            .with_namespace(&other_ns)
+            .get::<i32>("k")
+            .await
+            .unwrap(),
         Some(1)
     );
     let other = h.builder().namespace(other_ns.clone()).build();
@@ -102,7 +106,7 @@ pub async fn namespace_override_per_call(h: Harness) {
 pub async fn empty_namespace_override_removes_namespace(h: Harness) {
     let cache = h.cache();
     let bare_key = format!("{}-bare", h.namespace());
-    cache.namespace("").set(&bare_key, &1).await.unwrap();
+    cache.with_namespace("").set(&bare_key, &1).await.unwrap();
     let bare = h.builder().namespace("").build();
     assert_eq!(bare.get::<i32>(&bare_key).await.unwrap(), Some(1));
     assert_eq!(cache.get::<i32>(&bare_key).await.unwrap(), None);
@@ -157,7 +161,7 @@ pub async fn custom_key_builder_receives_key_and_resolved_namespace(h: Harness) 
     let kb = Arc::new(RecordingKeyBuilder::default());
     let cache = h.builder().key_builder(kb.clone()).build();
     cache.set("k", &1).await.unwrap();
-    cache.namespace("override").set("k", &2).await.unwrap();
+    cache.with_namespace("override").set("k", &2).await.unwrap();
     let calls = kb.calls.lock().unwrap().clone();
     assert_eq!(
         calls,
