@@ -760,6 +760,45 @@ impl<S: Serializer> Scoped<'_, S> {
             .with_context("key", key));
         }
         let (ns, built) = self.prepare(key)?;
+        // The first read, and a plain hit answered here: the future of a hit stays as small
+        // as a `get`'s; everything else goes on in a boxed future of its own.
+        let keys = [key];
+        let first = self
+            .stack()
+            .get(&self.ctx(Command::Get, ns, &keys), &built)
+            .await;
+        if let Ok(Some(raw)) = &first {
+            if !self.inner.envelope {
+                return self.decode(raw, key).map(Some);
+            }
+            if options.eager_refresh.is_none()
+                && let Ok(Found::Hit(payload, _)) =
+                    classify(Some(raw.clone()), true, envelope::now_ms())
+            {
+                return self.decode(&payload, key).map(Some);
+            }
+        }
+        Box::pin(self.through_rest(key, ns, &built, loader, into_loaded, optional, first)).await
+    }
+
+    /// The rest of [`through`](Self::through) after its first read (`first`): the eager
+    /// refresh of a hit, a miss, stale values, the flight.
+    #[allow(clippy::too_many_arguments)]
+    async fn through_rest<V, T>(
+        &self,
+        key: &str,
+        ns: Option<&str>,
+        built: &str,
+        loader: impl Loader<T>,
+        into_loaded: fn(T) -> Loaded<V>,
+        optional: bool,
+        first: Result<Option<Bytes>>,
+    ) -> Result<Option<V>>
+    where
+        V: Serialize + DeserializeOwned + Send + 'static,
+        T: Send + 'static,
+    {
+        let options = self.options();
         let flights = &self.inner.flights;
         let mut loader = Some(loader);
         let take_job = |loader: &mut Option<_>| {
@@ -768,15 +807,22 @@ impl<S: Serializer> Scoped<'_, S> {
                 .map(|l| job(l, into_loaded, self.serializer.clone(), key))
         };
         let keys = [key];
+        let mut first = Some(first);
         for _round in 0..4 {
-            let ctx = self.ctx(Command::Get, ns, &keys);
             // Only entries in the envelope carry times.
             let now = if self.inner.envelope {
                 envelope::now_ms()
             } else {
                 0
             };
-            let found = match self.stack().get(&ctx, &built).await {
+            let read = match first.take() {
+                Some(read) => read,
+                None => {
+                    let ctx = self.ctx(Command::Get, ns, &keys);
+                    self.stack().get(&ctx, built).await
+                }
+            };
+            let found = match read {
                 Ok(raw) => classify(raw, self.inner.envelope, now)
                     .map_err(|e| e.with_context_once("key", key))?,
                 Err(e) if options.fail_safe.is_some() && e.kind() != ErrorKind::Closed => {
@@ -794,7 +840,7 @@ impl<S: Serializer> Scoped<'_, S> {
                         && let Some(job) = take_job(&mut loader)
                     {
                         let raw = envelope::encode_value(times, &payload);
-                        self.refresh(key, ns, &built, job, raw);
+                        self.refresh(key, ns, built, job, raw);
                     }
                     return self.decode(&payload, key).map(Some);
                 }
@@ -802,16 +848,16 @@ impl<S: Serializer> Scoped<'_, S> {
                 Found::NegativeHit => Miss::default(),
                 Found::Miss(miss) => miss,
             };
-            if flights.is_loading_here(&built) {
+            if flights.is_loading_here(built) {
                 return Err(reentrant_error(key));
             }
             if let Some(stale) = &miss.stale
-                && self.inner.is_throttled(&built, now)
+                && self.inner.is_throttled(built, now)
             {
                 emit(self.inner, ReadThroughEvent::StaleServed, key, ns);
                 return self.serve_stale(stale, key, optional);
             }
-            let (rx, deadline, initiator) = match flights.join(&built) {
+            let (rx, deadline, initiator) = match flights.join(built) {
                 Role::Wait(rx) => {
                     emit(self.inner, ReadThroughEvent::WaiterCoalesced, key, ns);
                     (rx, self.deadline().map(Deadline::after), false)
@@ -820,14 +866,14 @@ impl<S: Serializer> Scoped<'_, S> {
                     emit(self.inner, ReadThroughEvent::LoadStarted, key, ns);
                     let guard = TaskGuard {
                         inner: self.inner.clone(),
-                        key: built.to_string(),
+                        key: built.to_owned(),
                         id,
                     };
                     let Some(job) = take_job(&mut loader) else {
                         return Err(Error::new(ErrorKind::Unexpected, "loader already used"));
                     };
                     let rx = tx.subscribe();
-                    let fill = self.fill(key, ns, &built);
+                    let fill = self.fill(key, ns, built);
                     let stale = miss.stale.clone();
                     let run = fill.run(job, tx, miss.current, miss.lease_held, stale, guard);
                     match tokio::runtime::Handle::try_current() {
