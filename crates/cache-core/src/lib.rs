@@ -47,8 +47,9 @@ pub use read_through::{
 pub use serializer::{Json, PythonJson, RawBytes, Serializer, Utf8};
 pub use ttl::{KeyTtl, Ttl};
 
-/// Re-exported for backend implementations and the conformance macro.
-#[doc(hidden)]
+/// The attribute that implements [`Backend`] and [`Plugin`] (both are `async_trait` traits):
+/// `#[cache_core::async_trait]` on an `impl Plugin for …` block, without a dependency on the
+/// `async-trait` crate of your own.
 pub use async_trait::async_trait;
 
 /// Re-exported for [`forward_backend!`].
