@@ -410,7 +410,7 @@ impl Fill {
             })
             .await;
         match loaded {
-            Ok(loaded) => self.store(loaded, &tx, current, lease).await,
+            Ok(loaded) => self.store(loaded, &tx, lease).await,
             Err(e) => {
                 tx.send_replace(Some(Err(e)));
                 self.after_failure(stale, current, lease).await;
@@ -423,7 +423,6 @@ impl Fill {
         &self,
         loaded: LoadedBytes,
         tx: &watch::Sender<FlightResult>,
-        current: Option<Bytes>,
         lease: Option<Bytes>,
     ) {
         let now = envelope::now_ms();
@@ -471,7 +470,7 @@ impl Fill {
             Err(e) => {
                 tracing::warn!(key = self.key, error = %format_args!("{e:#}"),
                     "get_or_set: the loaded value's TTL was refused; not stored");
-                self.release(lease, current).await;
+                self.release(lease).await;
                 return;
             }
         };
@@ -499,7 +498,7 @@ impl Fill {
                     .await
             }
             (None, lease) => {
-                self.release(lease, current).await;
+                self.release(lease).await;
                 Ok(())
             }
         };
@@ -520,9 +519,10 @@ impl Fill {
     }
 
     /// Gives the lease back: the key holds again what the lease replaced.
-    async fn release(&self, lease: Option<Bytes>, current: Option<Bytes>) {
+    async fn release(&self, lease: Option<Bytes>) {
         let Some(lease) = lease else { return };
-        let previous = lease_previous(current.as_ref());
+        // what this lease replaced, as the lease itself says
+        let previous = lease_previous(Some(&lease));
         let keys = [self.key.as_str()];
         let answer = if previous.is_empty() {
             let ctx = self.ctx(Command::CompareAndDelete, &keys);
@@ -554,7 +554,7 @@ impl Fill {
         lease: Option<Bytes>,
     ) {
         let Some(stale) = stale else {
-            self.release(lease, current).await;
+            self.release(lease).await;
             return;
         };
         let now = envelope::now_ms();
@@ -565,7 +565,7 @@ impl Fill {
         }
         self.inner.throttle_start(&self.built, fresh_until);
         if throttle.is_zero() {
-            self.release(lease, current).await;
+            self.release(lease).await;
             return;
         }
         let times = Times {
