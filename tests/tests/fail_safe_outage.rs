@@ -282,16 +282,7 @@ async fn database_down(kind: Kind) {
         .add("calls_past_window", past.len())
         .add("errors", &errors)
         .add("loader_runs", loads.load(Ordering::Relaxed))
-        .add(
-            "slowest_call",
-            millis(
-                calls
-                    .iter()
-                    .map(|c| c.ended - c.started)
-                    .max()
-                    .unwrap_or_default(),
-            ),
-        )
+        .add("slowest_call", millis(slowest(&calls)))
         .add("outage", millis(restarted_at - killed_at))
         .add("recovery", millis(recovery))
         .add("events", stats_line(&cache))
@@ -405,16 +396,7 @@ async fn database_up(kind: Kind) {
         .add("ok_share", format!("{share:.1}%"))
         .add("errors", &errors)
         .add("loader_runs", loads.load(Ordering::Relaxed))
-        .add(
-            "slowest_call",
-            millis(
-                calls
-                    .iter()
-                    .map(|c| c.ended - c.started)
-                    .max()
-                    .unwrap_or_default(),
-            ),
-        )
+        .add("slowest_call", millis(slowest(&calls)))
         .add("outage", millis(restarted_at - killed_at))
         .add("recovery", millis(recovery))
         .add("events", stats_line(&cache))
@@ -462,4 +444,13 @@ async fn redis_outage_with_the_database_up_serves_loaded_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memcached_outage_with_the_database_up_serves_loaded_values() {
     database_up(Kind::Memcached).await;
+}
+
+/// The longest a call took.
+fn slowest(calls: &[Call]) -> std::time::Duration {
+    calls
+        .iter()
+        .map(|c| c.ended - c.started)
+        .max()
+        .unwrap_or_default()
 }
