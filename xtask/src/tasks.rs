@@ -196,6 +196,7 @@ fn run_examples(services: &[&'static Service]) -> Vec<Failure> {
         ("quickstart".into(), vec![], vec![]),
         ("per_environment".into(), vec![], vec![]),
         ("axum_service".into(), vec!["--self-test".into()], vec![]),
+        ("opentelemetry".into(), vec![], vec![]),
     ];
     if let Some(url) = url_of("CACHE_TEST_REDIS_URL") {
         runs.push((
