@@ -21,6 +21,11 @@ use crate::error;
 #[must_use = "a builder does nothing until .build()"]
 pub struct RedisBuilder {
     config: RedisConfig,
+    /// Whether the endpoint and the port were given (by a setter, or in a config): a cluster
+    /// or sentinel builder whose endpoint was not given seeds with its nodes only, not with
+    /// the default `127.0.0.1:6379`.
+    endpoint_given: bool,
+    port_given: bool,
 }
 
 impl RedisBuilder {
@@ -31,7 +36,11 @@ impl RedisBuilder {
 
     /// A builder holding `config`.
     pub fn from_config(config: RedisConfig) -> Self {
-        RedisBuilder { config }
+        RedisBuilder {
+            config,
+            endpoint_given: true,
+            port_given: true,
+        }
     }
 
     /// A builder from a URL; see [`RedisConfig::from_url`] for the syntax.
@@ -50,12 +59,14 @@ impl RedisBuilder {
     /// Host name or IP address of the server (cluster: a seed node; sentinel: a sentinel).
     pub fn endpoint(mut self, host: impl Into<String>) -> Self {
         self.config.endpoint = host.into();
+        self.endpoint_given = true;
         self
     }
 
-    /// Port of the endpoint.
+    /// Port of the endpoint. Default 6379, and 26379 for a sentinel (as in URLs).
     pub fn port(mut self, port: u16) -> Self {
         self.config.port = port;
+        self.port_given = true;
         self
     }
 
@@ -77,7 +88,8 @@ impl RedisBuilder {
         self
     }
 
-    /// Connects to a Redis Cluster: the endpoint and `nodes` (`host:port`) are seed nodes.
+    /// Connects to a Redis Cluster: `nodes` (`host:port`) are the seed nodes, with the endpoint
+    /// when one was given — and only then: the default `127.0.0.1:6379` is not a seed.
     pub fn cluster<I, S>(mut self, nodes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -88,8 +100,8 @@ impl RedisBuilder {
         self
     }
 
-    /// Finds the primary named `service` through Redis Sentinel: the endpoint and `nodes`
-    /// (`host:port`) are sentinels.
+    /// Finds the primary named `service` through Redis Sentinel: `nodes` (`host:port`) are
+    /// the sentinels, with the endpoint when one was given (its port defaulting to 26379).
     pub fn sentinel<I, S>(mut self, service: impl Into<String>, nodes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -188,7 +200,7 @@ impl RedisBuilder {
     /// # Cancel safety
     /// Dropping the future drops the connections made so far; nothing keeps running.
     pub async fn build(self) -> Result<RedisBackend> {
-        let config = self.config;
+        let config = self.resolved()?;
         config.validate()?;
         let fred_config = fred_config(&config)?;
         let mut builder = Builder::from_config(fred_config);
@@ -227,6 +239,26 @@ impl RedisBuilder {
         }
         let tasks = std::mem::take(&mut tasks.0);
         Ok(RedisBackend::new(clients, tasks, &config))
+    }
+}
+
+impl RedisBuilder {
+    /// The configuration `build` connects with: a cluster or sentinel builder whose endpoint
+    /// was not given takes its first node as the endpoint (so the default `127.0.0.1:6379`
+    /// is never an extra seed), and a sentinel's port not given is 26379.
+    fn resolved(self) -> Result<RedisConfig> {
+        let mut config = self.config;
+        if !matches!(config.mode, RedisMode::Cluster | RedisMode::Sentinel) {
+            return Ok(config);
+        }
+        if !self.endpoint_given && !config.nodes.is_empty() {
+            let (host, port) = parse_node(&config.nodes.remove(0))?;
+            config.endpoint = host;
+            config.port = port;
+        } else if config.mode == RedisMode::Sentinel && !self.port_given {
+            config.port = crate::config::DEFAULT_SENTINEL_PORT;
+        }
+        Ok(config)
     }
 }
 
@@ -604,4 +636,52 @@ fn config_of(fred: &Config, pool_size: usize) -> RedisConfig {
         }
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seeds(config: &RedisConfig) -> Vec<String> {
+        std::iter::once(format!("{}:{}", config.endpoint, config.port))
+            .chain(config.nodes.iter().cloned())
+            .collect()
+    }
+
+    #[test]
+    fn a_cluster_or_sentinel_builder_seeds_with_exactly_the_nodes_given() {
+        let cluster = RedisBuilder::new()
+            .cluster(["10.0.0.2:7000", "10.0.0.3:7001"])
+            .resolved()
+            .unwrap();
+        assert_eq!(seeds(&cluster), ["10.0.0.2:7000", "10.0.0.3:7001"]);
+        let sentinel = RedisBuilder::new()
+            .sentinel("main", ["s1:26379", "s2:26380"])
+            .resolved()
+            .unwrap();
+        assert_eq!(seeds(&sentinel), ["s1:26379", "s2:26380"]);
+        // the order of the calls does not matter, and a given endpoint is a seed
+        let cluster = RedisBuilder::new()
+            .cluster(["b:7001"])
+            .endpoint("a")
+            .port(7000)
+            .resolved()
+            .unwrap();
+        assert_eq!(seeds(&cluster), ["a:7000", "b:7001"]);
+    }
+
+    #[test]
+    fn a_sentinel_endpoint_defaults_to_port_26379_as_in_urls() {
+        let builder = RedisBuilder::new()
+            .endpoint("s1")
+            .sentinel("main", ["s2:26380"]);
+        assert_eq!(
+            seeds(&builder.resolved().unwrap()),
+            ["s1:26379", "s2:26380"]
+        );
+        let from_url = RedisConfig::from_url("redis-sentinel://s1/0?service_name=main").unwrap();
+        assert_eq!(from_url.port, 26379);
+        let standalone = RedisBuilder::new().endpoint("r1").resolved().unwrap();
+        assert_eq!(seeds(&standalone), ["r1:6379"]);
+    }
 }
