@@ -15,6 +15,7 @@ mod outage;
 mod read_through;
 mod serde_bench;
 mod stampede;
+mod stampede_processes;
 mod workloads;
 
 use std::fmt::Write as _;
@@ -182,7 +183,7 @@ fn setup_section(what: &str, quick: bool, python: Option<&Python>, took: Duratio
          | `cargo x bench decorators` | a `#[cached]` hit vs a hand-written `get` of the same key (no server) |\n\
          | `cargo x bench redis` | Redis: stratacache vs raw fred vs aiocache |\n\
          | `cargo x bench memcached` | Memcached: stratacache vs raw async-memcached vs aiocache |\n\
-         | `cargo x bench stampede` | `get_or_set` with 1,000 concurrent callers per cold key, every backend; `get_or_set` with fail-safe through a 5 s outage of a private Redis and Memcached |\n\
+         | `cargo x bench stampede` | `get_or_set` with 1,000 concurrent callers per cold key, every backend, and across 4 processes × 250 callers on Redis and Memcached (`ReadThrough::lease`); `get_or_set` with fail-safe through a 5 s outage of a private Redis and Memcached |\n\
          | `cargo x bench serde` | serializer size and speed (no server) |\n\
          | `cargo x bench all --quick` | smoke test of the harness with tiny sizes; writes `target/bench-quick/`, never this page |\n\n\
          aiocache runs from `bench/aiocache_bench.py` in a virtualenv, `target/bench-venv`, that \
@@ -276,6 +277,14 @@ fn main() {
         }
         return;
     }
+    if what == stampede_processes::WORKER {
+        // one process of the cross-process stampede, started by the stampede workload
+        if let Err(e) = runtime().block_on(stampede_processes::worker(&args[1..])) {
+            eprintln!("stampede worker failed: {e}");
+            std::process::exit(1)
+        }
+        return;
+    }
     if !WORKLOADS.contains(&what) {
         usage()
     }
@@ -347,25 +356,31 @@ fn main() {
         let (redis, memcached) = (redis_url(), memcached_url());
         let cold_keys = if quick { 3 } else { 20 };
         let outage = Duration::from_secs(if quick { 1 } else { 5 });
-        let (section, (outage_body, outage_targets)) = runtime()
-            .block_on(async move {
-                tokio::spawn(async move {
-                    let section = stampede::run(Some(&redis), Some(&memcached), cold_keys)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let outage = outage::run(outage)
-                        .await
-                        .map_err(|e| format!("outage: {e}"))?;
-                    Ok::<_, String>((section, outage))
+        let (section, (processes_body, processes_targets), (outage_body, outage_targets)) =
+            runtime()
+                .block_on(async move {
+                    tokio::spawn(async move {
+                        let section = stampede::run(Some(&redis), Some(&memcached), cold_keys)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let processes = stampede_processes::run(&redis, &memcached, cold_keys)
+                            .await
+                            .map_err(|e| format!("cross-process stampede: {e}"))?;
+                        let outage = outage::run(outage)
+                            .await
+                            .map_err(|e| format!("outage: {e}"))?;
+                        Ok::<_, String>((section, processes, outage))
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
                 })
-                .await
-                .map_err(|e| e.to_string())?
-            })
-            .unwrap_or_else(|e| fail("stampede", e));
-        report
-            .sections
-            .push(("stampede", format!("{}{outage_body}", section.body)));
+                .unwrap_or_else(|e| fail("stampede", e));
+        report.sections.push((
+            "stampede",
+            format!("{}{processes_body}{outage_body}", section.body),
+        ));
         report.targets.extend(section.targets);
+        report.targets.extend(processes_targets);
         report.targets.extend(outage_targets);
         eprintln!(
             "stampede done after {:.0} s",

@@ -7,13 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::Cache;
-use cache_memcached::MemcachedConfig;
 use cache_memory::MemoryBackend;
-use cache_redis::RedisConfig;
 use tokio::sync::Barrier;
 
 use crate::harness::{Stats, Target, machine};
-use crate::workloads::{BoxError, Record, record};
+use crate::workloads::{BoxError, Record, Server, record};
 
 /// Concurrent callers per cold key.
 pub const CALLERS: usize = 1_000;
@@ -79,16 +77,14 @@ pub async fn run(
         "memory",
         Cache::builder(MemoryBackend::new()).namespace(&ns).build(),
     )];
-    if let Some(url) = redis {
-        let backend = RedisConfig::from_url(url)?.into_builder().build().await?;
-        backends.push(("Redis", Cache::builder(backend).namespace(&ns).build()));
-    }
-    if let Some(url) = memcached {
-        let backend = MemcachedConfig::from_url(url)?
-            .into_builder()
-            .build()
-            .await?;
-        backends.push(("Memcached", Cache::builder(backend).namespace(&ns).build()));
+    for (server, url) in [(Server::Redis, redis), (Server::Memcached, memcached)] {
+        if let Some(url) = url {
+            let backend = server.backend(url).await?;
+            backends.push((
+                server.title(),
+                Cache::builder(backend).namespace(&ns).build(),
+            ));
+        }
     }
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); backends.len()];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); backends.len()];

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_memcached::AsciiProtocol;
 use bytes::Bytes;
-use cache_core::Cache;
+use cache_core::{Backend, Cache};
 use cache_memcached::MemcachedConfig;
 use cache_redis::{RedisConfig, RespProtocol};
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface, ServerConfig, TcpConfig};
@@ -62,6 +62,26 @@ impl Server {
             Server::Redis => "raw fred",
             Server::Memcached => "raw async-memcached",
         }
+    }
+
+    /// The server named `name` (as [`Server::name`] gives it).
+    pub(crate) fn from_name(name: &str) -> Option<Server> {
+        [Server::Redis, Server::Memcached]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+
+    /// Our backend for this server at `url`, configured by the URL alone.
+    pub(crate) async fn backend(self, url: &str) -> Result<Arc<dyn Backend>, BoxError> {
+        Ok(match self {
+            Server::Redis => Arc::new(RedisConfig::from_url(url)?.into_builder().build().await?),
+            Server::Memcached => Arc::new(
+                MemcachedConfig::from_url(url)?
+                    .into_builder()
+                    .build()
+                    .await?,
+            ),
+        })
     }
 
     /// The raw round trip the lock measurement compares with.
