@@ -412,8 +412,10 @@ impl Fill {
         match loaded {
             Ok(loaded) => self.store(loaded, &tx, lease).await,
             Err(e) => {
+                // The throttle is in place before any caller hears of the failure.
+                let fresh_until = stale.as_ref().map(|s| self.throttle(s));
                 tx.send_replace(Some(Err(e)));
-                self.after_failure(stale, current, lease).await;
+                self.after_failure(stale, fresh_until, current, lease).await;
             }
         }
     }
@@ -547,16 +549,9 @@ impl Fill {
 
     /// After a failed load: with a stale value, serve it as fresh for the throttle (here and,
     /// through the backend, for the others); else give the lease back.
-    async fn after_failure(
-        &self,
-        stale: Option<Stale>,
-        current: Option<Bytes>,
-        lease: Option<Bytes>,
-    ) {
-        let Some(stale) = stale else {
-            self.release(lease).await;
-            return;
-        };
+    /// Throttles the failing loader in this process: `stale` is served without loading
+    /// until the returned time (ms).
+    fn throttle(&self, stale: &Stale) -> u64 {
         let now = envelope::now_ms();
         let throttle = self.options.fail_safe_throttle;
         let mut fresh_until = now.saturating_add(throttle.as_millis() as u64);
@@ -564,7 +559,22 @@ impl Fill {
             fresh_until = fresh_until.min(stale.times.stale_until_ms);
         }
         self.inner.throttle_start(&self.built, fresh_until);
-        if throttle.is_zero() {
+        fresh_until
+    }
+
+    async fn after_failure(
+        &self,
+        stale: Option<Stale>,
+        fresh_until: Option<u64>,
+        current: Option<Bytes>,
+        lease: Option<Bytes>,
+    ) {
+        let (Some(stale), Some(fresh_until)) = (stale, fresh_until) else {
+            self.release(lease).await;
+            return;
+        };
+        let now = envelope::now_ms();
+        if self.options.fail_safe_throttle.is_zero() {
             self.release(lease).await;
             return;
         }
@@ -1000,8 +1010,9 @@ impl<S: Serializer> Scoped<'_, S> {
                 Err(_) => Answer::Gone,
             };
             // The caller that started the load returns once the task has written what it
-            // loaded (or its fail-safe throttle), so that its next read sees it.
-            if initiator {
+            // loaded, so that its next read sees it. A failure answers at once: the stale
+            // value's write-back must not hold the caller past its deadline.
+            if initiator && matches!(answer, Answer::Done(Ok(_))) {
                 while rx.changed().await.is_ok() {}
             }
             answer

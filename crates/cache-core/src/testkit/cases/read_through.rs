@@ -229,11 +229,16 @@ pub async fn fail_safe_serves_the_stale_value_when_the_loader_fails(h: Harness) 
     assert_eq!(stats.get(ReadThroughEvent::FailSafeActivated), 1);
     // The throttle is written back as a fresh value, so the next calls are plain hits.
     assert_eq!(stats.get(ReadThroughEvent::StaleServed), 1);
-    // Other processes see the throttle through the backend: the value is fresh again.
+    // Other processes see the throttle through the backend: the value is fresh again once
+    // the write-back (which the failed call does not wait for) has landed.
     let other = h
         .builder()
         .read_through(ReadThrough::new().fail_safe(Duration::from_secs(60)))
         .build();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while other.get::<User>("k").await.unwrap().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(other.get::<User>("k").await.unwrap(), Some(user(1)));
 
     let strict = h.builder().ttl(ttl).build();
