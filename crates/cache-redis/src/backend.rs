@@ -22,6 +22,10 @@ use crate::error::{self, is_noscript};
 use crate::raw::{check_raw, raw_arg, raw_reply};
 use crate::scripts::{CAD, CAS, PERSIST, SET_MANY_PX, Script, script_args, script_command};
 
+/// How long before the caller's deadline fred gives up an unsent write (see
+/// [`RedisBackend::write_options`]).
+const UNSENT_MARGIN: Duration = Duration::from_millis(2);
+
 /// The longest TTL accepted: 100 years. Longer TTLs are refused with `InvalidArgument`; an
 /// entry that should not expire uses `Ttl::Never`.
 const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -184,6 +188,27 @@ impl RedisBackend {
     /// The deployment mode.
     pub fn mode(&self) -> RedisMode {
         self.mode
+    }
+
+    /// The options of a write: sent at most once (see `once`), and given up by fred shortly
+    /// before the caller's deadline if it is still unsent (while the connection is down, say).
+    /// fred's own timer must fire first: it then marks the command timed out and never sends
+    /// it later, so the `Timeout` the caller gets means "not applied" — unless the command was
+    /// already on the wire. (When the cache's timer fires first, it drops the call, and fred
+    /// would still send the command.)
+    pub(crate) fn write_options(&self, ctx: &CallContext<'_>) -> Options {
+        match ctx.deadline() {
+            None => self.once.clone(),
+            Some(deadline) => Options {
+                timeout: Some(
+                    deadline
+                        .remaining()
+                        .saturating_sub(UNSENT_MARGIN)
+                        .max(Duration::from_millis(1)),
+                ),
+                ..self.once.clone()
+            },
+        }
     }
 
     /// The next connection, or `Closed`.
@@ -387,8 +412,8 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn set(&self, _ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
-        let client = self.client_for(key)?.with_options(&self.once);
+    async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         unsent_again!(async {
             client
                 .set::<(), _, _>(key, value.clone(), op.ttl.map(px), None, false)
@@ -397,14 +422,8 @@ impl Backend for RedisBackend {
         })
     }
 
-    async fn add(
-        &self,
-        _ctx: &CallContext<'_>,
-        key: &str,
-        value: Bytes,
-        op: OpSet,
-    ) -> Result<bool> {
-        let client = self.client_for(key)?.with_options(&self.once);
+    async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
+        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         let reply: Value = unsent_again!(async {
             client
                 .set(
@@ -422,14 +441,16 @@ impl Backend for RedisBackend {
 
     async fn multi_set(
         &self,
-        _ctx: &CallContext<'_>,
+        ctx: &CallContext<'_>,
         entries: &[(String, Bytes)],
         op: OpSet,
     ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        let client = self.client_for(&entries[0].0)?.with_options(&self.once);
+        let client = self
+            .client_for(&entries[0].0)?
+            .with_options(&self.write_options(ctx));
         if self.clustered {
             self.cluster_multi_set(&client, entries, op.ttl).await
         } else {
@@ -437,8 +458,8 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn delete(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
-        let client = self.client_for(key)?.with_options(&self.once);
+    async fn delete(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {
+        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         let n: i64 = unsent_again!(async { client.unlink(key).await.map_err(|e| self.fail(e)) })?;
         Ok(n > 0)
     }
@@ -457,8 +478,8 @@ impl Backend for RedisBackend {
         Ok(n > 0)
     }
 
-    async fn increment(&self, _ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
-        let client = self.client_for(key)?.with_options(&self.once);
+    async fn increment(&self, ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
+        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         unsent_again!(async {
             let result: Result<i64, FredError> = client.incr_by(key, delta).await;
             result.map_err(|e| self.increment_error(e))
@@ -467,11 +488,11 @@ impl Backend for RedisBackend {
 
     async fn expire(
         &self,
-        _ctx: &CallContext<'_>,
+        ctx: &CallContext<'_>,
         key: &str,
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        let client = self.client_for(key)?.with_options(&self.once);
+        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         let n: i64 = unsent_again!(async {
             match ttl {
                 Some(ttl) => client
@@ -510,7 +531,7 @@ impl Backend for RedisBackend {
         let Some(expected) = expected else {
             return self.add(ctx, key, new, op).await;
         };
-        let client = self.client_for(key)?.with_options(&self.once);
+        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         let ttl = match op.ttl {
             Some(ttl) => Value::Integer(millis(ttl)),
             None => Value::Bytes(Bytes::new()),
@@ -528,11 +549,11 @@ impl Backend for RedisBackend {
 
     async fn compare_and_delete(
         &self,
-        _ctx: &CallContext<'_>,
+        ctx: &CallContext<'_>,
         key: &str,
         expected: Bytes,
     ) -> Result<bool> {
-        let client = self.client_for(key)?.with_options(&self.once);
+        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         let n: i64 = unsent_again!(async {
             let args = vec![Value::Bytes(expected.clone())];
             self.eval(&client, &CAD, vec![Key::from(key)], args).await
@@ -552,7 +573,7 @@ impl Backend for RedisBackend {
 
     async fn raw(
         &self,
-        _ctx: &CallContext<'_>,
+        ctx: &CallContext<'_>,
         command: &str,
         args: &[RawValue],
     ) -> Result<RawValue> {
@@ -566,7 +587,7 @@ impl Backend for RedisBackend {
             .cloned()
             .map(raw_arg)
             .collect::<Result<Vec<_>>>()?;
-        let client = self.client()?.with_options(&self.once);
+        let client = self.client()?.with_options(&self.write_options(ctx));
         let frame = unsent_again!(async {
             let command = CustomCommand::new(name.clone(), ClusterHash::FirstKey, false);
             client

@@ -238,3 +238,65 @@ async fn a_stalled_server_times_out_and_the_client_recovers_when_it_resumes() {
         }
     }
 }
+
+/// Writes cut by the caller's deadline while the server is down, before they could be sent,
+/// are never applied when the connection comes back: for a command still unsent, `Timeout`
+/// means "not applied".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_timed_out_unsent_are_never_applied_later() {
+    let Some(mut server) = Server::start(ServerKind::Redis, &[]) else {
+        return;
+    };
+    let backend = Arc::new(
+        RedisConfig::from_url(&server.url())
+            .unwrap()
+            .into_builder()
+            .build()
+            .await
+            .unwrap(),
+    );
+    let cache = Cache::builder(backend.clone() as Arc<dyn cache_core::Backend>)
+        .namespace("late")
+        .timeout(Duration::from_millis(200))
+        .build();
+    cache.set("k", &"before").await.unwrap();
+    server.kill();
+    // Once the client has seen the connection drop, writes wait unsent for the reconnect (a
+    // write sent before that is on the wire: nothing can call it back).
+    let killed = Instant::now();
+    while backend.connection_stats().failed == 0 {
+        assert!(
+            killed.elapsed() < RECOVERY_BOUND,
+            "the client never saw the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut cut = 0;
+    for i in 0..10 {
+        match cache.set(&format!("w{i}"), &"late").await {
+            Err(e) if e.kind() == ErrorKind::Timeout => cut += 1,
+            Err(e) if e.kind() == ErrorKind::Connection => {}
+            other => panic!("a write to a dead server answered {other:?}"),
+        }
+    }
+    assert!(cut > 0, "no write timed out while the server was down");
+    server.restart();
+    let back = Instant::now();
+    while cache.get::<String>("k").await.is_err() {
+        assert!(
+            back.elapsed() < RECOVERY_BOUND,
+            "the client never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // time for anything the client still held to reach the server
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for i in 0..10 {
+        let key = format!("w{i}");
+        assert_eq!(
+            cache.get::<String>(&key).await.unwrap(),
+            None,
+            "{key}: a write reported as timed out was applied after the restart"
+        );
+    }
+}
