@@ -227,8 +227,10 @@ pub async fn fail_safe_serves_the_stale_value_when_the_loader_fails(h: Harness) 
     );
     let stats = cache.read_through_stats();
     assert_eq!(stats.get(ReadThroughEvent::FailSafeActivated), 1);
-    // The throttle is written back as a fresh value, so the next calls are plain hits.
-    assert_eq!(stats.get(ReadThroughEvent::StaleServed), 1);
+    // The first call served the stale value; the next ones are served the throttled value,
+    // stale from this process's throttle until the write-back lands, then as a plain hit.
+    let stale = stats.get(ReadThroughEvent::StaleServed);
+    assert!((1..=3).contains(&stale), "{stale} stale values served");
     // Other processes see the throttle through the backend: the value is fresh again once
     // the write-back (which the failed call does not wait for) has landed.
     let other = h
