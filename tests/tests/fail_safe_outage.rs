@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::testkit::random_namespace;
-use cache_core::{Cache, ErrorKind, Json, ReadThrough, ReadThroughEvent};
+use cache_core::{Cache, ErrorKind, Json, ReadThrough, ReadThroughEvent, ReadThroughStats};
 use cache_test_fixtures::Server;
 use stratacache_tests::backends::{self, Kind, Setup};
 use stratacache_tests::report::millis;
@@ -226,6 +226,80 @@ fn stats_line(cache: &Cache<Json>) -> String {
         .join(",")
 }
 
+/// What happened during one outage.
+struct Outage {
+    /// Every call made while the server was down.
+    calls: Vec<Call>,
+    /// Loader runs.
+    loads: u64,
+    /// The read-through counts at the end of the outage.
+    stats: ReadThroughStats,
+    /// Errors by kind.
+    errors: Tally,
+    killed_at: Duration,
+    restarted_at: Duration,
+    /// From the restart to the first fresh value.
+    recovery: Duration,
+}
+
+/// Kills `server`, runs the callers until `until` (since `clock`), restarts the server and
+/// waits for the cache to recover.
+async fn outage(
+    cache: &Cache<Json>,
+    server: &mut Server,
+    database: Database,
+    clock: Instant,
+    until: Duration,
+) -> Outage {
+    let killed_at = clock.elapsed();
+    tokio::task::block_in_place(|| server.kill());
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads = Arc::new(AtomicU64::new(0));
+    let tasks = load(cache, database, clock, &stop, &loads);
+    tokio::time::sleep(until.saturating_sub(clock.elapsed())).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut calls = Vec::new();
+    for task in tasks {
+        calls.extend(task.await.expect("a caller task"));
+    }
+    let stats = cache.read_through_stats();
+
+    tokio::task::block_in_place(|| server.restart());
+    let restarted_at = clock.elapsed();
+    let recovery = recover(cache, clock, restarted_at).await;
+
+    let mut errors = Tally::new();
+    for call in &calls {
+        if let Err(kind) = call.answer {
+            errors.add(kind);
+        }
+    }
+    Outage {
+        calls,
+        loads: loads.load(Ordering::Relaxed),
+        stats,
+        errors,
+        killed_at,
+        restarted_at,
+        recovery,
+    }
+}
+
+impl Outage {
+    /// The figures every scenario prints; each adds its own.
+    fn figures(&self, name: &str, kind: Kind, cache: &Cache<Json>) -> Figures {
+        Figures::new(name, kind.name())
+            .add("tasks", TASKS)
+            .add("calls", self.calls.len())
+            .add("errors", &self.errors)
+            .add("loader_runs", self.loads)
+            .add("slowest_call", millis(slowest(&self.calls)))
+            .add("outage", millis(self.restarted_at - self.killed_at))
+            .add("recovery", millis(self.recovery))
+            .add("events", stats_line(cache))
+    }
+}
+
 /// Database down: the last value through the fail-safe window, then errors, then recovery.
 async fn database_down(kind: Kind) {
     let Some(mut server) = backends::private_server(kind) else {
@@ -242,50 +316,36 @@ async fn database_down(kind: Kind) {
     let served_until = write_from + window - MARGIN_BEFORE;
     let failing_from = write_to + window + MARGIN_AFTER;
 
-    let killed_at = clock.elapsed();
-    tokio::task::block_in_place(|| server.kill());
-    let stop = Arc::new(AtomicBool::new(false));
-    let loads = Arc::new(AtomicU64::new(0));
-    let tasks = load(&cache, Database::Down, clock, &stop, &loads);
-    tokio::time::sleep((failing_from + PAST_WINDOW).saturating_sub(clock.elapsed())).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut calls = Vec::new();
-    for task in tasks {
-        calls.extend(task.await.expect("a caller task"));
-    }
-    let outage_stats = cache.read_through_stats();
-
-    tokio::task::block_in_place(|| server.restart());
-    let restarted_at = clock.elapsed();
-    let recovery = recover(&cache, clock, restarted_at).await;
+    let outage = outage(
+        &cache,
+        &mut server,
+        Database::Down,
+        clock,
+        failing_from + PAST_WINDOW,
+    )
+    .await;
+    let Outage {
+        calls,
+        loads,
+        stats: outage_stats,
+        errors,
+        ..
+    } = &outage;
 
     let within: Vec<&Call> = calls.iter().filter(|c| c.started < served_until).collect();
     let past: Vec<&Call> = calls.iter().filter(|c| c.started > failing_from).collect();
-    let mut errors = Tally::new();
-    for call in &calls {
-        if let Err(kind) = call.answer {
-            errors.add(kind);
-        }
-    }
     let within_ok = within
         .iter()
         .filter(|c| c.answer.as_deref() == Ok(V1))
         .count();
     let share = 100.0 * within_ok as f64 / within.len().max(1) as f64;
-    Figures::new("fail-safe-outage-database-down", kind.name())
-        .add("tasks", TASKS)
-        .add("calls", calls.len())
+    outage
+        .figures("fail-safe-outage-database-down", kind, &cache)
         .add("ok", calls.iter().filter(|c| c.answer.is_ok()).count())
         .add("calls_within_window", within.len())
         .add("ok_within_window", within_ok)
         .add("ok_share_within_window", format!("{share:.1}%"))
         .add("calls_past_window", past.len())
-        .add("errors", &errors)
-        .add("loader_runs", loads.load(Ordering::Relaxed))
-        .add("slowest_call", millis(slowest(&calls)))
-        .add("outage", millis(restarted_at - killed_at))
-        .add("recovery", millis(recovery))
-        .add("events", stats_line(&cache))
         .print();
 
     assert!(
@@ -333,10 +393,7 @@ async fn database_down(kind: Kind) {
             .is_empty(),
         "errors other than loader, timeout and connection errors: {errors}"
     );
-    assert!(
-        loads.load(Ordering::Relaxed) > 1,
-        "the loader was tried again during the outage"
-    );
+    assert!(*loads > 1, "the loader was tried again during the outage");
     for event in [
         ReadThroughEvent::StaleServed,
         ReadThroughEvent::FailSafeActivated,
@@ -361,45 +418,23 @@ async fn database_up(kind: Kind) {
     // past v1's TTL: every answer during the outage comes from the loader
     tokio::time::sleep(TTL + Duration::from_millis(50)).await;
 
-    let killed_at = clock.elapsed();
-    tokio::task::block_in_place(|| server.kill());
-    let stop = Arc::new(AtomicBool::new(false));
-    let loads = Arc::new(AtomicU64::new(0));
-    let tasks = load(&cache, Database::Up, clock, &stop, &loads);
-    tokio::time::sleep(OUTAGE_DATABASE_UP).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut calls = Vec::new();
-    for task in tasks {
-        calls.extend(task.await.expect("a caller task"));
-    }
-    let outage_stats = cache.read_through_stats();
+    let until = clock.elapsed() + OUTAGE_DATABASE_UP;
+    let outage = outage(&cache, &mut server, Database::Up, clock, until).await;
+    let Outage {
+        calls,
+        stats: outage_stats,
+        ..
+    } = &outage;
 
-    tokio::task::block_in_place(|| server.restart());
-    let restarted_at = clock.elapsed();
-    let recovery = recover(&cache, clock, restarted_at).await;
-
-    let mut errors = Tally::new();
-    for call in &calls {
-        if let Err(kind) = call.answer {
-            errors.add(kind);
-        }
-    }
     let ok = calls
         .iter()
         .filter(|c| c.answer.as_deref() == Ok(FROM_DATABASE))
         .count();
     let share = 100.0 * ok as f64 / calls.len().max(1) as f64;
-    Figures::new("fail-safe-outage-database-up", kind.name())
-        .add("tasks", TASKS)
-        .add("calls", calls.len())
+    outage
+        .figures("fail-safe-outage-database-up", kind, &cache)
         .add("ok", ok)
         .add("ok_share", format!("{share:.1}%"))
-        .add("errors", &errors)
-        .add("loader_runs", loads.load(Ordering::Relaxed))
-        .add("slowest_call", millis(slowest(&calls)))
-        .add("outage", millis(restarted_at - killed_at))
-        .add("recovery", millis(recovery))
-        .add("events", stats_line(&cache))
         .print();
 
     assert!(calls.len() >= TASKS, "too few calls: {}", calls.len());
