@@ -68,3 +68,14 @@ impl Capability {
         }
     }
 }
+
+impl Capability {
+    /// `ttl` cut to [`max_ttl`](Self::max_ttl): how long the backend can keep an entry the
+    /// read-through would keep longer (its TTL plus the fail-safe window).
+    pub(crate) fn keep_within(&self, ttl: Option<Duration>) -> Option<Duration> {
+        match (ttl, self.max_ttl) {
+            (Some(t), Some(max)) if t > max => Some(max),
+            (t, _) => t,
+        }
+    }
+}

@@ -256,10 +256,7 @@ impl<S: Serializer> Scoped<'_, S> {
         let (bytes, keep) = negative(ttl, self.options().max_stale());
         let entries: Vec<(String, Bytes)> =
             built.iter().map(|k| (k.clone(), bytes.clone())).collect();
-        let keep = match (keep, self.inner.capability.max_ttl) {
-            (Some(t), Some(max)) if t > max => Some(max),
-            (t, _) => t,
-        };
+        let keep = self.inner.capability.keep_within(keep);
         let ctx = self.ctx(Command::MultiSet, self.resolved_namespace(), user_keys);
         self.stack()
             .multi_set(&ctx, &entries, OpSet::new(keep))
@@ -275,11 +272,7 @@ impl<S: Serializer> Scoped<'_, S> {
             return Ok((bytes, op));
         }
         let (bytes, ttl) = wrap(&bytes, op.ttl, self.options().max_stale());
-        let ttl = match (ttl, self.inner.capability.max_ttl) {
-            (Some(t), Some(max)) if t > max => Some(max),
-            (t, _) => t,
-        };
-        Ok((bytes, OpSet::new(ttl)))
+        Ok((bytes, OpSet::new(self.inner.capability.keep_within(ttl))))
     }
 
     /// Stores `value` only if `key` is absent, atomically on every backend.

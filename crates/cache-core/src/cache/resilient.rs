@@ -285,16 +285,9 @@ impl Fill {
                 &self.built,
                 expected,
                 new,
-                OpSet::new(self.clamp(ttl)),
+                OpSet::new(self.inner.capability.keep_within(ttl)),
             )
             .await
-    }
-
-    fn clamp(&self, ttl: Option<Duration>) -> Option<Duration> {
-        match (ttl, self.inner.capability.max_ttl) {
-            (Some(t), Some(max)) if t > max => Some(max),
-            (t, _) => t,
-        }
     }
 
     /// Takes the lease of the key, or waits for the holder's value. `Ok(Some(answer))`: the
@@ -496,7 +489,12 @@ impl Fill {
                 let ctx = self.ctx(Command::Set, &keys);
                 self.inner
                     .stack
-                    .set(&ctx, &self.built, bytes, OpSet::new(self.clamp(ttl)))
+                    .set(
+                        &ctx,
+                        &self.built,
+                        bytes,
+                        OpSet::new(self.inner.capability.keep_within(ttl)),
+                    )
                     .await
             }
             (None, lease) => {
