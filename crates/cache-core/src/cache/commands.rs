@@ -253,7 +253,7 @@ impl<S: Serializer> Scoped<'_, S> {
         if built.is_empty() || !self.inner.envelope {
             return Ok(());
         }
-        let (bytes, keep) = negative(ttl, self.options().max_stale());
+        let (bytes, keep) = negative(Some(ttl), self.options().max_stale());
         let entries: Vec<(String, Bytes)> =
             built.iter().map(|k| (k.clone(), bytes.clone())).collect();
         let keep = self.inner.capability.keep_within(keep);

@@ -84,30 +84,26 @@ fn classify(raw: Option<Bytes>, envelope_on: bool, now_ms: u64) -> Result<Found>
     if !envelope_on {
         return Ok(Found::Hit(raw, None));
     }
+    // past its freshness: a stale value (or negative entry) while it may still be served
+    let past = |times: Times, payload: Option<Bytes>| {
+        Found::Miss(Miss {
+            stale: times.is_servable(now_ms).then(|| Stale {
+                payload,
+                times,
+                raw: raw.clone(),
+            }),
+            current: Some(raw.clone()),
+            lease_held: false,
+        })
+    };
     Ok(match Stored::decode(raw.clone())? {
         Stored::Plain(bytes) => Found::Hit(bytes, None),
         Stored::Value { times, payload } if times.is_fresh(now_ms) => {
             Found::Hit(payload, Some(times))
         }
         Stored::Negative { times } if times.is_fresh(now_ms) => Found::NegativeHit,
-        Stored::Value { times, payload } => Found::Miss(Miss {
-            stale: times.is_servable(now_ms).then(|| Stale {
-                payload: Some(payload),
-                times,
-                raw: raw.clone(),
-            }),
-            current: Some(raw),
-            lease_held: false,
-        }),
-        Stored::Negative { times } => Found::Miss(Miss {
-            stale: times.is_servable(now_ms).then(|| Stale {
-                payload: None,
-                times,
-                raw: raw.clone(),
-            }),
-            current: Some(raw),
-            lease_held: false,
-        }),
+        Stored::Value { times, payload } => past(times, Some(payload)),
+        Stored::Negative { times } => past(times, None),
         Stored::Lease {
             until_ms, previous, ..
         } => {
@@ -160,11 +156,11 @@ pub(super) fn fresh_read(raw: Bytes) -> Result<FreshRead> {
     })
 }
 
-/// A negative entry for the fail-safe window `max_stale`, fresh for `ttl`, with the TTL the
-/// backend must keep it.
-pub(super) fn negative(ttl: Duration, max_stale: Duration) -> (Bytes, Option<Duration>) {
+/// A negative entry fresh for `ttl` (`None`: for good), then stale for `max_stale`, with the
+/// TTL the backend must keep it.
+pub(super) fn negative(ttl: Option<Duration>, max_stale: Duration) -> (Bytes, Option<Duration>) {
     let now = envelope::now_ms();
-    let times = Times::new(now, Some(ttl), max_stale);
+    let times = Times::new(now, ttl, max_stale);
     (envelope::encode_negative(times), times.physical_ttl(now))
 }
 
@@ -420,7 +416,6 @@ impl Fill {
         tx: &watch::Sender<FlightResult>,
         lease: Option<Bytes>,
     ) {
-        let now = envelope::now_ms();
         let envelope_on = self.inner.envelope;
         let max_stale = self.options.max_stale();
         let entry = match &loaded.payload {
@@ -428,33 +423,20 @@ impl Fill {
                 .ttl
                 .resolve(self.ttl_default(), &self.inner.capability)
             {
-                Ok(ttl) if envelope_on => {
-                    let times = Times::new(now, ttl, max_stale);
-                    Ok(Some((
-                        envelope::encode_value(times, payload),
-                        times.physical_ttl(now),
-                    )))
-                }
+                Ok(ttl) if envelope_on => Ok(Some(wrap(payload, ttl, max_stale))),
                 Ok(ttl) => Ok(Some((payload.clone(), ttl))),
                 Err(e) => Err(e),
             },
             None => {
-                let negative = match loaded.ttl {
-                    Ttl::Default => self.options.negative_ttl,
-                    Ttl::Never => Some(Duration::MAX),
-                    Ttl::After(d) => Some(d),
+                // how long "not found" is cached: not at all, for a while, or for good
+                let negative_for = match loaded.ttl {
+                    Ttl::Default => self.options.negative_ttl.map(Some),
+                    Ttl::Never => Some(None),
+                    Ttl::After(d) => Some(Some(d)),
                 };
-                match negative {
-                    Some(ttl) if envelope_on => {
-                        let ttl = (ttl != Duration::MAX).then_some(ttl);
-                        let times = Times::new(now, ttl, max_stale);
-                        Ok(Some((
-                            envelope::encode_negative(times),
-                            times.physical_ttl(now),
-                        )))
-                    }
-                    _ => Ok(None),
-                }
+                Ok(negative_for
+                    .filter(|_| envelope_on)
+                    .map(|ttl| negative(ttl, max_stale)))
             }
         };
         // Waiters need not wait for the write.
