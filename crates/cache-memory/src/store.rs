@@ -314,8 +314,7 @@ impl Store {
         self.config
     }
 
-    /// Number of shards (for tests and diagnostics).
-    #[allow(dead_code)] // used by the unit tests and examples/hit_ratio.rs
+    /// Number of shards.
     pub(crate) fn shard_count(&self) -> usize {
         self.shards.len()
     }
@@ -579,6 +578,17 @@ impl Store {
             .sum()
     }
 
+    /// Removes the entries of shard `shard` whose key starts with `prefix` (one pass over
+    /// one shard, under its lock). Returns how many live entries were removed.
+    pub(crate) fn clear_prefix_in_shard(&self, shard: usize, prefix: &str) -> u64 {
+        let Some(shard) = self.shards.get(shard) else {
+            return 0;
+        };
+        let mut guard = shard.write();
+        let now = self.now();
+        guard.remove_prefix(&self.ctx, prefix.as_bytes(), now)
+    }
+
     /// Removes every entry. Returns how many live entries were removed.
     pub(crate) fn clear(&self) -> u64 {
         let mut live = 0;
@@ -645,6 +655,9 @@ impl Store {
         let hash = self.ctx.hash(key.as_bytes());
         let si = self.shard_of(hash);
         let shard = &self.shards[si];
+        // Whether the key was recently evicted (found in the ghost filter): read before room
+        // is made for it, as that eviction may reuse the key's ghost cell.
+        let mut returning = false;
         loop {
             let mut guard = shard.write();
             let now = self.now();
@@ -693,6 +706,7 @@ impl Store {
                     return Ok(ret);
                 }
                 None => {
+                    returning |= g.ghost_take(hash);
                     while !g.has_free_slot() {
                         if !g.evict_one(&self.ctx, now, None, EVICT_LOOKAHEAD) {
                             return Err(TooLarge);
@@ -707,7 +721,8 @@ impl Store {
                         NewValue::Supplied => std::mem::take(&mut supplied),
                         NewValue::Owned(v) => v,
                     };
-                    g.insert(&self.ctx, hash, key.as_bytes(), value, expires.unwrap_or(0));
+                    let expires = expires.unwrap_or(0);
+                    g.insert(&self.ctx, hash, key.as_bytes(), value, expires, returning);
                     return Ok(ret);
                 }
             }

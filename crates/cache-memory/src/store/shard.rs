@@ -194,10 +194,19 @@ impl Shard {
         &self.slots[i as usize]
     }
 
-    /// Inserts a key known to be absent. The caller has reserved its weight in
-    /// the global counters and checked [`has_free_slot`](Self::has_free_slot).
-    pub(super) fn insert(&mut self, ctx: &Ctx, hash: u64, key: &[u8], value: Bytes, expires: u64) {
-        let in_main = self.ghost_take(hash);
+    /// Inserts a key known to be absent, into the main queue if `in_main` (the
+    /// key was found in the ghost filter, see [`ghost_take`](Self::ghost_take)).
+    /// The caller has reserved its weight in the global counters and checked
+    /// [`has_free_slot`](Self::has_free_slot).
+    pub(super) fn insert(
+        &mut self,
+        ctx: &Ctx,
+        hash: u64,
+        key: &[u8],
+        value: Bytes,
+        expires: u64,
+        in_main: bool,
+    ) {
         let meta = (expires << EXP_SHIFT) | if in_main { MAIN_BIT } else { 0 };
         let idx = if self.free_head != NIL {
             let i = self.free_head;
@@ -459,7 +468,8 @@ impl Shard {
         self.ghost[(hash as usize) & mask] = fingerprint(hash);
     }
 
-    fn ghost_take(&mut self, hash: u64) -> bool {
+    /// Whether the key of `hash` was recently evicted from probation; forgets it.
+    pub(super) fn ghost_take(&mut self, hash: u64) -> bool {
         if self.ghost.is_empty() {
             return false;
         }
