@@ -10,6 +10,7 @@ mod context;
 pub mod duration;
 pub mod envelope;
 mod error;
+pub mod generations;
 mod key;
 pub mod layer;
 mod macros;

@@ -18,10 +18,11 @@ use futures_util::future::join_all;
 
 use crate::config::MemcachedConfig;
 use crate::error::McError;
-use crate::generations::{Generations, initial_generation};
+use crate::generations::Generations;
 use crate::keys;
 use crate::pool::{Conn, Server};
 use crate::ring::Ring;
+use cache_core::generations::{fold, group, initial_generation, is_group};
 
 /// Bytes of an item that are not the value, kept free below `max_item_size`: memcached 1.6
 /// needs 59 bytes plus the key (309 with a 250-byte key); the rest is margin.
@@ -403,14 +404,14 @@ impl Inner {
         let Some(generations) = &self.generations else {
             return Ok(keys::encode(key));
         };
-        let Some(group) = keys::group(key) else {
+        let Some(group) = group(key) else {
             return Ok(keys::encode(key));
         };
         let generation = match generations.fresh(group) {
             Some(g) => g,
             None => Box::pin(self.read_generation(generations, group, false, deadline)).await?,
         };
-        let folded = keys::fold(key, group.len(), generation);
+        let folded = fold(key, group.len(), generation, "", "");
         Ok(Cow::Owned(match keys::encode(&folded) {
             Cow::Borrowed(_) => folded,
             Cow::Owned(hashed) => hashed,
@@ -1154,7 +1155,7 @@ impl Backend for MemcachedBackend {
                     )
                     .with_context("namespace", namespace));
                 };
-                if !keys::is_group(prefix) {
+                if !is_group(prefix) {
                     return Err(Error::unsupported(format!(
                         "namespace generations scope keys by their text up to the first ':'; \
                          the key builder's prefix {prefix:?} has another shape"

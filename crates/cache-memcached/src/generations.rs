@@ -5,9 +5,10 @@
 //! are stored as `{group}{generation}.{rest}`, so bumping the counter — one `ma` command — makes
 //! every key of the old generation unreachable; memcached evicts them over time.
 //!
-//! Each process keeps the generations it read for `refresh` before reading them again, so a
-//! call normally costs no extra round trip. A clear made by this process is seen by it at
-//! once; other processes see it within `refresh`, and until then they may read the old values
+//! Each process keeps the generations it read for `refresh` (from the moment the read
+//! started) before reading them again, so a call normally costs no extra round trip. A clear
+//! made by this process is seen by it at once; other processes see it at most `refresh` after
+//! it returned, and until then they may read the old values
 //! and their writes go into the old generation, where nobody reads them. Past `refresh`
 //! without a successful read the generation is unknown: the command fails rather than use an
 //! older one.
@@ -24,10 +25,10 @@
 //! are counted ([`Generations::lost`]).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Groups kept at most; beyond that, entries older than `refresh` are dropped first.
 const MAX_GROUPS: usize = 4096;
@@ -39,6 +40,10 @@ const EPOCH_SLOTS: usize = 64;
 pub(crate) struct Ticket {
     slot: usize,
     epoch: u64,
+    /// When the read started: what it reads is trusted for `refresh` from then, not from
+    /// when its answer arrived, so a generation read just before another process's clear is
+    /// given up at most `refresh` after that clear returned.
+    at: Instant,
 }
 
 #[derive(Debug)]
@@ -98,9 +103,11 @@ impl Generations {
     /// Taken before reading or bumping the counter of `group`.
     pub(crate) fn ticket(&self, group: &str) -> Ticket {
         let slot = self.slot(group);
+        let at = Instant::now();
         Ticket {
             slot,
             epoch: self.lock().epochs[slot],
+            at,
         }
     }
 
@@ -112,7 +119,7 @@ impl Generations {
         if state.epochs[ticket.slot] != ticket.epoch {
             return false;
         }
-        Self::insert(&mut state, self.refresh, group, generation);
+        Self::insert(&mut state, self.refresh, group, generation, ticket.at);
         true
     }
 
@@ -124,7 +131,7 @@ impl Generations {
         let mut state = self.lock();
         match generation {
             Some(g) if state.epochs[ticket.slot] == ticket.epoch => {
-                Self::insert(&mut state, self.refresh, group, g)
+                Self::insert(&mut state, self.refresh, group, g, ticket.at)
             }
             _ => {
                 state.known.remove(group);
@@ -133,7 +140,7 @@ impl Generations {
         state.epochs[ticket.slot] = state.epochs[ticket.slot].wrapping_add(1);
     }
 
-    fn insert(state: &mut State, refresh: Duration, group: &str, generation: u64) {
+    fn insert(state: &mut State, refresh: Duration, group: &str, generation: u64, at: Instant) {
         let known = &mut state.known;
         if known.len() >= MAX_GROUPS && !known.contains_key(group) {
             known.retain(|_, (_, at)| at.elapsed() < refresh);
@@ -141,7 +148,7 @@ impl Generations {
                 known.clear();
             }
         }
-        known.insert(group.to_owned(), (generation, Instant::now()));
+        known.insert(group.to_owned(), (generation, at));
     }
 
     /// Forgets every generation (after `flush_all`); reads in flight install nothing.
@@ -162,17 +169,6 @@ impl Generations {
     pub(crate) fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
     }
-}
-
-/// A random starting generation below 2^62, so increments never wrap.
-pub(crate) fn initial_generation() -> u64 {
-    let mut h = std::hash::RandomState::new().build_hasher();
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    h.write_u128(nanos);
-    (h.finish() >> 2).max(1)
 }
 
 #[cfg(test)]
@@ -200,6 +196,23 @@ mod tests {
         assert!(g.knows("a:"));
         g.forget_all();
         assert!(!g.knows("a:"));
+    }
+
+    /// The bound on what other processes see after a clear is `refresh` from the clear's
+    /// return: a generation read that started before the clear and answered late must not be
+    /// trusted for `refresh` from its answer.
+    #[test]
+    fn a_read_is_trusted_for_refresh_from_when_it_started() {
+        let g = Generations::new(Duration::from_millis(50));
+        let slow = g.ticket("a:");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(g.store("a:", slow, 3));
+        assert_eq!(
+            g.fresh("a:"),
+            None,
+            "a read slower than refresh is stale on arrival"
+        );
+        assert!(g.knows("a:"));
     }
 
     #[test]
@@ -243,13 +256,5 @@ mod tests {
             read(&g, &format!("g{i}:"), 1);
         }
         assert!(g.lock().known.len() <= MAX_GROUPS);
-    }
-
-    #[test]
-    fn initial_generations_differ_and_leave_headroom() {
-        let a = initial_generation();
-        let b = initial_generation();
-        assert_ne!(a, b);
-        assert!(a < 1 << 62 && b < 1 << 62);
     }
 }

@@ -33,12 +33,6 @@ fn is_plain(bytes: &[u8]) -> bool {
     bytes.iter().all(|&b| (0x21..=0x7e).contains(&b))
 }
 
-/// The key's group: its text up to and including the first `:`, if it has one.
-#[inline]
-pub(crate) fn group(key: &str) -> Option<&str> {
-    key.find(':').map(|i| &key[..=i])
-}
-
 /// The memcached key for `key`: `key` itself when memcached can hold it unchanged, else its
 /// hashed form (see the module docs).
 #[inline]
@@ -88,7 +82,7 @@ fn kept_group(group: &str) -> &str {
 }
 
 fn hashed(key: &str) -> String {
-    let prefix = kept_group(group(key).unwrap_or(""));
+    let prefix = kept_group(cache_core::generations::group(key).unwrap_or(""));
     let digest = hex_digest(&[key.as_bytes()]);
     let mut out = String::with_capacity(prefix.len() + 2 + DIGEST_HEX);
     out.push_str(prefix);
@@ -109,22 +103,6 @@ pub(crate) fn generation_key(group: &str) -> String {
             hex_digest(&[b"generation\0", group.as_bytes()])
         )
     }
-}
-
-/// `key` with the generation folded in after its group: `{group}{generation}.{rest}`.
-pub(crate) fn fold(key: &str, group_len: usize, generation: u64) -> String {
-    let (group, rest) = key.split_at(group_len);
-    let mut out = String::with_capacity(key.len() + 21);
-    out.push_str(group);
-    let _ = write!(out, "{generation}.");
-    out.push_str(rest);
-    out
-}
-
-/// Whether `prefix` has the shape of a group (ends with its only `:`), so that a namespace
-/// clear can be one generation bump.
-pub(crate) fn is_group(prefix: &str) -> bool {
-    prefix.ends_with(':') && prefix.find(':') == Some(prefix.len() - 1)
 }
 
 #[cfg(test)]
@@ -219,16 +197,5 @@ mod tests {
         let long = format!("{}:", "n".repeat(240));
         let g = generation_key(&long);
         assert!(g.starts_with("#g") && valid_memcached_key(&g));
-    }
-
-    #[test]
-    fn folding_and_group_shapes() {
-        assert_eq!(group("users:42:x"), Some("users:"));
-        assert_eq!(group("plain"), None);
-        assert_eq!(fold("users:42", 6, 17), "users:17.42");
-        assert!(is_group("users:"));
-        assert!(!is_group("a:b:"));
-        assert!(!is_group("users"));
-        assert!(!is_group("custom|ns|"));
     }
 }
