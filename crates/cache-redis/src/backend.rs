@@ -19,6 +19,7 @@ use fred::util::redis_keyslot;
 
 use crate::config::{RedisConfig, RedisMode};
 use crate::error::{self, is_noscript};
+use crate::generations::RedisGenerations;
 use crate::raw::{check_raw, raw_arg, raw_reply};
 use crate::scripts::{CAD, CAS, PERSIST, SET_MANY_PX, Script, script_args, script_command};
 
@@ -92,6 +93,8 @@ pub struct RedisBackend {
     /// Connections made and connection errors, as fred reports them.
     connections: Arc<cache_core::ConnectionCounters>,
     mode: RedisMode,
+    /// Namespace generations, when on.
+    pub(crate) generations: Option<RedisGenerations>,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -101,6 +104,7 @@ impl fmt::Debug for RedisBackend {
             .field("mode", &self.mode)
             .field("pool_size", &self.clients.len())
             .field("closed", &self.closed.load(Ordering::Relaxed))
+            .field("namespace_generations", &self.generations.is_some())
             .finish()
     }
 }
@@ -168,6 +172,9 @@ impl RedisBackend {
                 _ => cache_core::Endpoint::new(config.endpoint.as_str(), Some(config.port)),
             },
             mode: config.mode,
+            generations: config
+                .namespace_generations
+                .then(|| RedisGenerations::new(config.generation_sweep)),
         }
     }
 
@@ -262,6 +269,23 @@ impl RedisBackend {
         R: FromValue,
         C: ClientLike,
     {
+        self.eval_or(client, script, keys, args, |e| self.fail(e))
+            .await
+    }
+
+    /// [`eval`](Self::eval) with the conversion of a server error.
+    pub(crate) async fn eval_or<R, C>(
+        &self,
+        client: &C,
+        script: &Script,
+        keys: Vec<Key>,
+        args: Vec<Value>,
+        on_error: impl Fn(FredError) -> Error,
+    ) -> Result<R>
+    where
+        R: FromValue,
+        C: ClientLike,
+    {
         let (by_hash, by_text) = (script_command(true, &keys), script_command(false, &keys));
         let sha1 = Value::Bytes(Bytes::from_static(script.sha1.as_bytes()));
         let mut argv = script_args(sha1, keys, args);
@@ -271,15 +295,15 @@ impl RedisBackend {
                 client
                     .custom::<R, Value>(by_text, argv)
                     .await
-                    .map_err(|e| self.fail(e))
+                    .map_err(on_error)
             }
-            other => other.map_err(|e| self.fail(e)),
+            other => other.map_err(on_error),
         }
     }
 
     /// Converts an error of `INCRBY`: an overflow or a value that is not an integer is the
     /// caller's `InvalidArgument`.
-    fn increment_error(&self, e: FredError) -> Error {
+    pub(crate) fn increment_error(&self, e: FredError) -> Error {
         let details = e.details();
         let code = error::server_code(details);
         if details.contains("overflow") {
@@ -314,6 +338,46 @@ impl RedisBackend {
             )));
         }
         Ok(values)
+    }
+
+    /// `multi_get` without generations: one `MGET`, or one per hash slot on a cluster.
+    pub(crate) async fn plain_multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let client = self.client()?;
+        if self.clustered {
+            self.cluster_multi_get(client, keys).await
+        } else {
+            self.mget(client, keys.iter().map(String::as_str)).await
+        }
+    }
+
+    /// `multi_set` without generations.
+    pub(crate) async fn plain_multi_set(
+        &self,
+        ctx: &CallContext<'_>,
+        entries: &[(String, Bytes)],
+        op: OpSet,
+    ) -> Result<()> {
+        let client = self
+            .client_for(&entries[0].0)?
+            .with_options(&self.write_options(ctx));
+        if self.clustered {
+            self.cluster_multi_set(&client, entries, op.ttl).await
+        } else {
+            unsent_again!(async { self.set_many(&client, entries, op.ttl).await })
+        }
+    }
+
+    /// `get` of a backend with generations on: in the key's generation if it has a group.
+    #[inline(never)]
+    async fn maybe_gen_get(&self, key: &str) -> Result<Option<Bytes>> {
+        match self.generation_group(key)? {
+            Some(group) => self.gen_get(group, key).await,
+            None => self
+                .client()?
+                .get::<Option<Bytes>, _>(key)
+                .await
+                .map_err(|e| self.fail(e)),
+        }
     }
 
     /// Writes `entries` (one hash slot, or any keys on a standalone server) atomically.
@@ -356,6 +420,18 @@ impl RedisBackend {
     }
 }
 
+/// What `PTTL` answered, as a [`KeyTtl`].
+pub(crate) fn key_ttl(ms: i64) -> Result<KeyTtl> {
+    Ok(match ms {
+        -2 => KeyTtl::Missing,
+        -1 => KeyTtl::NoExpiry,
+        // PTTL is 0 in the millisecond a key expires, while it is still there: a live key
+        // reports at least 1 ms, as on the memory backend (memcached: 1 s)
+        ms if ms >= 0 => KeyTtl::Remaining(Duration::from_millis(ms.max(1) as u64)),
+        other => return Err(error::unexpected(format!("PTTL answered {other}"))),
+    })
+}
+
 /// A TTL in whole milliseconds, rounded up (never expires early), at least 1.
 pub(crate) fn millis(ttl: Duration) -> i64 {
     let ms = ttl.as_nanos().div_ceil(1_000_000).max(1);
@@ -390,6 +466,9 @@ impl Backend for RedisBackend {
     }
 
     async fn get(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
+        if self.generations.is_some() {
+            return self.maybe_gen_get(key).await;
+        }
         self.client()?
             .get::<Option<Bytes>, _>(key)
             .await
@@ -404,15 +483,19 @@ impl Backend for RedisBackend {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let client = self.client()?;
-        if self.clustered {
-            self.cluster_multi_get(client, keys).await
-        } else {
-            self.mget(client, keys.iter().map(String::as_str)).await
+        if self.generations.is_some() {
+            return self.gen_multi_get(keys).await;
         }
+        self.plain_multi_get(keys).await
     }
 
     async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
+        if let Some(group) = self.generation_group(key)? {
+            return self
+                .gen_set(ctx, group, key, value, op, false)
+                .await
+                .map(|_| ());
+        }
         let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         unsent_again!(async {
             client
@@ -423,6 +506,9 @@ impl Backend for RedisBackend {
     }
 
     async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
+        if let Some(group) = self.generation_group(key)? {
+            return self.gen_set(ctx, group, key, value, op, true).await;
+        }
         let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         let reply: Value = unsent_again!(async {
             client
@@ -448,25 +534,28 @@ impl Backend for RedisBackend {
         if entries.is_empty() {
             return Ok(());
         }
-        let client = self
-            .client_for(&entries[0].0)?
-            .with_options(&self.write_options(ctx));
-        if self.clustered {
-            self.cluster_multi_set(&client, entries, op.ttl).await
-        } else {
-            unsent_again!(async { self.set_many(&client, entries, op.ttl).await })
+        if self.generations.is_some() {
+            return self.gen_multi_set(ctx, entries, op).await;
         }
+        self.plain_multi_set(ctx, entries, op).await
     }
 
     async fn delete(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {
+        if self.generations.is_some() {
+            return Ok(self.gen_delete(ctx, &[key]).await? > 0);
+        }
         let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         let n: i64 = unsent_again!(async { client.unlink(key).await.map_err(|e| self.fail(e)) })?;
         Ok(n > 0)
     }
 
-    async fn multi_delete(&self, _ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
+    async fn multi_delete(&self, ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
+        }
+        if self.generations.is_some() {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            return self.gen_delete(ctx, &keys).await;
         }
         let client = self.client_for(&keys[0])?;
         self.unlink(client, keys.iter().map(|k| Key::from(k.as_str())).collect())
@@ -474,11 +563,17 @@ impl Backend for RedisBackend {
     }
 
     async fn exists(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
+        if let Some(group) = self.generation_group(key)? {
+            return self.gen_exists(group, key).await;
+        }
         let n: i64 = self.client()?.exists(key).await.map_err(|e| self.fail(e))?;
         Ok(n > 0)
     }
 
     async fn increment(&self, ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
+        if let Some(group) = self.generation_group(key)? {
+            return self.gen_increment(ctx, group, key, delta).await;
+        }
         let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         unsent_again!(async {
             let result: Result<i64, FredError> = client.incr_by(key, delta).await;
@@ -492,6 +587,9 @@ impl Backend for RedisBackend {
         key: &str,
         ttl: Option<Duration>,
     ) -> Result<bool> {
+        if let Some(group) = self.generation_group(key)? {
+            return self.gen_expire(ctx, group, key, ttl).await;
+        }
         let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         let n: i64 = unsent_again!(async {
             match ttl {
@@ -509,15 +607,11 @@ impl Backend for RedisBackend {
     }
 
     async fn ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl> {
+        if let Some(group) = self.generation_group(key)? {
+            return self.gen_ttl(group, key).await;
+        }
         let ms: i64 = self.client()?.pttl(key).await.map_err(|e| self.fail(e))?;
-        Ok(match ms {
-            -2 => KeyTtl::Missing,
-            -1 => KeyTtl::NoExpiry,
-            // PTTL is 0 in the millisecond a key expires, while it is still there: a live key
-            // reports at least 1 ms, as on the memory backend (memcached: 1 s)
-            ms if ms >= 0 => KeyTtl::Remaining(Duration::from_millis(ms.max(1) as u64)),
-            other => return Err(error::unexpected(format!("PTTL answered {other}"))),
-        })
+        key_ttl(ms)
     }
 
     async fn compare_and_set(
@@ -531,6 +625,11 @@ impl Backend for RedisBackend {
         let Some(expected) = expected else {
             return self.add(ctx, key, new, op).await;
         };
+        if let Some(group) = self.generation_group(key)? {
+            return self
+                .gen_compare_and_set(ctx, group, key, expected, new, op)
+                .await;
+        }
         let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         let ttl = match op.ttl {
             Some(ttl) => Value::Integer(millis(ttl)),
@@ -553,6 +652,9 @@ impl Backend for RedisBackend {
         key: &str,
         expected: Bytes,
     ) -> Result<bool> {
+        if let Some(group) = self.generation_group(key)? {
+            return self.gen_compare_and_delete(ctx, group, key, expected).await;
+        }
         let client = self.client_for(key)?.with_options(&self.write_options(ctx));
         let n: i64 = unsent_again!(async {
             let args = vec![Value::Bytes(expected.clone())];
@@ -563,6 +665,9 @@ impl Backend for RedisBackend {
 
     async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         match scope {
+            ClearScope::Namespace { .. } if self.generations.is_some() => {
+                self.gen_clear(ctx, &scope).await
+            }
             ClearScope::Namespace { prefix, .. } => {
                 let progress = ctx.progress().cloned().unwrap_or_default();
                 self.clear_prefix(prefix, progress).await.map(Some)

@@ -182,6 +182,20 @@ impl RedisBuilder {
         self
     }
 
+    /// Scoped `clear()` in constant time through namespace generations (see
+    /// [`RedisConfig::namespace_generations`]).
+    pub fn namespace_generations(mut self, on: bool) -> Self {
+        self.config.namespace_generations = on;
+        self
+    }
+
+    /// With namespace generations, removes a cleared generation's keys in the background
+    /// (see [`RedisConfig::generation_sweep`]).
+    pub fn generation_sweep(mut self, on: bool) -> Self {
+        self.config.generation_sweep = on;
+        self
+    }
+
     /// Reconnection policy.
     pub fn reconnect(mut self, policy: ReconnectConfig) -> Self {
         self.config.reconnect = policy;

@@ -128,7 +128,7 @@ async fn scan_unlink_node(
 }
 
 /// Escapes the `SCAN MATCH` glob characters `* ? [ ] \` so that `prefix` matches literally.
-fn glob_escape(prefix: &str) -> String {
+pub(crate) fn glob_escape(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 8);
     for c in prefix.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

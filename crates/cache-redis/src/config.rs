@@ -246,6 +246,20 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     /// Reconnection policy. Default: see [`ReconnectConfig`].
     pub reconnect: ReconnectConfig,
+    /// Scoped `clear()` in constant time through namespace generations: every key of a
+    /// namespace is stored with the namespace's generation folded in, and `clear()` increments
+    /// the generation — one command, whatever the size of the server's keyspace. Every command
+    /// reads the generation and runs on the folded key in one script, so no read in any process
+    /// returns a value written before a clear that returned. Costs one script per command
+    /// instead of a plain command; on a cluster every key of a namespace lives in one hash
+    /// slot. See the backend's documentation. Default: false (`clear()` walks the keyspace
+    /// with `SCAN`).
+    pub namespace_generations: bool,
+    /// With namespace generations, removes the keys of the cleared generation in the
+    /// background after each `clear()` (a cursor-complete `SCAN` of the namespace, a page of
+    /// at most 1,000 keys every 10 ms, outside any caller's deadline). Without it the old
+    /// keys stay until their TTL ends or the server evicts them. Default: false.
+    pub generation_sweep: bool,
 }
 
 impl Default for RedisConfig {
@@ -270,6 +284,8 @@ impl Default for RedisConfig {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::ZERO,
             reconnect: ReconnectConfig::default(),
+            namespace_generations: false,
+            generation_sweep: false,
         }
     }
 }
@@ -296,6 +312,8 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("reconnect", &self.reconnect)
+            .field("namespace_generations", &self.namespace_generations)
+            .field("generation_sweep", &self.generation_sweep)
             .finish()
     }
 }
@@ -318,7 +336,8 @@ impl RedisConfig {
     /// each optional: `db`, `node` (repeatable), `service_name` (also `sentinelServiceName`),
     /// `protocol` (`resp2` / `resp3`), `pool_size`, `connect_timeout`, `command_timeout`
     /// (`250ms`, `5s`, …), `reconnect_min_delay`, `reconnect_max_delay`,
-    /// `reconnect_max_attempts`, `tls_ca_file`, `tls_cert_file`, `tls_key_file`, and — only
+    /// `reconnect_max_attempts`, `tls_ca_file`, `tls_cert_file`, `tls_key_file`,
+    /// `namespace_generations` and `generation_sweep` (`true`/`false`), and — only
     /// for test setups, see [`tls_accept_invalid_certs`](Self::tls_accept_invalid_certs) —
     /// `tls_accept_invalid_certs=true` (also `tls_insecure=true`).
     ///
@@ -458,6 +477,18 @@ impl cache_core::url::UrlConfig for RedisConfig {
 
     fn from_url(url: &str) -> Result<Self> {
         RedisConfig::from_url(url)
+    }
+
+    /// Namespace generations put a number into every stored key, which aiocache's keys lack.
+    fn check_aiocache_keys(&self) -> Result<()> {
+        if self.namespace_generations {
+            return Err(Error::config(
+                "key_builder=aiocache cannot be combined with namespace_generations: \
+                 generations put a number into every stored key, so aiocache would never \
+                 find the keys; turn one of them off",
+            ));
+        }
+        Ok(())
     }
 
     async fn connect(self) -> Result<std::sync::Arc<dyn cache_core::Backend>> {
@@ -673,12 +704,15 @@ mod url {
             "tls_accept_invalid_certs" | "tls_insecure" => {
                 config.tls_accept_invalid_certs = flag(value)?;
             }
+            "namespace_generations" => config.namespace_generations = flag(value)?,
+            "generation_sweep" => config.generation_sweep = flag(value)?,
             _ => {
                 return Err(Error::config(format!(
                     "unknown redis URL parameter {name:?}; known: db, node, service_name, \
                      protocol, pool_size, connect_timeout, command_timeout, \
                      reconnect_min_delay, reconnect_max_delay, reconnect_max_attempts, \
-                     tls_ca_file, tls_cert_file, tls_key_file, tls_accept_invalid_certs"
+                     tls_ca_file, tls_cert_file, tls_key_file, tls_accept_invalid_certs, \
+                     namespace_generations, generation_sweep"
                 )));
             }
         }
@@ -944,6 +978,27 @@ mod tests {
         assert_eq!((c.endpoint.as_str(), c.port, c.db), ("h", 6379, 0));
         let e = err("redis://user:hunter/2@h:bad/0");
         assert!(!e.contains("hunter") && e.contains("invalid port"), "{e}");
+    }
+
+    #[test]
+    fn namespace_generations_are_url_flags() {
+        let c = RedisConfig::from_url("redis://h?namespace_generations=true&generation_sweep=1")
+            .unwrap();
+        assert!(c.namespace_generations && c.generation_sweep);
+        let c = RedisConfig::from_url("redis://h").unwrap();
+        assert!(!c.namespace_generations && !c.generation_sweep);
+        let e = RedisConfig::from_url("redis://h?namespace_generations=maybe").unwrap_err();
+        assert!(e.to_string().contains("true or false"), "{e}");
+        use cache_core::url::UrlConfig as _;
+        let e = c_with_generations().check_aiocache_keys().unwrap_err();
+        assert!(e.to_string().contains("namespace_generations"), "{e}");
+    }
+
+    fn c_with_generations() -> RedisConfig {
+        RedisConfig {
+            namespace_generations: true,
+            ..RedisConfig::default()
+        }
     }
 
     /// aiocache writes its URLs as `redis://host:port/db/` (trailing slash); other extra

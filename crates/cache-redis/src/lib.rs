@@ -11,6 +11,7 @@ mod clear;
 mod cluster;
 mod config;
 mod error;
+mod generations;
 mod raw;
 mod scripts;
 

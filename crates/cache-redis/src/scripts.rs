@@ -59,6 +59,92 @@ pub(crate) const SET_MANY_PX: Script = Script {
     sha1: "f4820aa0625d3c22a2de11a2162222155ee2d9a3",
 };
 
+/// Every command of a cache with namespace generations, as a [`Script`].
+pub(crate) const GENERATION: Script = Script {
+    lua: GENERATION_LUA,
+    sha1: "7991de13cc01a252cd4148ff38ed58188246b10b",
+};
+
+/// Every command of a cache with namespace generations: reads the namespace's generation and
+/// runs the command on the keys with the generation folded in, in one step, so a command
+/// never meets a key of an older generation. KEYS[1] = the generation counter
+/// (`{group}#g`); ARGV[1] = a random generation, for a counter that is missing (never made,
+/// evicted, lost with a restart); ARGV[2] = the folded group (`{group}`); ARGV[3] = the
+/// operation; ARGV[4..] = its arguments, keys as the text after their group. Keys are built
+/// from the counter's value, so they are not in KEYS; they share the counter's hash tag,
+/// hence its slot on a cluster. `clear` increments the counter and answers the new
+/// generation.
+const GENERATION_LUA: &str = r"local g = redis.call('GET', KEYS[1])
+local op = ARGV[3]
+if op == 'clear' then
+  if not g then redis.call('SET', KEYS[1], ARGV[1]) end
+  return redis.call('INCR', KEYS[1])
+end
+if not g then
+  g = ARGV[1]
+  redis.call('SET', KEYS[1], g)
+end
+local p = ARGV[2] .. g .. '.'
+if op == 'get' then
+  return redis.call('GET', p .. ARGV[4])
+elseif op == 'mget' then
+  local out, ks = {}, {}
+  for i = 4, #ARGV do
+    ks[#ks + 1] = p .. ARGV[i]
+    if #ks == 256 or i == #ARGV then
+      local vs = redis.call('MGET', unpack(ks))
+      for j = 1, #ks do out[#out + 1] = vs[j] end
+      ks = {}
+    end
+  end
+  return out
+elseif op == 'set' then
+  local a = {p .. ARGV[4], ARGV[5]}
+  if ARGV[6] ~= '' then a[3] = 'PX'; a[4] = ARGV[6] end
+  if ARGV[7] ~= '' then a[#a + 1] = 'NX' end
+  if redis.call('SET', unpack(a)) then return 1 end
+  return 0
+elseif op == 'mset' then
+  for i = 5, #ARGV, 2 do
+    if ARGV[4] == '' then
+      redis.call('SET', p .. ARGV[i], ARGV[i + 1])
+    else
+      redis.call('SET', p .. ARGV[i], ARGV[i + 1], 'PX', ARGV[4])
+    end
+  end
+  return 1
+elseif op == 'del' then
+  local n = 0
+  for i = 4, #ARGV do n = n + redis.call('UNLINK', p .. ARGV[i]) end
+  return n
+elseif op == 'exists' then
+  return redis.call('EXISTS', p .. ARGV[4])
+elseif op == 'incrby' then
+  return redis.call('INCRBY', p .. ARGV[4], ARGV[5])
+elseif op == 'expire' then
+  local k = p .. ARGV[4]
+  if ARGV[5] ~= '' then return redis.call('PEXPIRE', k, ARGV[5]) end
+  if redis.call('EXISTS', k) == 0 then return 0 end
+  redis.call('PERSIST', k)
+  return 1
+elseif op == 'pttl' then
+  return redis.call('PTTL', p .. ARGV[4])
+elseif op == 'cas' then
+  local k = p .. ARGV[4]
+  if redis.call('GET', k) ~= ARGV[5] then return 0 end
+  if ARGV[7] == '' then
+    redis.call('SET', k, ARGV[6])
+  else
+    redis.call('SET', k, ARGV[6], 'PX', ARGV[7])
+  end
+  return 1
+elseif op == 'cad' then
+  local k = p .. ARGV[4]
+  if redis.call('GET', k) == ARGV[5] then return redis.call('DEL', k) end
+  return 0
+end
+return redis.error_reply('ERR unknown generation operation ' .. op)";
+
 /// `compare_and_set` with an expected value. KEYS[1] = key; ARGV = expected, new value, TTL
 /// in milliseconds or empty for none. Returns 1 when it wrote, 0 when the value differed or
 /// the key was missing.
@@ -145,7 +231,7 @@ mod tests {
     #[test]
     fn script_hashes_match_their_text() {
         assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        for script in [CAS, CAD, PERSIST, SET_MANY_PX] {
+        for script in [CAS, CAD, PERSIST, SET_MANY_PX, GENERATION] {
             assert_eq!(
                 script.sha1,
                 sha1_hex(script.lua.as_bytes()),

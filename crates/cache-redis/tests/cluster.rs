@@ -12,6 +12,10 @@ use cache_redis::{RedisBackend, RedisConfig, RedisMode};
 const VAR: &str = "CACHE_TEST_REDIS_CLUSTER_URL";
 
 async fn backend() -> Option<RedisBackend> {
+    backend_with(false).await
+}
+
+async fn backend_with(generations: bool) -> Option<RedisBackend> {
     let url = server_url(VAR)?;
     let config = RedisConfig::from_url(&url).expect("CACHE_TEST_REDIS_CLUSTER_URL is a redis URL");
     assert_eq!(
@@ -22,6 +26,7 @@ async fn backend() -> Option<RedisBackend> {
     Some(
         config
             .into_builder()
+            .namespace_generations(generations)
             .build()
             .await
             .expect("connect to the cluster"),
@@ -29,6 +34,11 @@ async fn backend() -> Option<RedisBackend> {
 }
 
 cache_core::conformance_tests!(backend());
+
+/// With namespace generations: every namespace in one hash slot, every command one script.
+mod generations {
+    cache_core::conformance_tests!(super::backend_with(true));
+}
 
 /// `(first slot, last slot, address)` of every primary, from `CLUSTER SLOTS`.
 async fn slot_ranges(cache: &Cache<Json>) -> Vec<(u16, u16, String)> {

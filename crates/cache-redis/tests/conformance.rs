@@ -1,7 +1,8 @@
 //! The conformance suite against a standalone redis-server (`CACHE_TEST_REDIS_URL`), once
 //! with the defaults (RESP3, one connection) and once over RESP2 with a pool of two and no
-//! client-side command timeout, once through the request-coalescing layer, and once over fred
-//! clients built by the program (`RedisBackend::from_clients`).
+//! client-side command timeout, once through the request-coalescing layer, once over fred
+//! clients built by the program (`RedisBackend::from_clients`), and with namespace
+//! generations (also through the coalescing layer, with the sweep on).
 
 use cache_core::testkit::server_url;
 use cache_core::{Backend, CallContext, Command, ErrorKind, OpSet};
@@ -71,6 +72,25 @@ mod from_clients {
         let err = RedisBackend::from_clients([]).unwrap_err();
         assert_eq!(err.kind(), cache_core::ErrorKind::InvalidArgument, "{err}");
     }
+}
+
+/// With namespace generations: `clear()` is one increment, every command one script.
+mod generations {
+    cache_core::conformance_tests!(super::backend_with("namespace_generations=true"));
+}
+
+/// Generations through the request-coalescing layer: single-key reads go down as multi-gets.
+mod generations_coalesced {
+    cache_core::conformance_tests!(async {
+        super::backend_with("namespace_generations=true&generation_sweep=true")
+            .await
+            .map(|b| {
+                cache_core::layer::Layer::layer(
+                    &cache_core::layer::CoalesceLayer::new(),
+                    std::sync::Arc::new(b),
+                )
+            })
+    });
 }
 
 mod resp2_pool {
