@@ -1,16 +1,19 @@
 //! The [`Backend`] implementation over the [`Store`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use cache_core::generations::is_group;
 use cache_core::{
     Backend, CallContext, Capability, ClearScope, Error, KeyTtl, OpSet, RawValue, Result,
 };
 
 use crate::clock::{Clock, SystemClock};
 use crate::error;
+use crate::generations::MemoryGenerations;
 use crate::store::{self, Store, StoreConfig, TooLarge};
 
 /// The longest TTL the memory backend accepts: 100 years.
@@ -25,6 +28,8 @@ pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 pub struct MemoryBackend {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
+    /// Namespace generations, when on.
+    generations: Option<Arc<MemoryGenerations>>,
 }
 
 impl Default for MemoryBackend {
@@ -38,19 +43,38 @@ impl MemoryBackend {
     /// [`max_entries`](Self::max_entries) and/or [`max_bytes`](Self::max_bytes) for anything
     /// that runs for long.
     pub fn new() -> Self {
-        MemoryBackend::from_parts(StoreConfig::default(), Arc::new(SystemClock::new()))
+        MemoryBackend::from_parts(StoreConfig::default(), Arc::new(SystemClock::new()), None)
     }
 
     /// An empty store with `config`'s bounds on `clock` (what [`MemoryBuilder`](crate::MemoryBuilder) builds).
-    pub(crate) fn from_parts(config: StoreConfig, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn from_parts(
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        generations: Option<MemoryGenerations>,
+    ) -> Self {
         MemoryBackend {
             store: Arc::new(Store::new(config, clock.clone())),
             clock,
+            generations: generations.map(Arc::new),
         }
     }
 
     fn rebuild(self, config: StoreConfig, clock: Arc<dyn Clock>) -> Self {
-        MemoryBackend::from_parts(config, clock)
+        MemoryBackend {
+            store: Arc::new(Store::new(config, clock.clone())),
+            clock,
+            generations: self.generations,
+        }
+    }
+
+    /// The key `key` is stored under: itself, or with namespace generations its group's
+    /// generation folded in.
+    #[inline]
+    fn stored<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        match &self.generations {
+            None => Cow::Borrowed(key),
+            Some(g) => g.stored(key),
+        }
     }
 
     /// Holds at most `n` entries; beyond that, entries are evicted (S3-FIFO). Replaces the
@@ -151,7 +175,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn get(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.store.get(key))
+        Ok(self.store.get(&self.stored(key)))
     }
 
     async fn multi_get(
@@ -159,13 +183,16 @@ impl Backend for MemoryBackend {
         _ctx: &CallContext<'_>,
         keys: &[String],
     ) -> Result<Vec<Option<Bytes>>> {
-        Ok(keys.iter().map(|k| self.store.get(k)).collect())
+        Ok(keys
+            .iter()
+            .map(|k| self.store.get(&self.stored(k)))
+            .collect())
     }
 
     async fn set(&self, _ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
         let len = value.len();
         self.store
-            .set(key, value, op.ttl)
+            .set(&self.stored(key), value, op.ttl)
             .map_err(|TooLarge| self.too_large(key, len))
     }
 
@@ -178,7 +205,7 @@ impl Backend for MemoryBackend {
     ) -> Result<bool> {
         let len = value.len();
         self.store
-            .add(key, value, op.ttl)
+            .add(&self.stored(key), value, op.ttl)
             .map_err(|TooLarge| self.too_large(key, len))
     }
 
@@ -199,27 +226,30 @@ impl Backend for MemoryBackend {
         for (k, v) in entries {
             let len = v.len();
             self.store
-                .set(k, v.clone(), op.ttl)
+                .set(&self.stored(k), v.clone(), op.ttl)
                 .map_err(|TooLarge| self.too_large(k, len))?;
         }
         Ok(())
     }
 
     async fn delete(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
-        Ok(self.store.delete(key))
+        Ok(self.store.delete(&self.stored(key)))
     }
 
     async fn multi_delete(&self, _ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
-        Ok(keys.iter().filter(|k| self.store.delete(k)).count() as u64)
+        Ok(keys
+            .iter()
+            .filter(|k| self.store.delete(&self.stored(k)))
+            .count() as u64)
     }
 
     async fn exists(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
-        Ok(self.store.contains(key))
+        Ok(self.store.contains(&self.stored(key)))
     }
 
     async fn increment(&self, _ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
         self.store
-            .increment(key, delta)
+            .increment(&self.stored(key), delta)
             .map_err(|e| error::increment(e, || self.too_large(key, 20)))
     }
 
@@ -229,11 +259,11 @@ impl Backend for MemoryBackend {
         key: &str,
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        Ok(self.store.expire(key, ttl))
+        Ok(self.store.expire(&self.stored(key), ttl))
     }
 
     async fn ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl> {
-        Ok(key_ttl(self.store.ttl(key)))
+        Ok(key_ttl(self.store.ttl(&self.stored(key))))
     }
 
     async fn compare_and_set(
@@ -246,7 +276,7 @@ impl Backend for MemoryBackend {
     ) -> Result<bool> {
         let len = new.len();
         self.store
-            .compare_and_set(key, expected.as_deref(), new, op.ttl)
+            .compare_and_set(&self.stored(key), expected.as_deref(), new, op.ttl)
             .map_err(|TooLarge| self.too_large(key, len))
     }
 
@@ -256,13 +286,26 @@ impl Backend for MemoryBackend {
         key: &str,
         expected: Bytes,
     ) -> Result<bool> {
-        Ok(self.store.compare_and_delete(key, &expected))
+        Ok(self.store.compare_and_delete(&self.stored(key), &expected))
     }
 
     async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {
         let removed = match scope {
             ClearScope::All => self.store.clear(),
-            ClearScope::Namespace { prefix, .. } => self.store.clear_prefix(prefix),
+            ClearScope::Namespace { namespace, prefix } => match &self.generations {
+                None => self.store.clear_prefix(prefix),
+                Some(generations) => {
+                    if !is_group(prefix) {
+                        return Err(Error::unsupported(format!(
+                            "namespace generations scope keys by their text up to the first \
+                             ':'; the key builder's prefix {prefix:?} has another shape"
+                        ))
+                        .with_context("namespace", namespace));
+                    }
+                    generations.clear(prefix, &self.store);
+                    return Ok(None);
+                }
+            },
         };
         ctx.report_progress(removed);
         Ok(Some(removed))

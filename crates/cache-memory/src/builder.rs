@@ -7,6 +7,7 @@ use cache_core::Result;
 use crate::backend::MemoryBackend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::MemoryConfig;
+use crate::generations::MemoryGenerations;
 use crate::store::StoreConfig;
 
 /// Builds a [`MemoryBackend`]: set the bounds (and, in tests, the clock), then
@@ -73,6 +74,20 @@ impl MemoryBuilder {
         self
     }
 
+    /// Scoped `clear()` in constant time through namespace generations (see
+    /// [`MemoryConfig::namespace_generations`]).
+    pub fn namespace_generations(mut self, on: bool) -> Self {
+        self.config.namespace_generations = on;
+        self
+    }
+
+    /// With namespace generations, removes a cleared generation's entries on a background
+    /// thread (see [`MemoryConfig::generation_sweep`]).
+    pub fn generation_sweep(mut self, on: bool) -> Self {
+        self.config.generation_sweep = on;
+        self
+    }
+
     /// Reads time from `clock` instead of the system clock; see [`MemoryBackend::clock`].
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
@@ -88,6 +103,10 @@ impl MemoryBuilder {
             max_entries: self.config.max_entries,
             max_bytes: self.config.max_bytes,
         };
-        MemoryBackend::from_parts(store, clock)
+        let generations = self
+            .config
+            .namespace_generations
+            .then(|| MemoryGenerations::new(self.config.generation_sweep));
+        MemoryBackend::from_parts(store, clock, generations)
     }
 }

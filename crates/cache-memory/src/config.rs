@@ -43,13 +43,23 @@ pub struct MemoryConfig {
     /// Most bytes held at once, counting each entry's key and value lengths. Default: no
     /// bound.
     pub max_bytes: Option<u64>,
+    /// Scoped `clear()` in constant time through namespace generations: each key is stored
+    /// with its namespace's generation folded in, and `clear()` increments the generation
+    /// instead of walking the store; the cleared entries are unreachable at once and
+    /// reclaimed by their TTL, by eviction, or by the sweep. Costs a key copy per command.
+    /// Default: false (`clear()` removes the namespace's entries, shard by shard).
+    pub namespace_generations: bool,
+    /// With namespace generations, removes the cleared generation's entries on a background
+    /// thread after each `clear()`, one shard at a time. Default: false.
+    pub generation_sweep: bool,
 }
 
 impl MemoryConfig {
     /// Parses `memory://`, `memory://?max_entries=…&max_bytes=…`.
     ///
     /// `max_entries` and `max_bytes` take a positive count: `100000`, `100_000`, or with a
-    /// `k`, `m` or `g` suffix (powers of 1024): `64k`, `256m`. Each may be given once. The URL
+    /// `k`, `m` or `g` suffix (powers of 1024): `64k`, `256m`; `namespace_generations` and
+    /// `generation_sweep` take `true` or `false`. Each may be given once. The URL
     /// has no host, path or credentials.
     ///
     /// # Errors
@@ -91,22 +101,41 @@ impl MemoryConfig {
         let mut config = MemoryConfig::default();
         for param in url::Query::new(parts.query()) {
             let key = param.name;
-            let slot = match key {
-                "max_entries" => &mut config.max_entries,
-                "max_bytes" => &mut config.max_bytes,
-                _ => {
-                    return Err(Error::config(format!(
-                        "unknown memory:// parameter `{}`; expected max_entries, max_bytes, {}",
-                        url::shorten(key),
-                        CACHE_PARAMS.join(", ")
-                    )));
-                }
-            };
             if param.repeated {
                 return Err(Error::config(format!(
                     "memory:// parameter `{key}` is given twice"
                 )));
             }
+            let slot = match key {
+                "max_entries" => &mut config.max_entries,
+                "max_bytes" => &mut config.max_bytes,
+                "namespace_generations" | "generation_sweep" => {
+                    let on = match param.value.to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" | "on" => true,
+                        "false" | "0" | "no" | "off" => false,
+                        _ => {
+                            return Err(Error::config(format!(
+                                "memory:// parameter `{key}`: {:?} is not true or false",
+                                url::shorten(param.value)
+                            )));
+                        }
+                    };
+                    if key == "namespace_generations" {
+                        config.namespace_generations = on;
+                    } else {
+                        config.generation_sweep = on;
+                    }
+                    continue;
+                }
+                _ => {
+                    return Err(Error::config(format!(
+                        "unknown memory:// parameter `{}`; expected max_entries, max_bytes, \
+                         namespace_generations, generation_sweep, {}",
+                        url::shorten(key),
+                        CACHE_PARAMS.join(", ")
+                    )));
+                }
+            };
             let n = url::parse_size(param.value)
                 .filter(|&n| n > 0)
                 .ok_or_else(|| {
@@ -153,13 +182,17 @@ mod tests {
             MemoryConfig::from_url("memory://?max_entries=1000&max_bytes=64m").unwrap(),
             MemoryConfig {
                 max_entries: Some(1000),
-                max_bytes: Some(64 << 20)
+                max_bytes: Some(64 << 20),
+                ..MemoryConfig::default()
             }
         );
         assert_eq!(
             MemoryConfig::from_url("memory://").unwrap(),
             MemoryConfig::default()
         );
+        let c = MemoryConfig::from_url("memory://?namespace_generations=true&generation_sweep=1")
+            .unwrap();
+        assert!(c.namespace_generations && c.generation_sweep);
         assert_eq!(
             MemoryConfig::from_url("MEMORY:///").unwrap(),
             MemoryConfig::default()
@@ -189,7 +222,8 @@ mod tests {
                 "memory://?maxentries=10",
                 "unknown memory:// parameter `maxentries`",
             ),
-            ("memory://?maxentries=10", "max_bytes, namespace, ttl"),
+            ("memory://?maxentries=10", "generation_sweep, namespace, ttl"),
+            ("memory://?namespace_generations=maybe", "not true or false"),
             ("memory://host", "memory:// takes no host"),
             ("memory://u:secret@", "takes no credentials"),
             ("memory://#x", "fragment"),

@@ -8,6 +8,7 @@ mod builder;
 mod clock;
 mod config;
 mod error;
+mod generations;
 mod store;
 
 pub use backend::{MAX_TTL, MemoryBackend};

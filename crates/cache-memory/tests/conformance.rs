@@ -13,3 +13,27 @@ mod bounded {
         )
     });
 }
+
+/// The suite with namespace generations (`clear()` of a namespace is one increment), with
+/// and without the background sweep.
+mod generations {
+    cache_core::conformance_tests!(async {
+        Some(
+            cache_memory::MemoryBuilder::new()
+                .namespace_generations(true)
+                .build(),
+        )
+    });
+
+    mod swept {
+        cache_core::conformance_tests!(async {
+            Some(
+                cache_memory::MemoryBuilder::new()
+                    .max_entries(50_000)
+                    .namespace_generations(true)
+                    .generation_sweep(true)
+                    .build(),
+            )
+        });
+    }
+}
