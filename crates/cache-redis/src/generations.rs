@@ -372,12 +372,12 @@ impl RedisBackend {
             return Err(error::unexpected("a namespace prefix without a group"));
         };
         let client = self.writer(ctx, g)?;
-        let generation: i64 = unsent_again!(async {
+        let generation: u64 = unsent_again!(async {
             self.in_generation(&client, g, "clear", std::iter::empty())
                 .await
         })?;
         if let Some(sweep) = self.generations.as_ref().and_then(|s| s.sweep.clone()) {
-            self.spawn_sweep(sweep, g, generation as u64);
+            self.spawn_sweep(sweep, g, generation);
         }
         Ok(None)
     }

@@ -62,7 +62,7 @@ pub(crate) const SET_MANY_PX: Script = Script {
 /// Every command of a cache with namespace generations, as a [`Script`].
 pub(crate) const GENERATION: Script = Script {
     lua: GENERATION_LUA,
-    sha1: "7991de13cc01a252cd4148ff38ed58188246b10b",
+    sha1: "b95d86c2074e5d7d91cc24e25d853d25f0e0fd76",
 };
 
 /// Every command of a cache with namespace generations: reads the namespace's generation and
@@ -73,12 +73,14 @@ pub(crate) const GENERATION: Script = Script {
 /// operation; ARGV[4..] = its arguments, keys as the text after their group. Keys are built
 /// from the counter's value, so they are not in KEYS; they share the counter's hash tag,
 /// hence its slot on a cluster. `clear` increments the counter and answers the new
-/// generation.
+/// generation. Integers cross Lua as doubles, exact only below 2^53: the generation and a
+/// counter's new value are answered as the stored text, never as a Lua number.
 const GENERATION_LUA: &str = r"local g = redis.call('GET', KEYS[1])
 local op = ARGV[3]
 if op == 'clear' then
   if not g then redis.call('SET', KEYS[1], ARGV[1]) end
-  return redis.call('INCR', KEYS[1])
+  redis.call('INCR', KEYS[1])
+  return redis.call('GET', KEYS[1])
 end
 if not g then
   g = ARGV[1]
@@ -120,7 +122,9 @@ elseif op == 'del' then
 elseif op == 'exists' then
   return redis.call('EXISTS', p .. ARGV[4])
 elseif op == 'incrby' then
-  return redis.call('INCRBY', p .. ARGV[4], ARGV[5])
+  local k = p .. ARGV[4]
+  redis.call('INCRBY', k, ARGV[5])
+  return redis.call('GET', k)
 elseif op == 'expire' then
   local k = p .. ARGV[4]
   if ARGV[5] ~= '' then return redis.call('PEXPIRE', k, ARGV[5]) end

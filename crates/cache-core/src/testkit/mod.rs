@@ -191,6 +191,7 @@ macro_rules! conformance_tests {
             increment_missing_key_starts_at_delta,
             increment_adds_delta_to_existing_counter,
             increment_negative_results_are_exact,
+            increment_results_are_exact_across_the_i64_range,
             increment_overflow_is_invalid_argument_and_value_untouched,
             increment_non_integer_is_invalid_argument_and_value_untouched,
             increment_keeps_ttl,

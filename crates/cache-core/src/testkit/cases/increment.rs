@@ -49,6 +49,26 @@ pub async fn increment_negative_results_are_exact(h: Harness) {
     assert_eq!(cache.increment("c", 1_000_001).await.unwrap(), 0);
 }
 
+/// Results are exact over the whole `i64` range, beyond 2^53 too (where a double, as a
+/// script language may hold numbers, is no longer exact).
+pub async fn increment_results_are_exact_across_the_i64_range(h: Harness) {
+    let cache = h.cache();
+    if !h.capability().increment {
+        return;
+    }
+    let big = (1i64 << 53) + 1;
+    assert_eq!(cache.increment("big", big).await.unwrap(), big);
+    assert_eq!(cache.increment("big", 2).await.unwrap(), big + 2);
+    assert_eq!(
+        cache.increment("max", i64::MAX - 1).await.unwrap(),
+        i64::MAX - 1
+    );
+    assert_eq!(cache.increment("max", 1).await.unwrap(), i64::MAX);
+    assert_eq!(cache.get_counter("max").await.unwrap(), Some(i64::MAX));
+    assert_eq!(cache.increment("min", -big).await.unwrap(), -big);
+    assert_eq!(cache.increment("min", -2).await.unwrap(), -big - 2);
+}
+
 /// An increment past `i64` bounds is `InvalidArgument` and leaves the value as it was.
 pub async fn increment_overflow_is_invalid_argument_and_value_untouched(h: Harness) {
     let cache = h.cache();

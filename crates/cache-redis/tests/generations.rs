@@ -1,0 +1,299 @@
+//! Namespace generations on Redis: `clear()` as one increment that no later read in any
+//! client gets past, a lost counter, the background sweep, and a clear on a server holding
+//! millions of other keys (with and without generations).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cache_core::testkit::{random_namespace, server_url};
+use cache_core::{Cache, ErrorKind, KeyBuilder, RawBytes, RawValue};
+use cache_redis::{RedisBackend, RedisConfig};
+use cache_test_fixtures::{Server, ServerKind};
+
+async fn backend(url: &str, sweep: bool) -> RedisBackend {
+    RedisConfig::from_url(url)
+        .expect("a redis URL")
+        .into_builder()
+        .namespace_generations(true)
+        .generation_sweep(sweep)
+        .build()
+        .await
+        .expect("connect to the test server")
+}
+
+fn text(v: &RawValue) -> String {
+    match v {
+        RawValue::Text(t) => t.clone(),
+        RawValue::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        RawValue::Int(n) => n.to_string(),
+        other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+/// The keys of the server matching `pattern` (a cursor-complete `SCAN`).
+async fn scan(cache: &Cache<RawBytes>, pattern: &str) -> Vec<String> {
+    let mut cursor = "0".to_owned();
+    let mut out = Vec::new();
+    loop {
+        let RawValue::Array(page) = cache
+            .raw("SCAN", [cursor.as_str(), "MATCH", pattern, "COUNT", "1000"])
+            .await
+            .unwrap()
+        else {
+            panic!("SCAN answers an array");
+        };
+        let [next, RawValue::Array(keys)] = &page[..] else {
+            panic!("SCAN answers a cursor and keys: {page:?}");
+        };
+        out.extend(keys.iter().map(text));
+        cursor = text(next);
+        if cursor == "0" {
+            return out;
+        }
+    }
+}
+
+/// Two clients of one server: a clear by one is seen by the other's very next read (every
+/// command reads the generation in its script: no refresh bound); other namespaces and keys
+/// without a namespace are untouched; counters, TTLs and CAS work inside the generation; a
+/// lost counter (evicted, deleted, flushed) makes the namespace empty, never brings an
+/// older generation back; a key builder whose prefix is not `ns:` cannot clear.
+#[tokio::test]
+async fn a_clear_is_one_increment_seen_by_every_client_at_once() {
+    let Some(url) = server_url("CACHE_TEST_REDIS_URL") else {
+        return;
+    };
+    let ns = random_namespace();
+    let one = Cache::builder(backend(&url, false).await)
+        .namespace(ns.clone())
+        .build();
+    let two = Cache::builder(backend(&url, false).await)
+        .namespace(ns.clone())
+        .build();
+    let other = Cache::builder(backend(&url, false).await)
+        .namespace(random_namespace())
+        .build();
+    let plain = Cache::builder(backend(&url, false).await).build();
+
+    one.set("k", &1).await.unwrap();
+    one.multi_set([("a", 1), ("b", 2)]).await.unwrap();
+    assert_eq!(one.increment("n", 5).await.unwrap(), 5);
+    other.set("k", &9).await.unwrap();
+    plain.set("no-namespace", &7).await.unwrap();
+    assert_eq!(two.get::<i32>("k").await.unwrap(), Some(1));
+
+    // stored under the generation, in the namespace's hash tag
+    let raw = Cache::builder(backend(&url, false).await)
+        .serializer(RawBytes)
+        .build();
+    let generation = text(&raw.raw("GET", [format!("{{{ns}:}}#g")]).await.unwrap());
+    let stored = raw
+        .raw("GET", [format!("{{{ns}:}}{generation}.k")])
+        .await
+        .unwrap();
+    assert_eq!(text(&stored), "1");
+
+    assert_eq!(
+        one.clear().await.unwrap(),
+        None,
+        "a clear cannot count keys"
+    );
+    for (key, who) in [("k", &two), ("a", &two), ("b", &one), ("n", &one)] {
+        assert_eq!(
+            who.get::<i32>(key).await.unwrap(),
+            None,
+            "{key} after the clear"
+        );
+    }
+    assert!(!two.exists("k").await.unwrap());
+    assert_eq!(other.get::<i32>("k").await.unwrap(), Some(9));
+    assert_eq!(plain.get::<i32>("no-namespace").await.unwrap(), Some(7));
+
+    // the new generation works like the old one
+    assert_eq!(two.increment("n", 1).await.unwrap(), 1);
+    two.with_ttl(Duration::from_secs(60))
+        .set("k", &2)
+        .await
+        .unwrap();
+    assert!(matches!(
+        one.ttl("k").await.unwrap(),
+        cache_core::KeyTtl::Remaining(d) if d <= Duration::from_secs(60)
+    ));
+    assert!(one.compare_and_set("k", Some(&2), &3).await.unwrap());
+    assert_eq!(two.get::<i32>("k").await.unwrap(), Some(3));
+
+    // the counter lost: a random new generation, the namespace empty, nothing older back
+    raw.raw("DEL", [format!("{{{ns}:}}#g")]).await.unwrap();
+    assert_eq!(one.get::<i32>("k").await.unwrap(), None);
+    assert_eq!(two.get::<i32>("n").await.unwrap(), None);
+    one.set("k", &4).await.unwrap();
+    assert_eq!(two.get::<i32>("k").await.unwrap(), Some(4));
+
+    // a prefix that is not a group cannot be cleared by a generation
+    #[derive(Debug)]
+    struct Pipes;
+    impl KeyBuilder for Pipes {
+        fn build<'a>(
+            &self,
+            key: &'a str,
+            ns: Option<&str>,
+        ) -> cache_core::Result<std::borrow::Cow<'a, str>> {
+            Ok(format!("{}|{key}", ns.unwrap_or("")).into())
+        }
+        fn namespace_prefix(&self, ns: &str) -> Option<String> {
+            Some(format!("{ns}|"))
+        }
+    }
+    let piped = Cache::builder(backend(&url, false).await)
+        .namespace(random_namespace())
+        .key_builder(Pipes)
+        .build();
+    piped.set("k", &1).await.unwrap();
+    let e = piped.clear().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert_eq!(piped.get::<i32>("k").await.unwrap(), Some(1));
+}
+
+/// With the sweep on, the keys of a cleared generation leave the server in the background,
+/// and keys written after the clear stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_removes_cleared_generations_and_keeps_later_writes() {
+    let Some(url) = server_url("CACHE_TEST_REDIS_URL") else {
+        return;
+    };
+    let ns = random_namespace();
+    let cache = Cache::builder(backend(&url, true).await)
+        .namespace(ns.clone())
+        .serializer(RawBytes)
+        .build();
+    let keys: Vec<String> = (0..3000).map(|i| format!("k{i}")).collect();
+    cache
+        .multi_set(
+            keys.iter()
+                .map(|k| (k.as_str(), Bytes::from_static(b"old"))),
+        )
+        .await
+        .unwrap();
+    cache.clear().await.unwrap();
+    cache
+        .set("after", &Bytes::from_static(b"new"))
+        .await
+        .unwrap();
+    let raw = Cache::builder(backend(&url, false).await)
+        .serializer(RawBytes)
+        .build();
+    let pattern = format!("{{{ns}:}}*");
+    let started = Instant::now();
+    let left = loop {
+        let left = scan(&raw, &pattern).await;
+        // the counter and the key written after the clear
+        if left.len() <= 2 || started.elapsed() > Duration::from_secs(30) {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        left.len(),
+        2,
+        "the sweep left {} keys: {:?}",
+        left.len(),
+        &left[..left.len().min(5)]
+    );
+    assert_eq!(
+        cache.get("after").await.unwrap(),
+        Some(Bytes::from_static(b"new"))
+    );
+}
+
+/// `INFO commandstats` calls of `command` (0 when it never ran).
+async fn calls(cache: &Cache<RawBytes>, command: &str) -> u64 {
+    let info = text(&cache.raw("INFO", ["commandstats"]).await.unwrap());
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a call count"))
+}
+
+/// On a server holding two million other keys: with generations, `clear()` is one script
+/// and no `SCAN` at all (its cost does not grow with the keyspace); without, a clear cut by
+/// its deadline says it is incomplete and how many keys it removed, and a second clear
+/// finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_among_millions_of_keys_is_one_command_or_reports_itself_cut() {
+    let Some(server) = Server::start(ServerKind::Redis, &["--enable-debug-command", "local"])
+    else {
+        return;
+    };
+    let url = server.url();
+    let raw = Cache::builder(
+        RedisConfig::from_url(&url)
+            .unwrap()
+            .into_builder()
+            .build()
+            .await
+            .unwrap(),
+    )
+    .serializer(RawBytes)
+    .timeout(Duration::from_secs(120))
+    .build();
+    raw.raw("DEBUG", ["POPULATE", "2000000", "other"])
+        .await
+        .expect("DEBUG POPULATE");
+    let keys: Vec<String> = (0..10_000).map(|i| format!("k{i}")).collect();
+
+    // with generations
+    let generations = Cache::builder(backend(&url, false).await)
+        .namespace("gen")
+        .serializer(RawBytes)
+        .build();
+    for chunk in keys.chunks(1000) {
+        generations
+            .multi_set(chunk.iter().map(|k| (k.as_str(), Bytes::from_static(b"v"))))
+            .await
+            .unwrap();
+    }
+    raw.raw("CONFIG", ["RESETSTAT"]).await.unwrap();
+    generations.clear().await.unwrap();
+    assert_eq!(calls(&raw, "scan").await, 0, "no SCAN");
+    assert_eq!(
+        calls(&raw, "evalsha").await + calls(&raw, "eval").await,
+        1,
+        "one script"
+    );
+    assert_eq!(generations.get::<Bytes>("k1").await.unwrap(), None);
+
+    // without: a deadline far shorter than a walk of two million keys
+    let scanning = Cache::builder(
+        RedisConfig::from_url(&url)
+            .unwrap()
+            .into_builder()
+            .build()
+            .await
+            .unwrap(),
+    )
+    .namespace("scan")
+    .serializer(RawBytes)
+    .build();
+    for chunk in keys.chunks(1000) {
+        scanning
+            .multi_set(chunk.iter().map(|k| (k.as_str(), Bytes::from_static(b"v"))))
+            .await
+            .unwrap();
+    }
+    let e = scanning
+        .with_timeout(Duration::from_millis(50))
+        .clear()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e:#}");
+    assert!(e.to_string().contains("incomplete"), "{e}");
+    assert!(e.context_value("removed").is_some(), "{e:#}");
+    let finished = scanning
+        .with_timeout(Duration::from_secs(120))
+        .clear()
+        .await
+        .unwrap();
+    let removed_before: u64 = e.context_value("removed").unwrap().parse().unwrap();
+    assert_eq!(finished.unwrap() + removed_before, keys.len() as u64);
+    assert_eq!(scanning.get::<Bytes>("k1").await.unwrap(), None);
+}
