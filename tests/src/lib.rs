@@ -10,7 +10,8 @@
 //! - [`backends`]: the backends under test, built against any address;
 //! - [`report`]: error tallies and the `FIGURE:` lines each scenario prints;
 //! - [`workers`]: the worker processes of the cross-process scenarios, started together,
-//!   and the `name=value` fields they print.
+//!   and the `name=value` fields they print;
+//! - [`clear_race`]: reads and writes racing `clear()`, and the check of what they saw.
 //!
 //! The private servers the scenarios kill and restart come from the `cache-test-fixtures`
 //! package ([`backends::private_server`]).
@@ -20,7 +21,8 @@
 //! `proxy_faults.rs` (timeout storm, reply cut mid-value, stall), and, with worker processes
 //! from `src/bin/`, `lock_processes.rs` (a lock across processes) and
 //! `stampede_processes.rs` (one loader run per cold key across processes, a late fill that
-//! must not overwrite a newer value). Run them with the shared servers up:
+//! must not overwrite a newer value) and `clear_processes.rs` (namespace generations: no
+//! read in any process returns a value from before a clear that returned). Run them with the shared servers up:
 //!
 //! ```sh
 //! cargo x services up
@@ -31,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backends;
+pub mod clear_race;
 pub mod proxy;
 pub mod report;
 pub mod versioned;

@@ -222,7 +222,10 @@ mod tests {
                 "memory://?maxentries=10",
                 "unknown memory:// parameter `maxentries`",
             ),
-            ("memory://?maxentries=10", "generation_sweep, namespace, ttl"),
+            (
+                "memory://?maxentries=10",
+                "generation_sweep, namespace, ttl",
+            ),
             ("memory://?namespace_generations=maybe", "not true or false"),
             ("memory://host", "memory:// takes no host"),
             ("memory://u:secret@", "takes no credentials"),

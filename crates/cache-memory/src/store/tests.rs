@@ -622,7 +622,10 @@ fn ghost_readmits_to_main() {
         for i in 200..400 {
             s.set(&format!("scan{i}"), b("v"), None).unwrap();
         }
-        assert!(s.contains("k"), "trial {trial}: the returning key was not readmitted");
+        assert!(
+            s.contains("k"),
+            "trial {trial}: the returning key was not readmitted"
+        );
         s.check();
     }
 }
