@@ -563,7 +563,15 @@ mod tests {
         );
         // a negative entry
         let n = with_tags(encode_negative(times), &["t"], 2_000).unwrap();
-        assert_eq!(Stored::decode(n).unwrap(), Stored::Negative { times });
+        assert_eq!(
+            Stored::decode(n).unwrap(),
+            Stored::Negative {
+                times: Times {
+                    created_ms: 2_000,
+                    ..times
+                }
+            }
+        );
         // already tagged, a lease, or no tags: unchanged
         assert_eq!(with_tags(p.clone(), &["other"], 1).unwrap(), p);
         let lease = encode_lease(1, 2, [3; 16], &p);

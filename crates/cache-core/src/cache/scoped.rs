@@ -151,6 +151,7 @@ impl<'a, S: Serializer> Scoped<'a, S> {
     /// use cache_core::{Cache, ErrorKind, Tags};
     /// # let backend = cache_core::testkit::MapBackend::new();
     ///
+    /// let backend: std::sync::Arc<dyn cache_core::Backend> = std::sync::Arc::new(backend);
     /// let cache = Cache::builder(backend.clone()).tags(Tags::new()).build();
     /// cache.with_tags(["user:42"]).set("orders:42", &[1, 2, 3]).await?;
     /// cache.invalidate_tag("user:42").await?;
