@@ -16,6 +16,7 @@ mod read_through;
 mod serde_bench;
 mod stampede;
 mod stampede_processes;
+mod tags;
 mod workloads;
 
 use std::fmt::Write as _;
@@ -27,8 +28,9 @@ use chart::Group;
 use harness::{Target, machine, tool_version};
 use workloads::Server;
 
-const WORKLOADS: [&str; 7] = [
+const WORKLOADS: [&str; 8] = [
     "memory",
+    "tags",
     "decorators",
     "redis",
     "memcached",
@@ -39,7 +41,7 @@ const WORKLOADS: [&str; 7] = [
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cache-bench <memory|decorators|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
+        "usage: cache-bench <memory|tags|decorators|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
     );
     std::process::exit(2)
 }
@@ -386,6 +388,13 @@ fn main() {
             "stampede done after {:.0} s",
             started.elapsed().as_secs_f64()
         );
+    }
+
+    if all || what == "tags" {
+        let (body, targets) = tags::run(&redis_url(), &memcached_url(), quick);
+        report.sections.push(("tags", body));
+        report.targets.extend(targets);
+        eprintln!("tags done after {:.0} s", started.elapsed().as_secs_f64());
     }
 
     if all || what == "serde" {
