@@ -111,16 +111,6 @@ impl Tags {
         self.max_tracked = if tags == 0 { 1 } else { tags };
         self
     }
-
-    /// The [refresh](Self::refresh) bound.
-    pub const fn refresh_bound(&self) -> Duration {
-        self.refresh
-    }
-
-    /// The TTL of markers (`None`: they never expire).
-    pub const fn marker_ttl_value(&self) -> Option<Duration> {
-        self.marker_ttl
-    }
 }
 
 /// Checks the tags of a call: each 1 to [`MAX_TAG_LEN`] bytes without whitespace or control
