@@ -183,6 +183,7 @@ fn setup_section(what: &str, quick: bool, python: Option<&Python>, took: Duratio
          | `cargo x bench all` | every section below and the charts in `docs/img/`, in one run (servers started if needed) |\n\
          | `cargo x bench memory` | memory backend vs moka and quick_cache, memory per entry, eviction study, cached functions (no server) |\n\
          | `cargo x bench decorators` | a `#[cached]` hit vs a hand-written `get` of the same key (no server) |\n\
+         | `cargo x bench tags` | a `get` of an entry with two tags (tags on) vs a plain `get`, on memory, Redis and Memcached |\n\
          | `cargo x bench redis` | Redis: stratacache vs raw fred vs aiocache |\n\
          | `cargo x bench memcached` | Memcached: stratacache vs raw async-memcached vs aiocache |\n\
          | `cargo x bench stampede` | `get_or_set` with 1,000 concurrent callers per cold key, every backend, and across 4 processes × 250 callers on Redis and Memcached (`ReadThrough::lease`); `get_or_set` with fail-safe through a 5 s outage of a private Redis and Memcached |\n\
