@@ -16,6 +16,7 @@ mod read_through;
 mod serde_bench;
 mod stampede;
 mod stampede_processes;
+mod tags;
 mod workloads;
 
 use std::fmt::Write as _;
@@ -27,8 +28,9 @@ use chart::Group;
 use harness::{Target, machine, tool_version};
 use workloads::Server;
 
-const WORKLOADS: [&str; 7] = [
+const WORKLOADS: [&str; 8] = [
     "memory",
+    "tags",
     "decorators",
     "redis",
     "memcached",
@@ -39,7 +41,7 @@ const WORKLOADS: [&str; 7] = [
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cache-bench <memory|decorators|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
+        "usage: cache-bench <memory|tags|decorators|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
     );
     std::process::exit(2)
 }
@@ -181,6 +183,7 @@ fn setup_section(what: &str, quick: bool, python: Option<&Python>, took: Duratio
          | `cargo x bench all` | every section below and the charts in `docs/img/`, in one run (servers started if needed) |\n\
          | `cargo x bench memory` | memory backend vs moka and quick_cache, memory per entry, eviction study, cached functions (no server) |\n\
          | `cargo x bench decorators` | a `#[cached]` hit vs a hand-written `get` of the same key (no server) |\n\
+         | `cargo x bench tags` | a `get` of an entry with two tags (tags on) vs a plain `get`, on memory, Redis and Memcached |\n\
          | `cargo x bench redis` | Redis: stratacache vs raw fred vs aiocache |\n\
          | `cargo x bench memcached` | Memcached: stratacache vs raw async-memcached vs aiocache |\n\
          | `cargo x bench stampede` | `get_or_set` with 1,000 concurrent callers per cold key, every backend, and across 4 processes × 250 callers on Redis and Memcached (`ReadThrough::lease`); `get_or_set` with fail-safe through a 5 s outage of a private Redis and Memcached |\n\
@@ -386,6 +389,13 @@ fn main() {
             "stampede done after {:.0} s",
             started.elapsed().as_secs_f64()
         );
+    }
+
+    if all || what == "tags" {
+        let (body, targets) = tags::run(&redis_url(), &memcached_url(), quick);
+        report.sections.push(("tags", body));
+        report.targets.extend(targets);
+        eprintln!("tags done after {:.0} s", started.elapsed().as_secs_f64());
     }
 
     if all || what == "serde" {

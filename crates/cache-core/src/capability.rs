@@ -45,10 +45,17 @@ pub struct Capability {
     pub max_key_len: Option<usize>,
     /// Largest value in bytes, if limited.
     pub max_value_len: Option<usize>,
+    /// Entries can carry tags and be invalidated by tag
+    /// ([`Cache::invalidate_tag`](crate::Cache::invalidate_tag)). A property of the stack,
+    /// not of a backend: the [`TagLayer`](crate::layer::TagLayer) that
+    /// [`CacheBuilder::tags`](crate::CacheBuilder::tags) installs turns it on, over any
+    /// backend. Backends leave it off, and so does [`Capability::all`].
+    pub tags: bool,
 }
 
 impl Capability {
-    /// Every operation on, no limits, millisecond TTLs, not an exclusive store.
+    /// Every operation of a backend on, no limits, millisecond TTLs, not an exclusive store
+    /// ([`tags`](Self::tags), which a layer gives, off).
     pub const fn all() -> Self {
         Capability {
             add: true,
@@ -65,6 +72,7 @@ impl Capability {
             raw: true,
             max_key_len: None,
             max_value_len: None,
+            tags: false,
         }
     }
 }

@@ -97,6 +97,8 @@ pub struct CallContext<'a> {
     deadline: Option<Deadline>,
     progress: Option<&'a Progress>,
     server: Option<&'a crate::Endpoint>,
+    tags: &'a [String],
+    as_of_ms: Option<u64>,
 }
 
 /// How far a long command has got: the keys a `clear` has removed so far.
@@ -137,7 +139,36 @@ impl<'a> CallContext<'a> {
             deadline: None,
             progress: None,
             server: None,
+            tags: &[],
+            as_of_ms: None,
         }
+    }
+
+    /// The tags the entries written by this call carry (see [`Tags`](crate::Tags)); for
+    /// [`Command::InvalidateTags`], the tags to invalidate.
+    pub fn with_tags(mut self, tags: &'a [String]) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// When the value this call writes was read from its source (ms since the Unix epoch),
+    /// if that was before the write: a read-through gives the time its load started, so an
+    /// invalidation made while the loader ran also covers what it loaded.
+    pub fn with_as_of(mut self, as_of_ms: Option<u64>) -> Self {
+        self.as_of_ms = as_of_ms;
+        self
+    }
+
+    /// The tags of the entries this call writes (empty: none); for
+    /// [`Command::InvalidateTags`], the tags to invalidate.
+    pub fn tags(&self) -> &'a [String] {
+        self.tags
+    }
+
+    /// When the value this call writes was read from its source, if given
+    /// ([`with_as_of`](Self::with_as_of)).
+    pub fn as_of_ms(&self) -> Option<u64> {
+        self.as_of_ms
     }
 
     /// The user's keys, as given to the cache.

@@ -26,9 +26,26 @@
 //! | 21..29 | stale until: the end of the fail-safe window (value, negative; 0 for a lease) |
 //! | 29.. | value: the serialized value; negative: nothing; lease: a 16-byte owner token, then the stored bytes the lease replaced (empty: none) |
 //!
+//! # Format (version 2): an entry with tags
+//!
+//! An entry written with [tags](crate::Tags) carries them: version 2 is version 1 with a
+//! tags block between the header and the kind's body. Only entries that have tags are
+//! written in version 2; every other entry is still written in version 1, byte for byte as
+//! before, and both versions are read.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..29 | the header of version 1, with format version `2`; `created at` is the entry's write time, which tag invalidations are compared with |
+//! | 29 | tag count *n* (1 to 255) |
+//! | 30.. | *n* tags, each a length byte (1 to 255) and that many bytes of UTF-8 |
+//! | then | the kind's body, as in version 1 |
+//!
+//! A value written by a plain `set` with tags (no read-through times) is a version 2 value
+//! with `fresh until` and `stale until` 0: fresh for as long as the backend keeps it.
+//!
 //! Bytes that start with the magic but cannot be read — a version this build does not know,
-//! a short header, an unknown kind — are an [`ErrorKind::Serialization`] error, never a
-//! panic.
+//! a short header, a cut or malformed tags block, an unknown kind — are an
+//! [`ErrorKind::Serialization`] error, never a panic.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,8 +56,17 @@ use crate::{Error, ErrorKind, Result};
 /// The first bytes of every envelope.
 pub const MAGIC: [u8; 3] = [0xC1, b'S', b'C'];
 
-/// The format version this build writes.
+/// The format version this build writes for entries without tags.
 pub const VERSION: u8 = 1;
+
+/// The format version of entries with tags: version 1 with a tags block after the header.
+pub const VERSION_TAGGED: u8 = 2;
+
+/// The most tags one entry carries (the tags block counts them in one byte).
+pub const MAX_TAGS: usize = 255;
+
+/// The longest tag in bytes (the tags block gives each tag's length in one byte).
+pub const MAX_TAG_LEN: usize = 255;
 
 const HEADER: usize = 29;
 const TOKEN: usize = 16;
@@ -149,19 +175,12 @@ impl Stored {
         if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
             return Ok(Stored::Plain(bytes));
         }
-        if bytes.len() < HEADER {
-            return Err(bad(format!(
-                "the stored value is a cut envelope ({} bytes, the header alone is {HEADER})",
-                bytes.len()
-            )));
-        }
-        if bytes[3] != VERSION {
-            return Err(bad(format!(
-                "the stored value is an envelope of version {}; this build reads version \
-                 {VERSION}",
-                bytes[3]
-            )));
-        }
+        check_header(&bytes)?;
+        let body = if bytes[3] == VERSION_TAGGED {
+            HEADER + tags_block_len(&bytes)?
+        } else {
+            HEADER
+        };
         let word = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&bytes[at..at + 8]);
@@ -175,17 +194,17 @@ impl Stored {
         match bytes[4] {
             0 => Ok(Stored::Value {
                 times,
-                payload: bytes.slice(HEADER..),
+                payload: bytes.slice(body..),
             }),
-            1 if bytes.len() == HEADER => Ok(Stored::Negative { times }),
+            1 if bytes.len() == body => Ok(Stored::Negative { times }),
             1 => Err(bad("the stored value is a negative entry with a payload")),
-            2 if bytes.len() >= HEADER + TOKEN => {
+            2 if bytes.len() >= body + TOKEN => {
                 let mut token = [0u8; TOKEN];
-                token.copy_from_slice(&bytes[HEADER..HEADER + TOKEN]);
+                token.copy_from_slice(&bytes[body..body + TOKEN]);
                 Ok(Stored::Lease {
                     until_ms: times.fresh_until_ms,
                     token,
-                    previous: bytes.slice(HEADER + TOKEN..),
+                    previous: bytes.slice(body + TOKEN..),
                 })
             }
             2 => Err(bad("the stored value is a lease without its token")),
@@ -194,6 +213,180 @@ impl Stored {
             ))),
         }
     }
+}
+
+/// Refuses an envelope shorter than its header or of a version this build does not read.
+fn check_header(bytes: &[u8]) -> Result<()> {
+    if bytes.len() < HEADER {
+        return Err(bad(format!(
+            "the stored value is a cut envelope ({} bytes, the header alone is {HEADER})",
+            bytes.len()
+        )));
+    }
+    if bytes[3] != VERSION && bytes[3] != VERSION_TAGGED {
+        return Err(bad(format!(
+            "the stored value is an envelope of version {}; this build reads versions \
+             {VERSION} and {VERSION_TAGGED}",
+            bytes[3]
+        )));
+    }
+    Ok(())
+}
+
+/// The length of the tags block of a version 2 envelope (`bytes` has a whole header),
+/// checked: a count of at least one, every tag whole, non-empty and UTF-8.
+fn tags_block_len(bytes: &[u8]) -> Result<usize> {
+    let block = &bytes[HEADER..];
+    let Some((&count, mut rest)) = block.split_first() else {
+        return Err(bad(
+            "the stored value is an envelope with tags cut before its tag count",
+        ));
+    };
+    if count == 0 {
+        return Err(bad(
+            "the stored value is an envelope with tags but a tag count of 0",
+        ));
+    }
+    for _ in 0..count {
+        let Some((&len, after)) = rest.split_first() else {
+            return Err(bad("the stored value is an envelope whose tags are cut"));
+        };
+        let len = usize::from(len);
+        if len == 0 || after.len() < len {
+            return Err(bad(
+                "the stored value is an envelope whose tags are cut or empty",
+            ));
+        }
+        if std::str::from_utf8(&after[..len]).is_err() {
+            return Err(bad(
+                "the stored value is an envelope with a tag that is not UTF-8",
+            ));
+        }
+        rest = &after[len..];
+    }
+    Ok(block.len() - rest.len())
+}
+
+/// The tags of a stored entry and the time it was written: what a tag invalidation is
+/// compared with. Read by [`EntryTags::read`] without copying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryTags<'a> {
+    created_ms: u64,
+    block: &'a [u8],
+}
+
+impl<'a> EntryTags<'a> {
+    /// The tags of `bytes`, when they are an envelope of version 2 (with tags); `None` for
+    /// anything else (plain bytes, version 1). Cheap for entries without tags: it looks at
+    /// four bytes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Serialization`] when `bytes` are a version 2 envelope whose header or
+    /// tags block is cut or malformed.
+    pub fn read(bytes: &'a [u8]) -> Result<Option<EntryTags<'a>>> {
+        if bytes.len() < 4 || bytes[..MAGIC.len()] != MAGIC || bytes[3] != VERSION_TAGGED {
+            return Ok(None);
+        }
+        check_header(bytes)?;
+        let len = tags_block_len(bytes)?;
+        let mut created = [0u8; 8];
+        created.copy_from_slice(&bytes[5..13]);
+        Ok(Some(EntryTags {
+            created_ms: u64::from_be_bytes(created),
+            block: &bytes[HEADER + 1..HEADER + len],
+        }))
+    }
+
+    /// When the entry was written (ms since the epoch, the writer's clock).
+    pub fn created_ms(&self) -> u64 {
+        self.created_ms
+    }
+
+    /// The tags, in the order they were written.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let mut rest = self.block;
+        std::iter::from_fn(move || {
+            let (&len, after) = rest.split_first()?;
+            let (tag, next) = after.split_at(usize::from(len));
+            rest = next;
+            // checked by `read`
+            std::str::from_utf8(tag).ok()
+        })
+    }
+}
+
+/// `bytes` (plain bytes, or a version 1 value or negative entry) as an entry with `tags`,
+/// written at `created_ms`: a version 2 envelope that keeps the times of a version 1 entry
+/// (but for its write time, which becomes `created_ms`) and carries a plain value as
+/// a value fresh for as long as the backend keeps it. Bytes that carry tags already and
+/// leases are returned as they are, and so are all bytes when `tags` is empty.
+///
+/// # Errors
+/// [`ErrorKind::InvalidArgument`] for more than [`MAX_TAGS`] tags, or an empty tag or one
+/// longer than [`MAX_TAG_LEN`] bytes.
+pub fn with_tags<S: AsRef<str>>(bytes: Bytes, tags: &[S], created_ms: u64) -> Result<Bytes> {
+    if tags.is_empty() {
+        return Ok(bytes);
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(Error::invalid_argument(format!(
+            "an entry carries at most {MAX_TAGS} tags, not {}",
+            tags.len()
+        )));
+    }
+    let (kind, times, body) = match Stored::decode(bytes.clone()) {
+        Ok(Stored::Value { times, payload }) if bytes[3] == VERSION => (0, times, payload),
+        Ok(Stored::Negative { times }) if bytes[3] == VERSION => (1, times, Bytes::new()),
+        Ok(Stored::Value { .. } | Stored::Negative { .. } | Stored::Lease { .. }) => {
+            return Ok(bytes);
+        }
+        // plain bytes, or bytes that only look like an envelope: the value as it is
+        Ok(Stored::Plain(_)) | Err(_) => (
+            0,
+            Times {
+                created_ms,
+                fresh_until_ms: 0,
+                stale_until_ms: 0,
+            },
+            bytes,
+        ),
+    };
+    let block: usize = tags.iter().map(|t| 1 + t.as_ref().len()).sum();
+    let mut buf = BytesMut::with_capacity(HEADER + 1 + block + body.len());
+    buf.put_slice(&MAGIC);
+    buf.put_u8(VERSION_TAGGED);
+    buf.put_u8(kind);
+    buf.put_u64(created_ms);
+    buf.put_u64(times.fresh_until_ms);
+    buf.put_u64(times.stale_until_ms);
+    buf.put_u8(tags.len() as u8);
+    for tag in tags {
+        let tag = tag.as_ref();
+        if tag.is_empty() || tag.len() > MAX_TAG_LEN {
+            return Err(Error::invalid_argument(format!(
+                "a tag is 1 to {MAX_TAG_LEN} bytes, not {}",
+                tag.len()
+            )));
+        }
+        buf.put_u8(tag.len() as u8);
+        buf.put_slice(tag.as_bytes());
+    }
+    buf.put_slice(&body);
+    Ok(buf.freeze())
+}
+
+/// `bytes` (a value or negative entry of either version) with its times replaced by
+/// `times`, everything else — its tags included — kept; `None` for anything else.
+pub fn with_times(bytes: &Bytes, times: Times) -> Option<Bytes> {
+    match Stored::decode(bytes.clone()) {
+        Ok(Stored::Value { .. } | Stored::Negative { .. }) => {}
+        _ => return None,
+    }
+    let mut out = BytesMut::from(&bytes[..]);
+    out[5..13].copy_from_slice(&times.created_ms.to_be_bytes());
+    out[13..21].copy_from_slice(&times.fresh_until_ms.to_be_bytes());
+    out[21..29].copy_from_slice(&times.stale_until_ms.to_be_bytes());
+    Some(out.freeze())
 }
 
 fn bad(message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
@@ -331,6 +524,154 @@ mod tests {
                 let mut b = full.to_vec();
                 b[i] ^= 0xFF;
                 let _ = Stored::decode(Bytes::from(b));
+            }
+        }
+    }
+
+    #[test]
+    fn tagged_entries_read_back_with_their_tags_and_times() {
+        let times = Times::new(1_000, Some(Duration::from_secs(2)), Duration::from_secs(10));
+        // a read-through value keeps its times but for its write time
+        let v = with_tags(encode_value(times, b"\"x\""), &["user:42", "org:7"], 900).unwrap();
+        assert_eq!(v[3], VERSION_TAGGED);
+        let tags = EntryTags::read(&v).unwrap().unwrap();
+        assert_eq!(tags.created_ms(), 900);
+        assert_eq!(tags.iter().collect::<Vec<_>>(), ["user:42", "org:7"]);
+        let expected = Times {
+            created_ms: 900,
+            ..times
+        };
+        assert_eq!(
+            Stored::decode(v.clone()).unwrap(),
+            Stored::Value {
+                times: expected,
+                payload: Bytes::from_static(b"\"x\"")
+            }
+        );
+        // a plain value: fresh for as long as the backend keeps it
+        let p = with_tags(Bytes::from_static(b"42"), &["t"], 5_000).unwrap();
+        assert_eq!(
+            Stored::decode(p.clone()).unwrap(),
+            Stored::Value {
+                times: Times {
+                    created_ms: 5_000,
+                    fresh_until_ms: 0,
+                    stale_until_ms: 0
+                },
+                payload: Bytes::from_static(b"42")
+            }
+        );
+        // a negative entry
+        let n = with_tags(encode_negative(times), &["t"], 2_000).unwrap();
+        assert_eq!(
+            Stored::decode(n).unwrap(),
+            Stored::Negative {
+                times: Times {
+                    created_ms: 2_000,
+                    ..times
+                }
+            }
+        );
+        // already tagged, a lease, or no tags: unchanged
+        assert_eq!(with_tags(p.clone(), &["other"], 1).unwrap(), p);
+        let lease = encode_lease(1, 2, [3; 16], &p);
+        assert_eq!(with_tags(lease.clone(), &["t"], 1).unwrap(), lease);
+        assert_eq!(
+            Stored::decode(lease).unwrap(),
+            Stored::Lease {
+                until_ms: 2,
+                token: [3; 16],
+                previous: p.clone()
+            }
+        );
+        let none: [&str; 0] = [];
+        assert_eq!(
+            with_tags(Bytes::from_static(b"1"), &none, 1).unwrap(),
+            Bytes::from_static(b"1")
+        );
+        // entries without tags have none to read
+        assert_eq!(EntryTags::read(&encode_value(times, b"v")).unwrap(), None);
+        assert_eq!(EntryTags::read(b"plain").unwrap(), None);
+        // new times keep the tags
+        let later = Times::new(7_000, None, Duration::ZERO);
+        let retimed = with_times(&v, later).unwrap();
+        assert_eq!(
+            EntryTags::read(&retimed)
+                .unwrap()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
+            ["user:42", "org:7"]
+        );
+        assert!(matches!(
+            Stored::decode(retimed).unwrap(),
+            Stored::Value { times, .. } if times == later
+        ));
+        assert_eq!(with_times(&Bytes::from_static(b"plain"), later), None);
+    }
+
+    #[test]
+    fn bad_tags_are_refused_when_written() {
+        let long = "x".repeat(MAX_TAG_LEN + 1);
+        for tags in [vec![""], vec![long.as_str()]] {
+            let err = with_tags(Bytes::from_static(b"1"), &tags, 1).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        }
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| i.to_string()).collect();
+        let err = with_tags(Bytes::from_static(b"1"), &many, 1).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    }
+
+    #[test]
+    fn unreadable_tagged_envelopes_are_serialization_errors_never_panics() {
+        let good = with_tags(Bytes::from_static(b"value"), &["ab", "c"], 1).unwrap();
+        let mut zero = good.to_vec();
+        zero[HEADER] = 0;
+        let mut cut = good.to_vec();
+        cut[HEADER] = 9; // more tags than there are bytes
+        let mut empty = good.to_vec();
+        empty[HEADER + 1] = 0;
+        let mut not_utf8 = good.to_vec();
+        not_utf8[HEADER + 2] = 0xFF;
+        let mut future = good.to_vec();
+        future[3] = 3;
+        for case in [
+            good[..HEADER].to_vec(),
+            good[..HEADER + 2].to_vec(),
+            zero,
+            cut,
+            empty,
+            not_utf8,
+            future,
+        ] {
+            let err = Stored::decode(Bytes::from(case.clone())).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Serialization, "{err}");
+            if case[3] == VERSION_TAGGED {
+                let err = EntryTags::read(&case).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Serialization, "{err}");
+            }
+        }
+        // every prefix, and every single-byte change of the header and the tags block
+        let negative = with_tags(
+            encode_negative(Times::new(1, Some(Duration::from_secs(1)), Duration::ZERO)),
+            &["n"],
+            1,
+        )
+        .unwrap();
+        for full in [good, negative] {
+            for n in 0..full.len() {
+                let _ = Stored::decode(full.slice(..n));
+                let _ = EntryTags::read(&full[..n]).map(|t| t.map(|t| t.iter().count()));
+            }
+            for i in 0..full.len() {
+                for flip in [0xFF, 0x01, 0x80] {
+                    let mut b = full.to_vec();
+                    b[i] ^= flip;
+                    let _ = Stored::decode(Bytes::from(b.clone()));
+                    let _ = EntryTags::read(&b).map(|t| t.map(|t| t.iter().count()));
+                    let _ = with_tags(Bytes::from(b.clone()), &["t"], 1);
+                    let _ = with_times(&Bytes::from(b), Times::new(1, None, Duration::ZERO));
+                }
             }
         }
     }

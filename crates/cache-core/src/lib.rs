@@ -19,6 +19,7 @@ pub mod plugins;
 mod raw;
 mod read_through;
 pub mod serializer;
+pub mod tags;
 mod ttl;
 pub mod url;
 
@@ -46,6 +47,7 @@ pub use read_through::{
     ReadThroughEvent, ReadThroughStats,
 };
 pub use serializer::{Json, PythonJson, RawBytes, Serializer, Utf8};
+pub use tags::Tags;
 pub use ttl::{KeyTtl, Ttl};
 
 /// The attribute that implements [`Backend`] and [`Plugin`] (both are `async_trait` traits):

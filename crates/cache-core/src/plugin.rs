@@ -70,12 +70,14 @@ pub enum Command {
     Raw,
     /// `close`.
     Close,
+    /// `invalidate_tag` / `invalidate_tags`: the keys of the call are the tags.
+    InvalidateTags,
 }
 
 impl Command {
     /// Whether running the command twice leaves the same state as running it once (reads,
     /// `set`, `multi_set`, `delete`, `multi_delete`, `expire`, `compare_and_delete`, `clear`,
-    /// `wipe_all`). `add`,
+    /// `wipe_all`, `invalidate_tags`). `add`,
     /// `increment`, `compare_and_set`, `raw` and `close` are not.
     pub const fn is_idempotent(self) -> bool {
         matches!(
@@ -92,6 +94,7 @@ impl Command {
                 | Command::CompareAndDelete
                 | Command::Clear
                 | Command::WipeAll
+                | Command::InvalidateTags
         )
     }
 
@@ -115,6 +118,7 @@ impl Command {
             Command::WipeAll => "wipe_all",
             Command::Raw => "raw",
             Command::Close => "close",
+            Command::InvalidateTags => "invalidate_tags",
         }
     }
 }

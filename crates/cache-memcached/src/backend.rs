@@ -210,6 +210,7 @@ impl MemcachedBackend {
             raw: true,
             max_key_len: None,
             max_value_len: Some(config.max_item_size - ITEM_OVERHEAD),
+            tags: false,
         };
         let backend = MemcachedBackend {
             inner: Arc::new(Inner {

@@ -21,6 +21,9 @@ pub mod plugins {}
 #[doc = include_str!("../guide/layers.md")]
 pub mod layers {}
 
+#[doc = include_str!("../guide/tags.md")]
+pub mod tags {}
+
 #[doc = include_str!("../guide/locks.md")]
 pub mod locks {}
 

@@ -24,8 +24,8 @@ pub use cache_core::{
     ClearScope, Command, CommandInfo, DEFAULT_LEASE, DEFAULT_TIMEOUT, Deadline, DefaultKeyBuilder,
     Endpoint, Error, ErrorKind, EventInfo, IntoBackend, Json, KeyBuilder, KeyTtl, Layer, Loaded,
     Loader, Lock, LockGuard, NO_ARGS, OpSet, OptimisticLock, Outcome, Plugin, PythonJson, RawBytes,
-    RawValue, ReadThrough, ReadThroughEvent, ReadThroughStats, Result, Scoped, Serializer, Ttl,
-    Utf8, async_trait, duration, envelope, forward_backend, layer,
+    RawValue, ReadThrough, ReadThroughEvent, ReadThroughStats, Result, Scoped, Serializer, Tags,
+    Ttl, Utf8, async_trait, duration, envelope, forward_backend, layer, tags,
 };
 
 #[cfg(feature = "macros")]
@@ -78,7 +78,7 @@ pub use cache_serde::{Codec, Compressed};
 pub mod prelude {
     pub use crate::{AnyCache, CacheConfig, Caches, FromUrl};
     pub use cache_core::{
-        Cache, Error, ErrorKind, Json, KeyTtl, Loaded, Plugin, ReadThrough, Result, Ttl,
+        Cache, Error, ErrorKind, Json, KeyTtl, Loaded, Plugin, ReadThrough, Result, Tags, Ttl,
     };
     #[cfg(feature = "memcached")]
     pub use cache_memcached::MemcachedBackend;

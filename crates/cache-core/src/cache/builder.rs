@@ -10,9 +10,9 @@ use super::flight::Flights;
 use super::{Cache, DEFAULT_TIMEOUT, Inner};
 use crate::backend::Backend;
 use crate::layer::{
-    ErrorContextLayer, FailSafeLayer, Layer, PipelineLayer, PluginLayer, TimeoutLayer,
+    ErrorContextLayer, FailSafeLayer, Layer, PipelineLayer, PluginLayer, TagLayer, TimeoutLayer,
 };
-use crate::{DefaultKeyBuilder, Json, KeyBuilder, Plugin, ReadThrough, Serializer, Ttl};
+use crate::{DefaultKeyBuilder, Json, KeyBuilder, Plugin, ReadThrough, Serializer, Tags, Ttl};
 
 /// Builds a [`Cache`]; start with [`Cache::builder`].
 #[must_use = "a builder does nothing until .build()"]
@@ -26,6 +26,7 @@ pub struct CacheBuilder<S = Json> {
     plugins: Vec<Arc<dyn Plugin>>,
     typed_plugins: Vec<Arc<dyn Any + Send + Sync>>,
     read_through: ReadThrough,
+    tags: Option<Tags>,
     serializer: S,
 }
 
@@ -53,6 +54,7 @@ impl CacheBuilder<Json> {
             plugins: Vec::new(),
             typed_plugins: Vec::new(),
             read_through: ReadThrough::new(),
+            tags: None,
             serializer: Json,
         }
     }
@@ -158,6 +160,31 @@ impl<S: Serializer> CacheBuilder<S> {
         self
     }
 
+    /// Turns on tag invalidation: writes through
+    /// [`Cache::with_tags`](crate::Cache::with_tags) attach tags to their entries, and
+    /// [`Cache::invalidate_tag`](crate::Cache::invalidate_tag) makes every entry of a tag a
+    /// miss in every process (see [`Tags`] and the guide page "Tags").
+    ///
+    /// [`build`](Self::build) installs a [`TagLayer`] below the deadline and above the
+    /// layers added with [`layer`](Self::layer), and the cache's
+    /// [`Capability::tags`](crate::Capability::tags) is on. Off by default: without it, no
+    /// stored byte changes, and a call with tags is refused.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use cache_core::{Cache, Tags};
+    /// # let backend = cache_core::testkit::MapBackend::new();
+    ///
+    /// let cache = Cache::builder(backend).tags(Tags::new()).build();
+    /// assert!(cache.capability().tags);
+    /// # Ok(()) }
+    /// ```
+    pub fn tags(mut self, options: Tags) -> Self {
+        self.tags = Some(options);
+        self
+    }
+
     /// The serializer of values. Default: [`Json`].
     pub fn serializer<S2: Serializer>(self, serializer: S2) -> CacheBuilder<S2> {
         CacheBuilder {
@@ -170,20 +197,26 @@ impl<S: Serializer> CacheBuilder<S> {
             plugins: self.plugins,
             typed_plugins: self.typed_plugins,
             read_through: self.read_through,
+            tags: self.tags,
             serializer,
         }
     }
 
-    /// Builds the cache: wraps the stack in the pipeline's layers (timeout, plugin hooks,
-    /// error context) and reads its [`Capability`](crate::Capability) once.
+    /// Builds the cache: wraps the stack in the pipeline's layers (the [`TagLayer`] with
+    /// tags on, timeout, plugin hooks, error context) and reads its
+    /// [`Capability`](crate::Capability) once.
     pub fn build(self) -> Cache<S> {
         let plugin_count = self.plugins.len();
         let kept = self.read_through.local_entries();
+        let inner = match self.tags {
+            Some(options) => TagLayer::new(options, self.key_builder.clone()).layer(self.stack),
+            None => self.stack,
+        };
         let stack = if self.plugins.is_empty() && kept == 0 {
             // nothing between the two: one hop does both
-            PipelineLayer.layer(self.stack)
+            PipelineLayer.layer(inner)
         } else {
-            let mut stack = TimeoutLayer::new().layer(self.stack);
+            let mut stack = TimeoutLayer::new().layer(inner);
             if kept > 0 {
                 stack = FailSafeLayer::new(kept).layer(stack);
             }
@@ -193,9 +226,10 @@ impl<S: Serializer> CacheBuilder<S> {
             ErrorContextLayer::new().layer(stack)
         };
         let endpoint = stack.endpoint();
+        let capability = stack.capability();
         Cache {
             inner: Arc::new(Inner {
-                capability: stack.capability(),
+                capability,
                 backend_name: stack.name(),
                 stack,
                 backend: self.backend,
@@ -208,6 +242,7 @@ impl<S: Serializer> CacheBuilder<S> {
                 closed: AtomicBool::new(false),
                 flights: Flights::default(),
                 envelope: self.read_through.needs_envelope(),
+                tags: capability.tags,
                 read_through: self.read_through,
                 events: Default::default(),
                 endpoint,

@@ -58,7 +58,7 @@ impl<S: Serializer> Scoped<'_, S> {
         let Some(bytes) = self.stack().get(&ctx, &built).await? else {
             return Ok(None);
         };
-        let bytes = if self.inner.envelope {
+        let bytes = if self.inner.reads_envelope() {
             match fresh_payload(bytes).map_err(|e| e.with_context_once("key", key))? {
                 Some(payload) => payload,
                 None => return Ok(None),
@@ -102,7 +102,7 @@ impl<S: Serializer> Scoped<'_, S> {
             .zip(&user)
             .map(|(v, k)| {
                 let v = match v {
-                    Some(b) if self.inner.envelope => {
+                    Some(b) if self.inner.reads_envelope() => {
                         fresh_payload(b).map_err(|e| e.with_context_once("key", *k))?
                     }
                     v => v,
@@ -150,7 +150,7 @@ impl<S: Serializer> Scoped<'_, S> {
             .map(|(v, k)| {
                 let read = match v {
                     None => FreshRead::Miss,
-                    Some(b) if self.inner.envelope => {
+                    Some(b) if self.inner.reads_envelope() => {
                         fresh_read(b).map_err(|e| e.with_context_once("key", *k))?
                     }
                     Some(b) => FreshRead::Value(b),
@@ -222,10 +222,13 @@ impl<S: Serializer> Scoped<'_, S> {
         &self,
         entries: &[(String, Bytes)],
         user_keys: &[&str],
+        as_of_ms: u64,
     ) -> Result<()> {
         self.check_open()?;
         let ns = self.resolved_namespace();
-        let ctx = self.ctx(Command::MultiSet, ns, user_keys);
+        let ctx = self
+            .ctx(Command::MultiSet, ns, user_keys)
+            .with_as_of(Some(as_of_ms));
         if !self.inner.envelope {
             return self
                 .stack()
@@ -246,7 +249,12 @@ impl<S: Serializer> Scoped<'_, S> {
 
     /// Stores negative entries for `keys` (built, with the user's keys) in one `multi_set`,
     /// when the cache has a negative TTL and the envelope. Used by `get_or_set_many`.
-    pub(super) async fn store_negatives(&self, built: &[String], user_keys: &[&str]) -> Result<()> {
+    pub(super) async fn store_negatives(
+        &self,
+        built: &[String],
+        user_keys: &[&str],
+        as_of_ms: u64,
+    ) -> Result<()> {
         let Some(ttl) = self.options().negative_ttl else {
             return Ok(());
         };
@@ -257,7 +265,9 @@ impl<S: Serializer> Scoped<'_, S> {
         let entries: Vec<(String, Bytes)> =
             built.iter().map(|k| (k.clone(), bytes.clone())).collect();
         let keep = self.inner.capability.keep_within(keep);
-        let ctx = self.ctx(Command::MultiSet, self.resolved_namespace(), user_keys);
+        let ctx = self
+            .ctx(Command::MultiSet, self.resolved_namespace(), user_keys)
+            .with_as_of(Some(as_of_ms));
         self.stack()
             .multi_set(&ctx, &entries, OpSet::new(keep))
             .await
@@ -386,6 +396,7 @@ impl<S: Serializer> Scoped<'_, S> {
     /// would overflow `i64` (the value is left untouched); backend errors.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
         self.require(self.inner.capability.increment, "increment")?;
+        self.refuse_tags("increment")?;
         let (ns, built) = self.prepare(key)?;
         let keys = [key];
         let ctx = self.ctx(Command::Increment, ns, &keys);
@@ -432,6 +443,7 @@ impl<S: Serializer> Scoped<'_, S> {
         new: &V,
     ) -> Result<bool> {
         self.require(self.inner.capability.compare_and_set, "compare_and_set")?;
+        self.refuse_tags("compare_and_set")?;
         let (ns, built) = self.prepare(key)?;
         let expected = expected.map(|v| self.encode(v, key)).transpose()?;
         let new = self.encode(new, key)?;
@@ -536,6 +548,58 @@ impl<S: Serializer> Scoped<'_, S> {
         self.stack().clear(&ctx, ClearScope::All).await
     }
 
+    /// Makes every entry written with `tag` in the namespace of these calls a miss, in every
+    /// process that shares the backend: writes the tag's marker (the time now), one small
+    /// key, whatever the number of entries. Invalidating a tag that no entry carries writes
+    /// that marker and changes nothing else. See [`invalidate_tags`](Self::invalidate_tags).
+    ///
+    /// # Errors
+    /// The errors of [`invalidate_tags`](Self::invalidate_tags).
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
+        self.invalidate_tags([tag]).await
+    }
+
+    /// Makes every entry written with any of `tags` in the namespace of these calls a miss:
+    /// one marker per tag, all written in one `multi_set`.
+    ///
+    /// An entry is a miss once a tag of it was invalidated at or after it was written:
+    /// through this cache and its clones at once; through caches of other processes within
+    /// their [`Tags::refresh`](crate::Tags::refresh) bound. `get`, `multi_get`, `exists` and
+    /// the `get_or_set` family (which loads again) see the miss; `ttl` and `expire` act on
+    /// the stored entry until it expires or is overwritten. The clocks of the writer and
+    /// the invalidator are compared: see the guide page "Tags" for the bound.
+    ///
+    /// Plugins see the call as [`Command::InvalidateTags`], with the tags as its keys.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] when the cache was built without
+    /// [`CacheBuilder::tags`](crate::CacheBuilder::tags); [`ErrorKind::InvalidArgument`] for
+    /// an invalid tag (empty, over [`MAX_TAG_LEN`](crate::tags::MAX_TAG_LEN) bytes,
+    /// whitespace or control characters) or a marker key the key builder refuses; backend
+    /// errors and [`ErrorKind::Timeout`].
+    pub async fn invalidate_tags<I, T>(&self, tags: I) -> Result<()>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.check_open()?;
+        let tags = crate::tags::collect(tags);
+        if !self.inner.tags {
+            // refused even with no tags: the call means nothing on this cache
+            return self.check_tags(&tags);
+        }
+        crate::tags::validate(&tags)?;
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let ns = self.resolved_namespace();
+        let user: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let ctx = self
+            .ctx(Command::InvalidateTags, ns, &user)
+            .with_tags(&tags);
+        self.stack().multi_set(&ctx, &[], OpSet::new(None)).await
+    }
+
     /// Runs a backend-native command, with no namespace and no serializer.
     ///
     /// ```
@@ -557,6 +621,7 @@ impl<S: Serializer> Scoped<'_, S> {
     {
         self.check_open()?;
         self.require(self.inner.capability.raw, "raw commands")?;
+        self.refuse_tags("raw")?;
         let args: Vec<RawValue> = args.into_iter().map(Into::into).collect();
         let ctx = self.ctx(Command::Raw, None, &[]).with_raw_command(command);
         self.stack().raw(&ctx, command, &args).await

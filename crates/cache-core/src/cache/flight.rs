@@ -345,6 +345,7 @@ impl<S: Serializer> Scoped<'_, S> {
                     .map(|((_, positions), _, _)| user[positions[0]].to_owned())
                     .collect();
                 let loading = flights.loading_with(load.iter().map(|((b, _), _, _)| b.clone()));
+                let started = crate::tags::stamp_now();
                 let found = match LOADING.scope(loading, loader(names)).await {
                     Ok(found) => found,
                     Err(e) => {
@@ -384,7 +385,7 @@ impl<S: Serializer> Scoped<'_, S> {
                     stored.push(key);
                 }
                 if !entries.is_empty()
-                    && let Err(e) = self.store_many(&entries, &stored).await
+                    && let Err(e) = self.store_many(&entries, &stored, started).await
                 {
                     tracing::warn!(
                         keys = entries.len(),
@@ -392,7 +393,10 @@ impl<S: Serializer> Scoped<'_, S> {
                         "get_or_set_many: the loaded values could not be stored"
                     );
                 }
-                if let Err(e) = self.store_negatives(&not_found, &not_found_keys).await {
+                if let Err(e) = self
+                    .store_negatives(&not_found, &not_found_keys, started)
+                    .await
+                {
                     tracing::warn!(
                         keys = not_found.len(),
                         error = %format_args!("{e:#}"),

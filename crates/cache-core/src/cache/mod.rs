@@ -60,8 +60,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 ///    `after` hook in order, exactly once;
 /// 3. [`TimeoutLayer`](crate::layer::TimeoutLayer): the deadline (default
 ///    [`DEFAULT_TIMEOUT`]), the one timer of the call;
-/// 4. the layers added with [`CacheBuilder::layer`], the last added outermost;
-/// 5. the backend.
+/// 4. with [tags](CacheBuilder::tags) on, the [`TagLayer`](crate::layer::TagLayer);
+/// 5. the layers added with [`CacheBuilder::layer`], the last added outermost;
+/// 6. the backend.
 ///
 /// Bad arguments are refused by the handle before any layer runs, so they reach no hook.
 ///
@@ -117,6 +118,8 @@ struct Inner {
     read_through: ReadThrough,
     /// Whether entries of the read-through are stored in the envelope, and reads unwrap it.
     envelope: bool,
+    /// Whether the stack has tags ([`Capability::tags`]): reads unwrap the envelope.
+    tags: bool,
     /// Counts of read-through events.
     events: EventCounters,
     /// The backend's server, for telemetry.
@@ -132,6 +135,12 @@ struct Inner {
 const THROTTLE_TABLE: usize = 10_000;
 
 impl Inner {
+    /// Whether reads unwrap the envelope: with read-through options that need it, and with
+    /// tags (tagged entries are in it).
+    fn reads_envelope(&self) -> bool {
+        self.envelope || self.tags
+    }
+
     fn throttle_table(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
         self.throttled.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -232,6 +241,16 @@ impl<S: Serializer> Cache<S> {
     /// Per-call options with no deadline (the same as `with_timeout(None::<Duration>)`).
     pub fn without_timeout(&self) -> Scoped<'_, S> {
         self.scoped().without_timeout()
+    }
+
+    /// Per-call options whose writes attach these tags to their entries (see
+    /// [`Scoped::with_tags`]; the cache needs [`CacheBuilder::tags`]).
+    pub fn with_tags<I, T>(&self, tags: I) -> Scoped<'_, S>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.scoped().with_tags(tags)
     }
 
     /// Per-call options with another serializer.
@@ -382,6 +401,9 @@ impl<S: Serializer> Cache<S> {
         fn compare_and_delete[V](key: &str, expected: &V) -> crate::Result<bool>
             where [V: serde::Serialize + ?Sized];
         fn clear[]() -> crate::Result<Option<u64>> where [];
+        fn invalidate_tag[](tag: &str) -> crate::Result<()> where [];
+        fn invalidate_tags[I, T](tags: I) -> crate::Result<()>
+            where [I: IntoIterator<Item = T>, T: Into<String>];
         fn wipe_all[]() -> crate::Result<Option<u64>> where [];
         fn raw[I, A](command: &str, args: I) -> crate::Result<crate::RawValue>
             where [I: IntoIterator<Item = A>, A: Into<crate::RawValue>];

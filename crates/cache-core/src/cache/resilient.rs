@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -244,16 +245,25 @@ struct Fill {
     ttl: Ttl,
     timeout: Option<Duration>,
     options: ReadThrough,
+    /// The tags of the entry the load writes.
+    tags: Vec<String>,
+    /// When the load started (ms; 0: not writing a loaded entry): the write time of the
+    /// entry it writes, and the writes carry the tags only while it is set.
+    as_of: AtomicU64,
 }
 
 impl Fill {
     fn ctx<'c>(&'c self, command: Command, keys: &'c [&'c str]) -> CallContext<'c> {
-        CallContext::new(command)
+        let ctx = CallContext::new(command)
             .with_keys(keys)
             .with_namespace(self.namespace.as_deref())
             .with_backend(self.inner.backend_name)
             .with_server(self.inner.endpoint.as_ref())
-            .with_deadline(self.timeout.map(Deadline::after))
+            .with_deadline(self.timeout.map(Deadline::after));
+        match self.as_of.load(AtomicOrdering::Relaxed) {
+            0 => ctx,
+            as_of => ctx.with_tags(&self.tags).with_as_of(Some(as_of)),
+        }
     }
 
     fn emit(&self, event: ReadThroughEvent) {
@@ -380,6 +390,7 @@ impl Fill {
         }
         let loading = self.inner.flights.loading_with([self.built.clone()]);
         let hard = self.options.hard_timeout;
+        let started = crate::tags::stamp_now();
         let loaded = LOADING
             .scope(loading, async {
                 match hard {
@@ -399,7 +410,10 @@ impl Fill {
             })
             .await;
         match loaded {
-            Ok(loaded) => self.store(loaded, &tx, lease).await,
+            Ok(loaded) => {
+                self.as_of.store(started, AtomicOrdering::Relaxed);
+                self.store(loaded, &tx, lease).await;
+            }
             Err(e) => {
                 // The throttle is in place before any caller hears of the failure.
                 let fresh_until = stale.as_ref().map(|s| self.throttle(s));
@@ -503,6 +517,8 @@ impl Fill {
     /// Gives the lease back: the key holds again what the lease replaced.
     async fn release(&self, lease: Option<Bytes>) {
         let Some(lease) = lease else { return };
+        // what the lease replaced goes back as it was, with its own tags if any
+        self.as_of.store(0, AtomicOrdering::Relaxed);
         // what this lease replaced, as the lease itself says
         let previous = lease_previous(Some(&lease));
         let keys = [self.key.as_str()];
@@ -563,9 +579,11 @@ impl Fill {
             fresh_until_ms: fresh_until,
             stale_until_ms: stale.times.stale_until_ms,
         };
-        let bytes = match &stale.payload {
-            Some(payload) => envelope::encode_value(times, payload),
-            None => envelope::encode_negative(times),
+        // the stale entry with new times, its tags (if any) kept
+        let bytes = match (envelope::with_times(&stale.raw, times), &stale.payload) {
+            (Some(bytes), _) => bytes,
+            (None, Some(payload)) => envelope::encode_value(times, payload),
+            (None, None) => envelope::encode_negative(times),
         };
         let expected = lease.or(current).or(Some(stale.raw));
         if let Err(e) = self.cas(expected, bytes, times.physical_ttl(now)).await {
@@ -758,7 +776,7 @@ impl<S: Serializer> Scoped<'_, S> {
             .get(&self.ctx(Command::Get, ns, &keys), &built)
             .await;
         if let Ok(Some(raw)) = &first {
-            if !self.inner.envelope {
+            if !self.inner.reads_envelope() {
                 return self.decode(raw, key).map(Some);
             }
             if options.eager_refresh.is_none()
@@ -800,7 +818,7 @@ impl<S: Serializer> Scoped<'_, S> {
         let mut first = Some(first);
         for _round in 0..4 {
             // Only entries in the envelope carry times.
-            let now = if self.inner.envelope {
+            let now = if self.inner.reads_envelope() {
                 envelope::now_ms()
             } else {
                 0
@@ -812,8 +830,10 @@ impl<S: Serializer> Scoped<'_, S> {
                     self.stack().get(&ctx, built).await
                 }
             };
+            // the exact stored bytes, which an eager refresh's lease replaces
+            let stored = read.as_ref().ok().and_then(Clone::clone);
             let found = match read {
-                Ok(raw) => classify(raw, self.inner.envelope, now)
+                Ok(raw) => classify(raw, self.inner.reads_envelope(), now)
                     .map_err(|e| e.with_context_once("key", key))?,
                 Err(e) if options.fail_safe.is_some() && e.kind() != ErrorKind::Closed => {
                     emit(self.inner, ReadThroughEvent::ReadFailed, key, ns);
@@ -829,7 +849,7 @@ impl<S: Serializer> Scoped<'_, S> {
                         && times.age_fraction(now) >= share
                         && let Some(job) = take_job(&mut loader)
                     {
-                        let raw = envelope::encode_value(times, &payload);
+                        let raw = stored.unwrap_or_else(|| envelope::encode_value(times, &payload));
                         self.refresh(key, ns, built, job, raw);
                     }
                     return self.decode(&payload, key).map(Some);
@@ -934,6 +954,8 @@ impl<S: Serializer> Scoped<'_, S> {
             ttl: self.ttl,
             timeout: self.deadline(),
             options: self.options().clone(),
+            tags: self.tags.clone(),
+            as_of: AtomicU64::new(0),
         }
     }
 

@@ -45,6 +45,8 @@ pub struct Scoped<'a, S = Json> {
     namespace: Option<&'a str>,
     timeout: Option<Option<Duration>>,
     pub(super) read_through: Option<ReadThrough>,
+    /// The tags of the entries these calls write.
+    pub(super) tags: Vec<String>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Scoped<'_, S> {
@@ -55,6 +57,7 @@ impl<S: fmt::Debug> fmt::Debug for Scoped<'_, S> {
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
             .field("read_through", &self.read_through)
+            .field("tags", &self.tags)
             .finish()
     }
 }
@@ -68,6 +71,7 @@ impl<'a, S: Serializer> Scoped<'a, S> {
             namespace: None,
             timeout: None,
             read_through: None,
+            tags: Vec::new(),
         }
     }
 
@@ -114,6 +118,7 @@ impl<'a, S: Serializer> Scoped<'a, S> {
             namespace: self.namespace,
             timeout: self.timeout,
             read_through: self.read_through,
+            tags: self.tags,
         }
     }
 
@@ -122,6 +127,47 @@ impl<'a, S: Serializer> Scoped<'a, S> {
     /// the call when the cache was built without it.
     pub fn with_read_through(mut self, options: ReadThrough) -> Self {
         self.read_through = Some(options);
+        self
+    }
+
+    /// The tags of the entries written through these options: `set`, `set_encoded`, `add`,
+    /// `multi_set` and the `get_or_set` family (read-through entries and negative entries
+    /// alike) store them with each entry, and
+    /// [`invalidate_tag`](Self::invalidate_tag) of any of them makes the entry a miss.
+    /// Replaces tags given before; duplicates are dropped.
+    ///
+    /// The cache must have been built with [`CacheBuilder::tags`](crate::CacheBuilder::tags);
+    /// otherwise every command through these options fails with
+    /// [`ErrorKind::Unsupported`]. A tag is 1 to [`MAX_TAG_LEN`](crate::tags::MAX_TAG_LEN)
+    /// bytes without whitespace or control characters, and an entry carries at most
+    /// [`MAX_TAGS_PER_ENTRY`](crate::tags::MAX_TAGS_PER_ENTRY): other tags fail the command
+    /// with [`ErrorKind::InvalidArgument`]. `increment`, `compare_and_set` and `raw` cannot
+    /// carry tags and refuse them with [`ErrorKind::InvalidArgument`]; the commands that read
+    /// or remove entries ignore them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// use cache_core::{Cache, ErrorKind, Tags};
+    /// # let backend = cache_core::testkit::MapBackend::new();
+    ///
+    /// let backend: std::sync::Arc<dyn cache_core::Backend> = std::sync::Arc::new(backend);
+    /// let cache = Cache::builder(backend.clone()).tags(Tags::new()).build();
+    /// cache.with_tags(["user:42"]).set("orders:42", &[1, 2, 3]).await?;
+    /// cache.invalidate_tag("user:42").await?;
+    /// assert_eq!(cache.get::<Vec<u32>>("orders:42").await?, None);
+    ///
+    /// let without = Cache::new(backend);
+    /// let refused = without.with_tags(["user:42"]).set("k", &1).await.unwrap_err();
+    /// assert_eq!(refused.kind(), ErrorKind::Unsupported);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_tags<I, T>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags = crate::tags::collect(tags);
         self
     }
 
@@ -144,8 +190,41 @@ impl<'a, S: Serializer> Scoped<'a, S> {
         if self.inner.closed.load(Ordering::Acquire) {
             Err(Error::new(ErrorKind::Closed, "the cache was closed")
                 .with_context("backend", self.inner.backend_name))
+        } else if !self.tags.is_empty() {
+            self.check_tags(&self.tags)
         } else {
             Ok(())
+        }
+    }
+
+    /// Refuses tags on a cache without them, and tags that are not valid.
+    pub(super) fn check_tags(&self, tags: &[String]) -> Result<()> {
+        if !self.inner.tags {
+            return Err(Error::unsupported(
+                "this cache was built without tags: turn them on with CacheBuilder::tags",
+            )
+            .with_context("backend", self.inner.backend_name));
+        }
+        crate::tags::validate(tags)?;
+        if tags.len() > crate::tags::MAX_TAGS_PER_ENTRY {
+            return Err(Error::invalid_argument(format!(
+                "an entry carries at most {} tags, not {}",
+                crate::tags::MAX_TAGS_PER_ENTRY,
+                tags.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses tags on a command that cannot carry them.
+    pub(super) fn refuse_tags(&self, command: &'static str) -> Result<()> {
+        if self.tags.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid_argument(format!(
+                "{command} cannot carry tags: only entries written by set, add, multi_set and \
+                 the get_or_set family do"
+            )))
         }
     }
 
@@ -181,6 +260,13 @@ impl<'a, S: Serializer> Scoped<'a, S> {
         if key.is_empty() {
             return Err(Error::invalid_argument("key must not be empty"));
         }
+        if self.inner.tags && key.starts_with(crate::tags::MARKER_PREFIX) {
+            return Err(Error::invalid_argument(format!(
+                "keys that start with {:?} are the markers of tags",
+                crate::tags::MARKER_PREFIX
+            ))
+            .with_context("key", key));
+        }
         let built = self
             .inner
             .key_builder
@@ -201,7 +287,7 @@ impl<'a, S: Serializer> Scoped<'a, S> {
 
     /// The call's context: command, user keys, namespace and deadline.
     pub(super) fn ctx<'c>(
-        &self,
+        &'c self,
         command: Command,
         namespace: Option<&'c str>,
         keys: &'c [&'c str],
@@ -215,6 +301,7 @@ impl<'a, S: Serializer> Scoped<'a, S> {
             .with_backend(self.inner.backend_name)
             .with_server(self.inner.endpoint.as_ref())
             .with_deadline(self.deadline().map(Deadline::after))
+            .with_tags(&self.tags)
     }
 
     /// Encodes `value` with the serializer and checks its length.

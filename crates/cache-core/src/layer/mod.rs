@@ -15,6 +15,7 @@
 //!   → ErrorContextLayer   adds op, backend, key and namespace to every error
 //!   → plugin hooks        before hooks (within the deadline) … after hooks (always once)
 //!   → TimeoutLayer        the caller's deadline: the one timer of the call
+//!   → TagLayer            with tags on: tagged entries, invalidated tags read as misses
 //!   → your last layer → … → your first layer
 //!   → the backend
 //! ```
@@ -61,6 +62,7 @@ mod fail_safe;
 mod jitter;
 mod plugins;
 pub(crate) mod retry;
+mod tags;
 pub(crate) mod timeout;
 
 use std::fmt;
@@ -81,6 +83,7 @@ pub use self::fail_safe::FailSafeLayer;
 pub use self::jitter::TtlJitterLayer;
 pub(crate) use self::plugins::PluginLayer;
 pub use self::retry::RetryLayer;
+pub use self::tags::TagLayer;
 pub use self::timeout::TimeoutLayer;
 use crate::backend::{Backend, ClearScope, OpSet};
 use crate::context::CallContext;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::{Command, CommandInfo, ErrorKind, Outcome, Plugin};
 
 /// Every command, in declaration order: the order of [`TimingPlugin::snapshot`].
-const COMMANDS: [Command; 17] = [
+const COMMANDS: [Command; 18] = [
     Command::Get,
     Command::MultiGet,
     Command::Set,
@@ -26,6 +26,7 @@ const COMMANDS: [Command; 17] = [
     Command::Raw,
     Command::Close,
     Command::CompareAndDelete,
+    Command::InvalidateTags,
 ];
 
 /// The position of `command` in [`COMMANDS`].
@@ -48,6 +49,7 @@ const fn slot_of(command: Command) -> usize {
         Command::Raw => 14,
         Command::Close => 15,
         Command::CompareAndDelete => 16,
+        Command::InvalidateTags => 17,
     }
 }
 

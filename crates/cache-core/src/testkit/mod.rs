@@ -242,6 +242,12 @@ macro_rules! conformance_tests {
             lease_lets_one_of_two_caches_load,
             read_through_events_reach_plugins,
             get_or_set_many_caches_keys_not_found_as_negative_entries,
+            tags_invalidated_entries_are_misses_and_others_untouched,
+            tags_multi_get_mixes_invalidated_and_kept_entries,
+            tags_read_through_loads_again_after_invalidation,
+            tags_envelope_bytes_round_trip,
+            tags_are_refused_without_tags_and_validated,
+            tags_other_caches_see_invalidations_within_refresh,
             raw_is_supported_or_refused,
             close_is_idempotent_and_later_calls_are_closed,
         );

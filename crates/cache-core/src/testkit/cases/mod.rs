@@ -23,6 +23,7 @@ mod pipeline;
 mod raw_close;
 mod read_through;
 mod serializers;
+mod tags;
 
 pub use self::add_cas::*;
 pub use self::clear_namespace::*;
@@ -38,6 +39,7 @@ pub use self::pipeline::*;
 pub use self::raw_close::*;
 pub use self::read_through::*;
 pub use self::serializers::*;
+pub use self::tags::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct User {
