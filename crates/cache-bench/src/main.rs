@@ -8,6 +8,7 @@ mod aiocache;
 mod chart;
 mod coalesce;
 mod decorators;
+mod generations;
 mod harness;
 mod memory;
 mod net;
@@ -28,9 +29,10 @@ use chart::Group;
 use harness::{Target, machine, tool_version};
 use workloads::Server;
 
-const WORKLOADS: [&str; 8] = [
+const WORKLOADS: [&str; 9] = [
     "memory",
     "tags",
+    "generations",
     "decorators",
     "redis",
     "memcached",
@@ -396,6 +398,16 @@ fn main() {
         report.sections.push(("tags", body));
         report.targets.extend(targets);
         eprintln!("tags done after {:.0} s", started.elapsed().as_secs_f64());
+    }
+
+    if all || what == "generations" {
+        let (body, targets) = generations::run(&redis_url(), quick);
+        report.sections.push(("generations", body));
+        report.targets.extend(targets);
+        eprintln!(
+            "generations done after {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
     }
 
     if all || what == "serde" {

@@ -293,7 +293,16 @@ async fn a_clear_among_millions_of_keys_is_one_command_or_reports_itself_cut() {
         .clear()
         .await
         .unwrap();
+    // a page whose answer the deadline cut off was removed but not counted: a lower bound
     let removed_before: u64 = e.context_value("removed").unwrap().parse().unwrap();
-    assert_eq!(finished.unwrap() + removed_before, keys.len() as u64);
-    assert_eq!(scanning.get::<Bytes>("k1").await.unwrap(), None);
+    assert!(finished.unwrap() + removed_before <= keys.len() as u64);
+    let left: Vec<Option<Bytes>> = scanning
+        .with_timeout(Duration::from_secs(120))
+        .multi_get(keys.iter().map(String::as_str))
+        .await
+        .unwrap();
+    assert!(
+        left.iter().all(Option::is_none),
+        "the second clear finished it"
+    );
 }

@@ -490,8 +490,9 @@ impl<S: Serializer> Scoped<'_, S> {
     /// without the cache's per-command timeout; a deadline set for the call with
     /// [`with_timeout`](Self::with_timeout) applies. A clear that stops before the end — its
     /// deadline passed, the connection broke — never does so silently: the error says the
-    /// clear is incomplete and how many keys it had removed (context `removed`), and calling
-    /// `clear` again finishes it.
+    /// clear is incomplete and how many keys it had removed at least (context `removed`; a
+    /// page cut off in flight may be removed but not counted), and calling `clear` again
+    /// finishes it.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] without a namespace on a shared server;
@@ -651,7 +652,7 @@ fn incomplete_clear(e: Error, namespace: Option<&str>, progress: &Progress) -> E
     Error::new(
         e.kind(),
         format!(
-            "{what} is incomplete: {removed} keys were removed before it stopped; call clear() \
+            "{what} is incomplete: at least {removed} keys were removed before it stopped; call clear() \
              again to finish"
         ),
     )
