@@ -43,7 +43,7 @@ const WORKLOADS: [&str; 9] = [
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cache-bench <memory|tags|decorators|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
+        "usage: cache-bench <memory|tags|generations|decorators|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
     );
     std::process::exit(2)
 }
@@ -186,6 +186,7 @@ fn setup_section(what: &str, quick: bool, python: Option<&Python>, took: Duratio
          | `cargo x bench memory` | memory backend vs moka and quick_cache, memory per entry, eviction study, cached functions (no server) |\n\
          | `cargo x bench decorators` | a `#[cached]` hit vs a hand-written `get` of the same key (no server) |\n\
          | `cargo x bench tags` | a `get` of an entry with two tags (tags on) vs a plain `get`, on memory, Redis and Memcached |\n\
+         | `cargo x bench generations` | a `get` with namespace generations vs a plain `get` (memory, Redis), and `clear()` among five million keys on a private Redis, with and without generations |\n\
          | `cargo x bench redis` | Redis: stratacache vs raw fred vs aiocache |\n\
          | `cargo x bench memcached` | Memcached: stratacache vs raw async-memcached vs aiocache |\n\
          | `cargo x bench stampede` | `get_or_set` with 1,000 concurrent callers per cold key, every backend, and across 4 processes × 250 callers on Redis and Memcached (`ReadThrough::lease`); `get_or_set` with fail-safe through a 5 s outage of a private Redis and Memcached |\n\

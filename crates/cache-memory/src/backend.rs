@@ -1,6 +1,5 @@
 //! The [`Backend`] implementation over the [`Store`].
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,13 +66,13 @@ impl MemoryBackend {
         }
     }
 
-    /// The key `key` is stored under: itself, or with namespace generations its group's
-    /// generation folded in.
+    /// Runs `f` with the key `key` is stored under: itself, or with namespace generations
+    /// its group's generation folded in.
     #[inline]
-    fn stored<'k>(&self, key: &'k str) -> Cow<'k, str> {
+    fn at<R>(&self, key: &str, f: impl FnOnce(&str) -> R) -> R {
         match &self.generations {
-            None => Cow::Borrowed(key),
-            Some(g) => g.stored(key),
+            None => f(key),
+            Some(g) => g.with_stored(key, f),
         }
     }
 
@@ -175,7 +174,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn get(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.store.get(&self.stored(key)))
+        Ok(self.at(key, |k| self.store.get(k)))
     }
 
     async fn multi_get(
@@ -185,14 +184,13 @@ impl Backend for MemoryBackend {
     ) -> Result<Vec<Option<Bytes>>> {
         Ok(keys
             .iter()
-            .map(|k| self.store.get(&self.stored(k)))
+            .map(|k| self.at(k, |k| self.store.get(k)))
             .collect())
     }
 
     async fn set(&self, _ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
         let len = value.len();
-        self.store
-            .set(&self.stored(key), value, op.ttl)
+        self.at(key, |k| self.store.set(k, value, op.ttl))
             .map_err(|TooLarge| self.too_large(key, len))
     }
 
@@ -204,8 +202,7 @@ impl Backend for MemoryBackend {
         op: OpSet,
     ) -> Result<bool> {
         let len = value.len();
-        self.store
-            .add(&self.stored(key), value, op.ttl)
+        self.at(key, |k| self.store.add(k, value, op.ttl))
             .map_err(|TooLarge| self.too_large(key, len))
     }
 
@@ -225,31 +222,29 @@ impl Backend for MemoryBackend {
         }
         for (k, v) in entries {
             let len = v.len();
-            self.store
-                .set(&self.stored(k), v.clone(), op.ttl)
+            self.at(k, |k| self.store.set(k, v.clone(), op.ttl))
                 .map_err(|TooLarge| self.too_large(k, len))?;
         }
         Ok(())
     }
 
     async fn delete(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
-        Ok(self.store.delete(&self.stored(key)))
+        Ok(self.at(key, |k| self.store.delete(k)))
     }
 
     async fn multi_delete(&self, _ctx: &CallContext<'_>, keys: &[String]) -> Result<u64> {
         Ok(keys
             .iter()
-            .filter(|k| self.store.delete(&self.stored(k)))
+            .filter(|k| self.at(k, |k| self.store.delete(k)))
             .count() as u64)
     }
 
     async fn exists(&self, _ctx: &CallContext<'_>, key: &str) -> Result<bool> {
-        Ok(self.store.contains(&self.stored(key)))
+        Ok(self.at(key, |k| self.store.contains(k)))
     }
 
     async fn increment(&self, _ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
-        self.store
-            .increment(&self.stored(key), delta)
+        self.at(key, |k| self.store.increment(k, delta))
             .map_err(|e| error::increment(e, || self.too_large(key, 20)))
     }
 
@@ -259,11 +254,11 @@ impl Backend for MemoryBackend {
         key: &str,
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        Ok(self.store.expire(&self.stored(key), ttl))
+        Ok(self.at(key, |k| self.store.expire(k, ttl)))
     }
 
     async fn ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<KeyTtl> {
-        Ok(key_ttl(self.store.ttl(&self.stored(key))))
+        Ok(key_ttl(self.at(key, |k| self.store.ttl(k))))
     }
 
     async fn compare_and_set(
@@ -275,9 +270,11 @@ impl Backend for MemoryBackend {
         op: OpSet,
     ) -> Result<bool> {
         let len = new.len();
-        self.store
-            .compare_and_set(&self.stored(key), expected.as_deref(), new, op.ttl)
-            .map_err(|TooLarge| self.too_large(key, len))
+        self.at(key, |k| {
+            self.store
+                .compare_and_set(k, expected.as_deref(), new, op.ttl)
+        })
+        .map_err(|TooLarge| self.too_large(key, len))
     }
 
     async fn compare_and_delete(
@@ -286,7 +283,7 @@ impl Backend for MemoryBackend {
         key: &str,
         expected: Bytes,
     ) -> Result<bool> {
-        Ok(self.store.compare_and_delete(&self.stored(key), &expected))
+        Ok(self.at(key, |k| self.store.compare_and_delete(k, &expected)))
     }
 
     async fn clear(&self, ctx: &CallContext<'_>, scope: ClearScope<'_>) -> Result<Option<u64>> {

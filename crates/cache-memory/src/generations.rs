@@ -11,7 +11,7 @@
 //! store's bounds), or — with the sweep on — by a background thread that removes them one
 //! shard at a time, never holding a shard's lock for more than one pass over it.
 
-use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,11 +21,23 @@ use parking_lot::RwLock;
 
 use crate::store::Store;
 
+/// A cleared group's generation, and its keys' stored prefix (`{group}{generation}.`).
+#[derive(Debug)]
+struct Current {
+    generation: u64,
+    prefix: Box<str>,
+}
+
 /// The generations of the cleared groups, and the sweep's queue.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryGenerations {
-    current: RwLock<HashMap<Box<str>, u64>>,
+    current: RwLock<HashMap<Box<str>, Current, foldhash::fast::RandomState>>,
     sweep: Option<Sweep>,
+}
+
+thread_local! {
+    /// Where a stored key is built, so that a command allocates nothing for it.
+    static STORED: RefCell<String> = RefCell::new(String::with_capacity(128));
 }
 
 /// Prefixes of cleared generations waiting to be removed, and whether a thread removes them.
@@ -38,21 +50,42 @@ struct Sweep {
 impl MemoryGenerations {
     pub(crate) fn new(sweep: bool) -> Self {
         MemoryGenerations {
-            current: RwLock::new(HashMap::new()),
+            current: RwLock::new(HashMap::default()),
             sweep: sweep.then(Sweep::default),
         }
     }
 
-    /// The key `key` is stored under.
-    #[inline]
-    pub(crate) fn stored<'k>(&self, key: &'k str) -> Cow<'k, str> {
-        match group(key) {
-            None => Cow::Borrowed(key),
-            Some(g) => {
-                let generation = self.current.read().get(g).copied().unwrap_or(0);
-                Cow::Owned(fold(key, g.len(), generation, "", ""))
+    /// Writes the key `key` is stored under into `out` (cleared first).
+    fn build(&self, key: &str, group: &str, out: &mut String) {
+        out.clear();
+        match self.current.read().get(group) {
+            Some(c) => out.push_str(&c.prefix),
+            None => {
+                out.push_str(group);
+                out.push_str("0.");
             }
         }
+        out.push_str(&key[group.len()..]);
+    }
+
+    /// Runs `f` with the key `key` is stored under.
+    #[inline]
+    pub(crate) fn with_stored<R>(&self, key: &str, f: impl FnOnce(&str) -> R) -> R {
+        let Some(g) = group(key) else {
+            return f(key);
+        };
+        STORED.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut out) => {
+                self.build(key, g, &mut out);
+                f(&out)
+            }
+            // `f` itself building a stored key: rare, so a key of its own
+            Err(_) => {
+                let mut out = String::with_capacity(key.len() + 24);
+                self.build(key, g, &mut out);
+                f(&out)
+            }
+        })
     }
 
     /// Moves `group` to its next generation; with the sweep on, queues the old generation's
@@ -60,9 +93,13 @@ impl MemoryGenerations {
     pub(crate) fn clear(&self, group: &str, store: &Arc<Store>) {
         let old = {
             let mut current = self.current.write();
-            let g = current.entry(group.into()).or_insert(0);
-            let old = *g;
-            *g += 1;
+            let c = current.entry(group.into()).or_insert(Current {
+                generation: 0,
+                prefix: Box::from(""),
+            });
+            let old = c.generation;
+            c.generation += 1;
+            c.prefix = fold(group, group.len(), c.generation, "", "").into_boxed_str();
             old
         };
         if let Some(sweep) = &self.sweep {
@@ -119,14 +156,19 @@ mod tests {
     #[test]
     fn keys_fold_their_groups_generation() {
         let g = MemoryGenerations::new(false);
-        assert_eq!(g.stored("plain"), "plain");
-        assert_eq!(g.stored("ns:k"), "ns:0.k");
+        let stored = |k: &str| g.with_stored(k, str::to_owned);
+        assert_eq!(stored("plain"), "plain");
+        assert_eq!(stored("ns:k"), "ns:0.k");
         let store = Arc::new(Store::new(
             crate::store::StoreConfig::default(),
             Arc::new(crate::clock::SystemClock::new()),
         ));
         g.clear("ns:", &store);
-        assert_eq!(g.stored("ns:k"), "ns:1.k");
-        assert_eq!(g.stored("other:k"), "other:0.k");
+        let stored = |k: &str| g.with_stored(k, str::to_owned);
+        assert_eq!(stored("ns:k"), "ns:1.k");
+        assert_eq!(stored("other:k"), "other:0.k");
+        // nested: the inner key is built apart
+        let nested = g.with_stored("ns:a", |a| g.with_stored("ns:b", |b| format!("{a} {b}")));
+        assert_eq!(nested, "ns:1.a ns:1.b");
     }
 }
