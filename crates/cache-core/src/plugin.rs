@@ -156,6 +156,11 @@ pub struct Outcome {
     pub misses: u64,
     /// `None` on success, else the kind of the error.
     pub error: Option<ErrorKind>,
+    /// For `clear`: the keys it removed as the backend counted them while it ran — also when
+    /// it was interrupted (then a lower bound: a page cut off in flight may be removed but
+    /// not counted). `None` for other commands, and for a clear that counted nothing (an
+    /// empty namespace, or a clear by namespace generation, which removes no key itself).
+    pub removed: Option<u64>,
 }
 
 impl Outcome {

@@ -8,7 +8,7 @@ use tracing::Instrument;
 use super::timeout::within;
 use super::{Answer, Around, Next};
 use crate::Result;
-use crate::context::CallContext;
+use crate::context::{CallContext, Progress};
 use crate::plugin::{Outcome, Plugin};
 
 /// Runs the plugins' hooks around each call: every `before` hook in order (within the
@@ -73,6 +73,7 @@ impl Around for PluginLayer {
                     Ok(a) => a.refusal(ctx.command()),
                     Err(e) => Some(e.kind()),
                 },
+                removed: ctx.progress().map(Progress::get).filter(|&n| n > 0),
             };
             for p in self.plugins.iter() {
                 p.after(&info, &outcome).await;

@@ -138,6 +138,7 @@ mod tests {
             hits,
             misses,
             error,
+            removed: None,
         }
     }
 

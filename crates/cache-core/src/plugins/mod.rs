@@ -186,6 +186,7 @@ mod tests {
             hits: 1,
             misses: 0,
             error: None,
+            removed: None,
         };
         as_plugin.before(&info).await;
         as_plugin.after(&info, &outcome).await;
@@ -203,6 +204,7 @@ mod tests {
             hits: 0,
             misses: 0,
             error: None,
+            removed: None,
         };
         assert_eq!(outcome_label(&outcome), "ok");
         outcome.error = Some(ErrorKind::Timeout);

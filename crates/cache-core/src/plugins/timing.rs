@@ -238,6 +238,7 @@ mod tests {
             hits: 0,
             misses: 0,
             error,
+            removed: None,
         }
     }
 
@@ -325,6 +326,7 @@ mod tests {
                 hits: 0,
                 misses: 0,
                 error: None,
+                removed: None,
             });
         }
         assert_eq!(
@@ -336,6 +338,7 @@ mod tests {
             hits: 0,
             misses: 0,
             error: None,
+            removed: None,
         });
         let figures = slot.figures(Command::Get).unwrap();
         assert_eq!(figures.total, Duration::MAX);

@@ -272,6 +272,7 @@ impl Plugin for TracingPlugin {
             server.port = info.server.and_then(|s| s.port).map(i64::from),
             keys = self.keys_field(info.keys),
             outcome = ::tracing::field::Empty,
+            removed = ::tracing::field::Empty,
             error.type = ::tracing::field::Empty,
             otel.status_code = ::tracing::field::Empty,
             elapsed_ms = ::tracing::field::Empty,
@@ -293,6 +294,9 @@ impl Plugin for TracingPlugin {
             span.record("elapsed_ms", outcome.took.as_secs_f64() * 1000.0);
             span.record("hits", outcome.hits);
             span.record("misses", outcome.misses);
+            if let Some(removed) = outcome.removed {
+                span.record("removed", removed);
+            }
         }
         let level = if outcome.is_ok() {
             self.level
@@ -308,6 +312,7 @@ impl Plugin for TracingPlugin {
             elapsed_ms = outcome.took.as_secs_f64() * 1000.0,
             hits = outcome.hits,
             misses = outcome.misses,
+            removed = outcome.removed,
             keys = self.keys_field(info.keys),
             "cache command"
         );
