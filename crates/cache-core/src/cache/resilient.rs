@@ -150,6 +150,14 @@ pub(super) enum FreshRead {
 
 /// Reads stored bytes with the envelope on.
 pub(super) fn fresh_read(raw: Bytes) -> Result<FreshRead> {
+    // plain bytes, and a value fresh for ever (a tagged `set`), need no clock
+    match Stored::decode(raw.clone())? {
+        Stored::Plain(bytes) => return Ok(FreshRead::Value(bytes)),
+        Stored::Value { times, payload } if times.fresh_until_ms == 0 => {
+            return Ok(FreshRead::Value(payload));
+        }
+        _ => {}
+    }
     Ok(match classify(Some(raw), true, envelope::now_ms())? {
         Found::Hit(payload, _) => FreshRead::Value(payload),
         Found::NegativeHit => FreshRead::Negative,

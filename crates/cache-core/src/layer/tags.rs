@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::time::Instant;
+use std::time::Instant;
 
 use super::Layer;
 use crate::backend::{Backend, OpSet};
@@ -135,7 +135,18 @@ impl Shared {
 
     /// The invalidation time of `tag` in `ns` if it was read within the refresh bound.
     fn fresh_time(&self, known: &Known, ns: &str, tag: &str, now: Instant) -> Option<u64> {
-        let t = known.times.get(ns)?.get(tag)?;
+        self.fresh_in(known.times.get(ns)?, tag, now)
+    }
+
+    /// [`fresh_time`](Self::fresh_time) in the times of one namespace.
+    #[inline]
+    fn fresh_in(
+        &self,
+        per_ns: &HashMap<String, TagTime, Fast>,
+        tag: &str,
+        now: Instant,
+    ) -> Option<u64> {
+        let t = per_ns.get(tag)?;
         (now.saturating_duration_since(t.read) < self.options.refresh).then_some(t.at_ms)
     }
 
@@ -298,9 +309,10 @@ impl Tagged {
     fn judge_known(&self, ns: &str, entry: &EntryTags<'_>) -> Option<bool> {
         let now = Instant::now();
         let known = self.shared.known();
+        let per_ns = known.times.get(ns)?;
         let mut unknown = false;
         for tag in entry.iter() {
-            match self.shared.fresh_time(&known, ns, tag, now) {
+            match self.shared.fresh_in(per_ns, tag, now) {
                 Some(at) if at >= entry.created_ms() => return Some(true),
                 Some(_) => {}
                 None => unknown = true,
