@@ -355,7 +355,7 @@ async fn an_evicted_counter_never_brings_back_a_cleared_value() {
     let counter = format!("{{{ns}:}}#g");
     let filler = Bytes::from(vec![b'x'; 2048]);
     let (mut losses, mut cleared_reads, mut hits) = (0, 0, 0);
-    let mut since_clear: Option<u64> = None;
+    let mut since_clear: Option<u64>;
     // the counter as last read; the script makes a lost counter anew before it runs, so a
     // loss shows as a generation that changed without a clear
     let generation = || async {
