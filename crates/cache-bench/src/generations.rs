@@ -12,7 +12,7 @@ use cache_memory::MemoryBuilder;
 use cache_redis::RedisConfig;
 use cache_test_fixtures::{Server, ServerKind};
 
-use crate::harness::{Stats, Target, paired, ratio_cell};
+use crate::harness::{Stats, Target, interleaved, time_per_call as time, two_calls};
 use crate::workloads::{BoxError, Record, record};
 
 /// Keys read in turn by both contenders.
@@ -84,16 +84,6 @@ impl Caches {
     }
 }
 
-fn time(ns: f64) -> String {
-    if ns >= 1_000_000.0 {
-        format!("{:.2} ms", ns / 1_000_000.0)
-    } else if ns >= 1_000.0 {
-        format!("{:.1} µs", ns / 1_000.0)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
-
 /// The `get` rows of one backend: interleaved rounds, per-round ratios.
 async fn get_cost(
     plain: Arc<dyn Backend>,
@@ -106,16 +96,7 @@ async fn get_cost(
     let what = format!("{label} `get` with namespace generations vs plain `get`: time");
     let measured = async {
         let caches = Caches::new(plain, generations).await?;
-        for g in [false, true] {
-            caches.ns_per_get(g, (n / 10).max(100)).await?;
-        }
-        let mut samples: [Vec<f64>; 2] = Default::default();
-        for round in 0..rounds.max(1) {
-            for i in 0..2 {
-                let c = (i + round) % 2;
-                samples[c].push(caches.ns_per_get(c == 1, n).await?);
-            }
-        }
+        let samples = interleaved(rounds, n, |g, n| caches.ns_per_get(g, n)).await?;
         caches.clean_up().await?;
         Ok::<_, BoxError>(samples)
     }
@@ -138,37 +119,16 @@ async fn get_cost(
         "\n### `get` with namespace generations ({label})\n\n{setup} {KEYS} keys holding the \
          benchmark's record, read in turn; each round times {n} calls of each `get`, in an \
          order that turns every round ({} rounds). Median time per call (min – max); the \
-         ratio is the median (min – max) of the per-round ratios.\n\n\
-         | call | time per call | vs plain `get` |\n|---|---|---|",
+         ratio is the median (min – max) of the per-round ratios.\n",
         samples[0].len()
     );
-    let rate = |v: &[f64]| v.iter().map(|t| 1.0 / t).collect::<Vec<f64>>();
-    let ratio = paired(&rate(&samples[0]), &rate(&samples[1]));
-    for (i, call) in ["plain `get`", "`get`, generations on"].iter().enumerate() {
-        let s = Stats::of(&samples[i]);
-        let cell = if i == 1 {
-            ratio_cell(ratio)
-        } else {
-            "—".to_owned()
-        };
-        let _ = writeln!(
-            out,
-            "| {call} | {} ({} – {}) | {cell} |",
-            time(s.median),
-            time(s.min),
-            time(s.max)
-        );
-    }
-    let target = Target {
+    let (rows, target) = two_calls(
+        &samples,
+        ["plain `get`", "`get`, generations on"],
         what,
-        goal: format!("≤ {GET_GOAL:.2}×"),
-        measured: format!(
-            "{:.3}× (rounds {:.3}–{:.3})",
-            ratio.median, ratio.min, ratio.max
-        ),
-        met: ratio.median <= GET_GOAL,
-    };
-    let _ = writeln!(out, "\n{}\n", target.line());
+        GET_GOAL,
+    );
+    out.push_str(&rows);
     (out, target)
 }
 

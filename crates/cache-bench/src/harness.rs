@@ -189,3 +189,79 @@ pub fn cell(s: &[f64], unit: &str) -> String {
 pub fn ratio_cell(r: Stats) -> String {
     format!("{:.3}× ({:.3} – {:.3})", r.median, r.min, r.max)
 }
+
+/// Nanoseconds per call of two contenders, `[base, other]`, one sample per round: a warm-up
+/// of a tenth of `n` calls each, then `rounds` rounds of `n` calls of each, in an order that
+/// turns every round. `ns_per_call(other, n)` runs `n` calls of one contender.
+pub async fn interleaved<F, Fut, E>(
+    rounds: usize,
+    n: usize,
+    mut ns_per_call: F,
+) -> Result<[Vec<f64>; 2], E>
+where
+    F: FnMut(bool, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<f64, E>>,
+{
+    for other in [false, true] {
+        ns_per_call(other, (n / 10).max(100)).await?;
+    }
+    let mut samples: [Vec<f64>; 2] = Default::default();
+    for round in 0..rounds.max(1) {
+        for i in 0..2 {
+            let c = (i + round) % 2;
+            samples[c].push(ns_per_call(c == 1, n).await?);
+        }
+    }
+    Ok(samples)
+}
+
+/// A time per call: `345 ns`, `77.1 µs`, `1.23 ms`.
+pub fn time_per_call(ns: f64) -> String {
+    if ns >= 1_000_000.0 {
+        format!("{:.2} ms", ns / 1_000_000.0)
+    } else if ns >= 1_000.0 {
+        format!("{:.1} µs", ns / 1_000.0)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+/// The table of two contenders measured by [`interleaved`] (`labels`: base, other) and the
+/// target "the other costs at most `goal` times the base" (`what` names it), as markdown
+/// rows and the target line.
+pub fn two_calls(
+    samples: &[Vec<f64>; 2],
+    labels: [&str; 2],
+    what: String,
+    goal: f64,
+) -> (String, Target) {
+    let mut out = String::from("| call | time per call | vs the first |\n|---|---|---|\n");
+    let rate = |v: &[f64]| v.iter().map(|t| 1.0 / t).collect::<Vec<f64>>();
+    let ratio = paired(&rate(&samples[0]), &rate(&samples[1]));
+    for (i, label) in labels.iter().enumerate() {
+        let s = Stats::of(&samples[i]);
+        let vs = if i == 1 {
+            ratio_cell(ratio)
+        } else {
+            "—".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| {label} | {} ({} – {}) | {vs} |",
+            time_per_call(s.median),
+            time_per_call(s.min),
+            time_per_call(s.max)
+        );
+    }
+    let target = Target {
+        what,
+        goal: format!("≤ {goal:.2}×"),
+        measured: format!(
+            "{:.3}× (rounds {:.3}–{:.3})",
+            ratio.median, ratio.min, ratio.max
+        ),
+        met: ratio.median <= goal,
+    };
+    let _ = writeln!(out, "\n{}\n", target.line());
+    (out, target)
+}

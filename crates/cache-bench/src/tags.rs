@@ -7,12 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_core::{Backend, Cache, Tags};
-use cache_memcached::MemcachedConfig;
 use cache_memory::MemoryBackend;
-use cache_redis::RedisConfig;
 
-use crate::harness::{Stats, Target, paired, ratio_cell};
-use crate::workloads::{BoxError, Record, record};
+use crate::harness::{Target, interleaved, two_calls};
+use crate::workloads::{BoxError, Record, Server, record};
 
 /// Keys read in turn by both contenders.
 const KEYS: usize = 1_000;
@@ -92,28 +90,11 @@ struct Cost {
 }
 
 async fn measure(caches: &Caches, n: usize, rounds: usize) -> Result<Cost, BoxError> {
-    for tagged in [false, true] {
-        caches.ns_per_get(tagged, (n / 10).max(100)).await?;
-    }
-    let mut samples: [Vec<f64>; 2] = Default::default();
-    for round in 0..rounds.max(1) {
-        for i in 0..2 {
-            let c = (i + round) % 2;
-            samples[c].push(caches.ns_per_get(c == 1, n).await?);
-        }
-    }
+    let samples = interleaved(rounds, n, |tagged, n| caches.ns_per_get(tagged, n)).await?;
     Ok(Cost {
         samples,
         calls_per_round: n,
     })
-}
-
-fn time(ns: f64) -> String {
-    if ns >= 1_000.0 {
-        format!("{:.1} µs", ns / 1_000.0)
-    } else {
-        format!("{ns:.0} ns")
-    }
 }
 
 impl Cost {
@@ -128,40 +109,16 @@ impl Cost {
              `Tags::new()` (refresh 1 s) and its entries carry two tags each (`user:{{i % \
              100}}`, `all`), so a read unwraps the envelope and checks both tags against the \
              times it keeps in process; the plain cache has no tags. Median time per call \
-             (min – max); the ratio is the median (min – max) of the per-round ratios.\n\n\
-             | call | time per call | vs plain `get` |\n|---|---|---|",
+             (min – max); the ratio is the median (min – max) of the per-round ratios.\n",
             self.calls_per_round,
         );
-        let rate = |v: &[f64]| v.iter().map(|t| 1.0 / t).collect::<Vec<f64>>();
-        let ratio = paired(&rate(&self.samples[0]), &rate(&self.samples[1]));
-        for (i, label) in ["plain `get`", "`get` of a tagged entry, tags on"]
-            .iter()
-            .enumerate()
-        {
-            let s = Stats::of(&self.samples[i]);
-            let cell = if i == 1 {
-                ratio_cell(ratio)
-            } else {
-                "—".to_owned()
-            };
-            let _ = writeln!(
-                out,
-                "| {label} | {} ({} – {}) | {cell} |",
-                time(s.median),
-                time(s.min),
-                time(s.max)
-            );
-        }
-        let target = Target {
-            what: format!("{backend} `get` of a tagged entry vs plain `get`: time"),
-            goal: format!("≤ {GOAL:.2}×"),
-            measured: format!(
-                "{:.3}× (rounds {:.3}–{:.3})",
-                ratio.median, ratio.min, ratio.max
-            ),
-            met: ratio.median <= GOAL,
-        };
-        let _ = writeln!(out, "\n{}\n", target.line());
+        let (rows, target) = two_calls(
+            &self.samples,
+            ["plain `get`", "`get` of a tagged entry, tags on"],
+            format!("{backend} `get` of a tagged entry vs plain `get`: time"),
+            GOAL,
+        );
+        out.push_str(&rows);
         (out, target)
     }
 }
@@ -230,61 +187,35 @@ pub fn run(redis_url: &str, memcached_url: &str, quick: bool) -> (String, Vec<Ta
     targets.push(target);
     let rt = crate::runtime();
     let n = if quick { 300 } else { 10_000 };
-    let redis = rt.block_on(async {
-        let backend: Result<Arc<dyn Backend>, BoxError> = async {
-            let backend = RedisConfig::from_url(redis_url)?
-                .into_builder()
-                .build()
-                .await?;
-            Ok(Arc::new(backend) as Arc<dyn Backend>)
-        }
-        .await;
-        match backend {
-            Ok(b) => Some(
-                one(
-                    b,
-                    n,
-                    rounds,
-                    "Redis",
-                    "Sequential calls from one task, `Cache<Json>` over one `RedisBackend` \
-                     (one auto-pipelined connection, 5 s deadline);",
-                )
-                .await,
-            ),
-            Err(e) => {
-                eprintln!("tags: Redis not measured: {e}");
-                None
-            }
-        }
-    });
-    let memcached = rt.block_on(async {
-        let backend: Result<Arc<dyn Backend>, BoxError> = async {
-            let backend = MemcachedConfig::from_url(memcached_url)?
-                .into_builder()
-                .build()
-                .await?;
-            Ok(Arc::new(backend) as Arc<dyn Backend>)
-        }
-        .await;
-        match backend {
-            Ok(b) => Some(
-                one(
-                    b,
-                    n,
-                    rounds,
-                    "Memcached",
-                    "Sequential calls from one task, `Cache<Json>` over one `MemcachedBackend` \
-                     (5 s deadline);",
-                )
-                .await,
-            ),
-            Err(e) => {
-                eprintln!("tags: Memcached not measured: {e}");
-                None
-            }
-        }
-    });
-    for (text, target) in [redis, memcached].into_iter().flatten() {
+    let servers = [
+        (
+            Server::Redis,
+            redis_url,
+            "Sequential calls from one task, `Cache<Json>` over one `RedisBackend` (one \
+             auto-pipelined connection, 5 s deadline);",
+        ),
+        (
+            Server::Memcached,
+            memcached_url,
+            "Sequential calls from one task, `Cache<Json>` over one `MemcachedBackend` (5 s \
+             deadline);",
+        ),
+    ];
+    let measured: Vec<Option<(String, Target)>> = servers
+        .into_iter()
+        .map(|(server, url, setup)| {
+            rt.block_on(async {
+                match server.backend(url).await {
+                    Ok(b) => Some(one(b, n, rounds, server.title(), setup).await),
+                    Err(e) => {
+                        eprintln!("tags: {} not measured: {e}", server.title());
+                        None
+                    }
+                }
+            })
+        })
+        .collect();
+    for (text, target) in measured.into_iter().flatten() {
         body.push_str(&text);
         targets.push(target);
     }

@@ -189,6 +189,17 @@ impl<'a> CallContext<'a> {
         self
     }
 
+    /// A context for a command a layer sends on behalf of this call: `command`, with this
+    /// call's namespace, backend, server and deadline, and no keys, tags or progress (set the
+    /// keys with [`with_keys`](Self::with_keys)).
+    pub fn on_behalf(&self, command: Command) -> CallContext<'a> {
+        CallContext::new(command)
+            .with_namespace(self.namespace)
+            .with_backend(self.backend)
+            .with_server(self.server)
+            .with_deadline(self.deadline)
+    }
+
     /// The deadline of the call (`None`: none).
     pub fn with_deadline(mut self, deadline: Option<Deadline>) -> Self {
         self.deadline = deadline;

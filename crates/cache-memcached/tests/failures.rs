@@ -557,23 +557,9 @@ async fn generations_scope_clear_across_processes_and_never_resurrect() {
     assert_eq!(strict.get::<i32>("k").await.unwrap(), Some(3));
 
     // a custom key builder without a `group:` prefix cannot be cleared by generation
-    #[derive(Debug)]
-    struct Pipes;
-    impl KeyBuilder for Pipes {
-        fn build<'a>(
-            &self,
-            key: &'a str,
-            ns: Option<&str>,
-        ) -> cache_core::Result<std::borrow::Cow<'a, str>> {
-            Ok(format!("{}|{key}", ns.unwrap_or("")).into())
-        }
-        fn namespace_prefix(&self, ns: &str) -> Option<String> {
-            Some(format!("{ns}|"))
-        }
-    }
     let piped = Cache::builder(build(Duration::from_secs(1)).await.unwrap())
         .namespace("p")
-        .key_builder(Pipes)
+        .key_builder(cache_core::testkit::PipeKeyBuilder)
         .build();
     piped.set("k", &1).await.unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cache_core::testkit::{random_namespace, server_url};
-use cache_core::{Cache, ErrorKind, KeyBuilder, RawBytes, RawValue};
+use cache_core::{Cache, ErrorKind, RawBytes, RawValue};
 use cache_redis::{RedisBackend, RedisConfig};
 use cache_test_fixtures::{Server, ServerKind};
 
@@ -130,23 +130,9 @@ async fn a_clear_is_one_increment_seen_by_every_client_at_once() {
     assert_eq!(two.get::<i32>("k").await.unwrap(), Some(4));
 
     // a prefix that is not a group cannot be cleared by a generation
-    #[derive(Debug)]
-    struct Pipes;
-    impl KeyBuilder for Pipes {
-        fn build<'a>(
-            &self,
-            key: &'a str,
-            ns: Option<&str>,
-        ) -> cache_core::Result<std::borrow::Cow<'a, str>> {
-            Ok(format!("{}|{key}", ns.unwrap_or("")).into())
-        }
-        fn namespace_prefix(&self, ns: &str) -> Option<String> {
-            Some(format!("{ns}|"))
-        }
-    }
     let piped = Cache::builder(backend(&url, false).await)
         .namespace(random_namespace())
-        .key_builder(Pipes)
+        .key_builder(cache_core::testkit::PipeKeyBuilder)
         .build();
     piped.set("k", &1).await.unwrap();
     let e = piped.clear().await.unwrap_err();

@@ -223,12 +223,10 @@ impl Tagged {
             .map(|t| self.shared.marker_key(ns, t))
             .collect::<Result<Vec<String>>>()?;
         let user: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let read_ctx = CallContext::new(Command::MultiGet)
-            .with_keys(&user)
+        let read_ctx = ctx
+            .on_behalf(Command::MultiGet)
             .with_namespace(ns)
-            .with_backend(ctx.backend())
-            .with_server(ctx.server())
-            .with_deadline(ctx.deadline());
+            .with_keys(&user);
         let sent = Instant::now();
         let values = self.inner.multi_get(&read_ctx, &keys).await?;
         let mut times = Vec::with_capacity(tags.len());
@@ -375,22 +373,12 @@ impl Tagged {
         let now = envelope::now_ms();
         let keys = [key];
         if until_ms <= now {
-            let del = CallContext::new(Command::CompareAndDelete)
-                .with_keys(&keys)
-                .with_namespace(ctx.namespace())
-                .with_backend(ctx.backend())
-                .with_server(ctx.server())
-                .with_deadline(ctx.deadline());
+            let del = ctx.on_behalf(Command::CompareAndDelete).with_keys(&keys);
             self.inner.compare_and_delete(&del, key, bytes).await?;
             return Ok(None);
         }
         let alone = bytes.slice(..bytes.len() - previous.len());
-        let cas = CallContext::new(Command::CompareAndSet)
-            .with_keys(&keys)
-            .with_namespace(ctx.namespace())
-            .with_backend(ctx.backend())
-            .with_server(ctx.server())
-            .with_deadline(ctx.deadline());
+        let cas = ctx.on_behalf(Command::CompareAndSet).with_keys(&keys);
         let keep = Duration::from_millis(until_ms - now + 1_000);
         let op = OpSet::new(self.inner.capability().keep_within(Some(keep)));
         if self
@@ -417,14 +405,7 @@ impl Tagged {
             return Ok(false);
         }
         let keys = [key];
-        let sub = |command| {
-            CallContext::new(command)
-                .with_keys(&keys)
-                .with_namespace(ctx.namespace())
-                .with_backend(ctx.backend())
-                .with_server(ctx.server())
-                .with_deadline(ctx.deadline())
-        };
+        let sub = |command| ctx.on_behalf(command).with_keys(&keys);
         let Some(current) = self.inner.get(&sub(Command::Get), key).await? else {
             // gone meanwhile: the write may go in where there is nothing
             return self
@@ -530,12 +511,7 @@ impl Backend for Tagged {
     }
 
     async fn exists(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {
-        let read = CallContext::new(Command::Get)
-            .with_keys(ctx.keys())
-            .with_namespace(ctx.namespace())
-            .with_backend(ctx.backend())
-            .with_server(ctx.server())
-            .with_deadline(ctx.deadline());
+        let read = ctx.on_behalf(Command::Get).with_keys(ctx.keys());
         match self.inner.get(&read, key).await? {
             None => Ok(false),
             Some(bytes) => match EntryTags::read(&bytes) {

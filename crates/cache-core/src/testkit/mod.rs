@@ -92,6 +92,26 @@ impl Harness {
     }
 }
 
+/// A key builder that joins namespace and key with `|` (`ns|key`): its namespace prefix
+/// (`ns|`) is not a group (`name:`), so a backend with namespace generations cannot clear
+/// it and says so.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PipeKeyBuilder;
+
+impl crate::KeyBuilder for PipeKeyBuilder {
+    fn build<'a>(
+        &self,
+        key: &'a str,
+        ns: Option<&str>,
+    ) -> crate::Result<std::borrow::Cow<'a, str>> {
+        Ok(format!("{}|{key}", ns.unwrap_or("")).into())
+    }
+
+    fn namespace_prefix(&self, ns: &str) -> Option<String> {
+        Some(format!("{ns}|"))
+    }
+}
+
 /// A namespace no other case uses: `t` and 16 hex digits.
 pub fn random_namespace() -> String {
     format!("t{:016x}", rand::random::<u64>())
