@@ -11,10 +11,14 @@ use cache_redis::{RedisBackend, RedisConfig};
 use cache_test_fixtures::{Server, ServerKind};
 
 async fn backend(url: &str, sweep: bool) -> RedisBackend {
+    connect(url, true, sweep).await
+}
+
+async fn connect(url: &str, generations: bool, sweep: bool) -> RedisBackend {
     RedisConfig::from_url(url)
         .expect("a redis URL")
         .into_builder()
-        .namespace_generations(true)
+        .namespace_generations(generations)
         .generation_sweep(sweep)
         .build()
         .await
@@ -211,17 +215,10 @@ async fn a_clear_among_millions_of_keys_is_one_command_or_reports_itself_cut() {
         return;
     };
     let url = server.url();
-    let raw = Cache::builder(
-        RedisConfig::from_url(&url)
-            .unwrap()
-            .into_builder()
-            .build()
-            .await
-            .unwrap(),
-    )
-    .serializer(RawBytes)
-    .timeout(Duration::from_secs(120))
-    .build();
+    let raw = Cache::builder(connect(&url, false, false).await)
+        .serializer(RawBytes)
+        .timeout(Duration::from_secs(120))
+        .build();
     raw.raw("DEBUG", ["POPULATE", "2000000", "other"])
         .await
         .expect("DEBUG POPULATE");
@@ -252,27 +249,20 @@ async fn a_clear_among_millions_of_keys_is_one_command_or_reports_itself_cut() {
     // each clear removed
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
-    let scanning = Cache::builder(
-        RedisConfig::from_url(&url)
-            .unwrap()
-            .into_builder()
-            .build()
-            .await
-            .unwrap(),
-    )
-    .namespace("scan")
-    .serializer(RawBytes)
-    .plugin(
-        move |info: &cache_core::CommandInfo<'_>, outcome: &cache_core::Outcome| {
-            if info.command == cache_core::Command::Clear {
-                record
-                    .lock()
-                    .unwrap()
-                    .push((outcome.error, outcome.removed));
-            }
-        },
-    )
-    .build();
+    let scanning = Cache::builder(connect(&url, false, false).await)
+        .namespace("scan")
+        .serializer(RawBytes)
+        .plugin(
+            move |info: &cache_core::CommandInfo<'_>, outcome: &cache_core::Outcome| {
+                if info.command == cache_core::Command::Clear {
+                    record
+                        .lock()
+                        .unwrap()
+                        .push((outcome.error, outcome.removed));
+                }
+            },
+        )
+        .build();
     for chunk in keys.chunks(1000) {
         scanning
             .multi_set(chunk.iter().map(|k| (k.as_str(), Bytes::from_static(b"v"))))
