@@ -689,6 +689,14 @@ fn cluster_primary_killed_under_load() {
     });
 }
 
+/// Seeded with one node, which dies: recovery uses the topology learned from the cluster.
+#[test]
+fn cluster_seeded_only_with_the_primary_that_dies() {
+    cluster_failover("cluster-failover-dead-seed", |victim, _| {
+        vec![format!("127.0.0.1:{victim}")]
+    });
+}
+
 #[test]
 fn sentinel_master_killed_under_load() {
     let Some(mut setup) = SentinelSetup::start() else {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use cache_core::{Error, Result};
 use fred::error::{Error as FredError, ErrorKind as FredKind};
 use fred::prelude::{Client, ClientLike, ClientState, Config, ServerConfig, TcpConfig};
+use fred::types::config::ClusterDiscoveryPolicy;
 use fred::types::{Builder, ConnectHandle};
 use socket2::TcpKeepalive;
 
@@ -359,7 +360,16 @@ fn fred_config(config: &RedisConfig) -> Result<Config> {
         RedisMode::Standalone => {
             ServerConfig::new_centralized(config.endpoint.clone(), config.port)
         }
-        RedisMode::Cluster => ServerConfig::new_clustered(nodes()?),
+        // Rediscovery after a failure asks the primaries of the last known routing table too,
+        // not only the seeds: a client seeded with one node that later dies still follows
+        // the failover (fred's default asks the seeds only).
+        RedisMode::Cluster => ServerConfig::Clustered {
+            hosts: nodes()?
+                .into_iter()
+                .map(|(host, port)| fred::types::config::Server::new(host, port))
+                .collect(),
+            policy: ClusterDiscoveryPolicy::UseCache,
+        },
         RedisMode::Sentinel => ServerConfig::new_sentinel(
             nodes()?,
             config.sentinel_service.clone().unwrap_or_default(),
