@@ -14,10 +14,11 @@ use fred::clients::WithOptions;
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, EventInterface, KeysInterface};
 use fred::prelude::{Client, Expiration, Key, Options, SetOptions, Value};
-use fred::types::{ClusterHash, ConnectHandle, CustomCommand, FromValue, MultipleKeys};
+use fred::types::{Builder, ClusterHash, ConnectHandle, CustomCommand, FromValue, MultipleKeys};
 use fred::util::redis_keyslot;
 
 use crate::config::{RedisConfig, RedisMode};
+use crate::detour::{self, Detour};
 use crate::error::{self, is_noscript};
 use crate::generations::RedisGenerations;
 use crate::raw::{check_raw, raw_arg, raw_reply};
@@ -95,6 +96,8 @@ pub struct RedisBackend {
     mode: RedisMode,
     /// Namespace generations, when on.
     pub(crate) generations: Option<RedisGenerations>,
+    /// Cluster: where commands of one key go while a cluster client rebuilds its routing.
+    detour: Option<Arc<Detour>>,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -121,15 +124,21 @@ impl Drop for RedisBackend {
 }
 
 impl RedisBackend {
+    /// A backend over `clients`; `detour` (cluster only) is how to connect to one node of the
+    /// cluster, for the commands of one key while a client rebuilds its routing.
     pub(crate) fn new(
         clients: Vec<Client>,
         tasks: Vec<ConnectHandle>,
         config: &RedisConfig,
+        detour: Option<Builder>,
     ) -> Self {
         let connections = Arc::new(cache_core::ConnectionCounters::default());
         let mut tasks = tasks;
+        let detour = detour
+            .filter(|_| config.mode == RedisMode::Cluster)
+            .map(|template| Arc::new(Detour::new(template, clients.len())));
         if tokio::runtime::Handle::try_current().is_ok() {
-            for client in &clients {
+            for (index, client) in clients.iter().enumerate() {
                 let counters = connections.clone();
                 tasks.push(client.on_reconnect(move |server| {
                     counters.connected();
@@ -137,8 +146,13 @@ impl RedisBackend {
                     std::future::ready(Ok(()))
                 }));
                 let counters = connections.clone();
+                let detour = detour.as_ref().map(Arc::downgrade);
+                let cluster = client.clone();
                 tasks.push(client.on_error(move |(error, server)| {
                     counters.failed();
+                    if let Some(detour) = &detour {
+                        detour::on_error(detour, index, &cluster);
+                    }
                     tracing::warn!(
                         server = %server.map(|s| s.to_string()).unwrap_or_default(),
                         error = %error,
@@ -175,6 +189,7 @@ impl RedisBackend {
             generations: config
                 .namespace_generations
                 .then(|| RedisGenerations::new(config.generation_sweep)),
+            detour,
         }
     }
 
@@ -221,14 +236,7 @@ impl RedisBackend {
     /// The next connection, or `Closed`.
     #[inline]
     pub(crate) fn client(&self) -> Result<&Client> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(error::closed());
-        }
-        Ok(if self.clients.len() == 1 {
-            &self.clients[0]
-        } else {
-            &self.clients[self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()]
-        })
+        self.next_index().map(|i| &self.clients[i])
     }
 
     /// The connection that carries every write of `key`, or `Closed`. Writes of one key
@@ -237,14 +245,88 @@ impl RedisBackend {
     /// replaced cannot land after a later `delete` or `set` of the key sent over another one.
     #[inline]
     pub(crate) fn client_for(&self, key: &str) -> Result<&Client> {
+        self.index_for(key).map(|i| &self.clients[i])
+    }
+
+    #[inline]
+    fn next_index(&self) -> Result<usize> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(error::closed());
         }
         Ok(if self.clients.len() == 1 {
-            &self.clients[0]
+            0
         } else {
-            &self.clients[usize::from(redis_keyslot(key.as_bytes())) % self.clients.len()]
+            self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()
         })
+    }
+
+    #[inline]
+    fn index_for(&self, key: &str) -> Result<usize> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(error::closed());
+        }
+        Ok(if self.clients.len() == 1 {
+            0
+        } else {
+            usize::from(redis_keyslot(key.as_bytes())) % self.clients.len()
+        })
+    }
+
+    /// The connection for a command that reads `key` (the next of the pool), or `Closed`.
+    /// On a cluster whose connection is rebuilding its routing, a connection straight to the
+    /// key's primary that fails at once if that primary is down (see [`Detour`]).
+    #[inline]
+    pub(crate) fn key_reader(&self, key: &str) -> Result<WithOptions<Client>> {
+        let index = self.next_index()?;
+        self.routed(index, key, &Options::default(), false)
+    }
+
+    /// The connection for a write of `key` ([`client_for`](Self::client_for)) with the
+    /// [`write_options`](Self::write_options) of `ctx`, or a detour as for
+    /// [`key_reader`](Self::key_reader).
+    #[inline]
+    pub(crate) fn key_writer(
+        &self,
+        ctx: &CallContext<'_>,
+        key: &str,
+    ) -> Result<WithOptions<Client>> {
+        let index = self.index_for(key)?;
+        self.routed(index, key, &self.write_options(ctx), true)
+    }
+
+    #[inline]
+    fn routed(
+        &self,
+        index: usize,
+        key: &str,
+        options: &Options,
+        write: bool,
+    ) -> Result<WithOptions<Client>> {
+        let client = &self.clients[index];
+        if let Some(detour) = &self.detour
+            && detour.rebuilding(index)
+            && !(write && detour.pinned(index, key))
+        {
+            let node = detour.client_for(client, key)?;
+            return Ok(node.with_options(&detour::fail_fast(options)));
+        }
+        Ok(client.with_options(options))
+    }
+
+    /// The result of a write of `key` from [`key_writer`](Self::key_writer). A write that
+    /// timed out on a cluster connection may still be in that connection's buffers, to be sent
+    /// when its routing is rebuilt: the key's later writes keep to that connection (they
+    /// take no detour), so they cannot land before it.
+    #[inline]
+    fn settle<T>(&self, key: &str, result: Result<T>) -> Result<T> {
+        if let (Some(detour), Err(e)) = (&self.detour, &result)
+            && e.kind() == cache_core::ErrorKind::Timeout
+            && let Ok(index) = self.index_for(key)
+            && detour.rebuilding(index)
+        {
+            detour.pin(index, key);
+        }
+        result
     }
 
     /// Converts a fred error, or reports `Closed` if the backend was closed meanwhile.
@@ -469,7 +551,7 @@ impl Backend for RedisBackend {
         if self.generations.is_some() {
             return self.maybe_gen_get(key).await;
         }
-        self.client()?
+        self.key_reader(key)?
             .get::<Option<Bytes>, _>(key)
             .await
             .map_err(|e| self.fail(e))
@@ -496,32 +578,38 @@ impl Backend for RedisBackend {
                 .await
                 .map(|_| ());
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        unsent_again!(async {
-            client
-                .set::<(), _, _>(key, value.clone(), op.ttl.map(px), None, false)
-                .await
-                .map_err(|e| self.fail(e))
-        })
+        let client = self.key_writer(ctx, key)?;
+        self.settle(
+            key,
+            unsent_again!(async {
+                client
+                    .set::<(), _, _>(key, value.clone(), op.ttl.map(px), None, false)
+                    .await
+                    .map_err(|e| self.fail(e))
+            }),
+        )
     }
 
     async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_set(ctx, group, key, value, op, true).await;
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        let reply: Value = unsent_again!(async {
-            client
-                .set(
-                    key,
-                    value.clone(),
-                    op.ttl.map(px),
-                    Some(SetOptions::NX),
-                    false,
-                )
-                .await
-                .map_err(|e| self.fail(e))
-        })?;
+        let client = self.key_writer(ctx, key)?;
+        let reply: Value = self.settle(
+            key,
+            unsent_again!(async {
+                client
+                    .set(
+                        key,
+                        value.clone(),
+                        op.ttl.map(px),
+                        Some(SetOptions::NX),
+                        false,
+                    )
+                    .await
+                    .map_err(|e| self.fail(e))
+            }),
+        )?;
         Ok(!reply.is_null())
     }
 
@@ -544,8 +632,11 @@ impl Backend for RedisBackend {
         if self.generations.is_some() {
             return Ok(self.gen_delete(ctx, &[key]).await? > 0);
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        let n: i64 = unsent_again!(async { client.unlink(key).await.map_err(|e| self.fail(e)) })?;
+        let client = self.key_writer(ctx, key)?;
+        let n: i64 = self.settle(
+            key,
+            unsent_again!(async { client.unlink(key).await.map_err(|e| self.fail(e)) }),
+        )?;
         Ok(n > 0)
     }
 
@@ -566,7 +657,11 @@ impl Backend for RedisBackend {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_exists(group, key).await;
         }
-        let n: i64 = self.client()?.exists(key).await.map_err(|e| self.fail(e))?;
+        let n: i64 = self
+            .key_reader(key)?
+            .exists(key)
+            .await
+            .map_err(|e| self.fail(e))?;
         Ok(n > 0)
     }
 
@@ -574,11 +669,14 @@ impl Backend for RedisBackend {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_increment(ctx, group, key, delta).await;
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        unsent_again!(async {
-            let result: Result<i64, FredError> = client.incr_by(key, delta).await;
-            result.map_err(|e| self.increment_error(e))
-        })
+        let client = self.key_writer(ctx, key)?;
+        self.settle(
+            key,
+            unsent_again!(async {
+                let result: Result<i64, FredError> = client.incr_by(key, delta).await;
+                result.map_err(|e| self.increment_error(e))
+            }),
+        )
     }
 
     async fn expire(
@@ -590,19 +688,22 @@ impl Backend for RedisBackend {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_expire(ctx, group, key, ttl).await;
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        let n: i64 = unsent_again!(async {
-            match ttl {
-                Some(ttl) => client
-                    .pexpire(key, millis(ttl), None)
-                    .await
-                    .map_err(|e| self.fail(e)),
-                None => {
-                    self.eval(&client, &PERSIST, vec![Key::from(key)], Vec::new())
+        let client = self.key_writer(ctx, key)?;
+        let n: i64 = self.settle(
+            key,
+            unsent_again!(async {
+                match ttl {
+                    Some(ttl) => client
+                        .pexpire(key, millis(ttl), None)
                         .await
+                        .map_err(|e| self.fail(e)),
+                    None => {
+                        self.eval(&client, &PERSIST, vec![Key::from(key)], Vec::new())
+                            .await
+                    }
                 }
-            }
-        })?;
+            }),
+        )?;
         Ok(n == 1)
     }
 
@@ -610,7 +711,11 @@ impl Backend for RedisBackend {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_ttl(group, key).await;
         }
-        let ms: i64 = self.client()?.pttl(key).await.map_err(|e| self.fail(e))?;
+        let ms: i64 = self
+            .key_reader(key)?
+            .pttl(key)
+            .await
+            .map_err(|e| self.fail(e))?;
         key_ttl(ms)
     }
 
@@ -630,19 +735,22 @@ impl Backend for RedisBackend {
                 .gen_compare_and_set(ctx, group, key, expected, new, op)
                 .await;
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
+        let client = self.key_writer(ctx, key)?;
         let ttl = match op.ttl {
             Some(ttl) => Value::Integer(millis(ttl)),
             None => Value::Bytes(Bytes::new()),
         };
-        let n: i64 = unsent_again!(async {
-            let args = vec![
-                Value::Bytes(expected.clone()),
-                Value::Bytes(new.clone()),
-                ttl.clone(),
-            ];
-            self.eval(&client, &CAS, vec![Key::from(key)], args).await
-        })?;
+        let n: i64 = self.settle(
+            key,
+            unsent_again!(async {
+                let args = vec![
+                    Value::Bytes(expected.clone()),
+                    Value::Bytes(new.clone()),
+                    ttl.clone(),
+                ];
+                self.eval(&client, &CAS, vec![Key::from(key)], args).await
+            }),
+        )?;
         Ok(n == 1)
     }
 
@@ -655,11 +763,14 @@ impl Backend for RedisBackend {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_compare_and_delete(ctx, group, key, expected).await;
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        let n: i64 = unsent_again!(async {
-            let args = vec![Value::Bytes(expected.clone())];
-            self.eval(&client, &CAD, vec![Key::from(key)], args).await
-        })?;
+        let client = self.key_writer(ctx, key)?;
+        let n: i64 = self.settle(
+            key,
+            unsent_again!(async {
+                let args = vec![Value::Bytes(expected.clone())];
+                self.eval(&client, &CAD, vec![Key::from(key)], args).await
+            }),
+        )?;
         Ok(n == 1)
     }
 

@@ -253,7 +253,8 @@ impl RedisBuilder {
             connected.map_err(|e| connect_error(e, &config))?;
         }
         let tasks = std::mem::take(&mut tasks.0);
-        Ok(RedisBackend::new(clients, tasks, &config))
+        let detour = (config.mode == RedisMode::Cluster).then_some(builder);
+        Ok(RedisBackend::new(clients, tasks, &config, detour))
     }
 }
 
@@ -601,7 +602,7 @@ impl RedisBackend {
             ));
         }
         let config = config_of(&fred, clients.len());
-        Ok(RedisBackend::new(clients, Vec::new(), &config))
+        Ok(RedisBackend::new(clients, Vec::new(), &config, None))
     }
 
     /// A backend over the clients of a fred [`Pool`](fred::clients::Pool) (see
