@@ -53,9 +53,9 @@ const WARM_UP: Duration = Duration::from_millis(1_000);
 /// The longest wait for the promotion after the kill.
 const PROMOTION_BOUND: Duration = Duration::from_secs(20);
 /// Every call started this long after the promotion must succeed.
-const RECOVERY_BOUND: Duration = Duration::from_secs(3);
+const RECOVERY_BOUND: Duration = Duration::from_secs(5);
 /// Load after the promotion: past the recovery bound.
-const AFTER: Duration = Duration::from_secs(5);
+const AFTER: Duration = Duration::from_secs(7);
 /// Per-call deadline of the cache.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause of a task after a failed call, so that the tasks do not spin on instant errors.

@@ -272,18 +272,28 @@ impl RedisBackend {
         })
     }
 
-    /// The connection for a command that reads `key` (the next of the pool), or `Closed`.
-    /// On a cluster whose connection is rebuilding its routing, a connection straight to the
-    /// key's primary that fails at once if that primary is down (see [`Detour`]).
+    /// Runs `op`, a read of `key`, on the next connection of the pool. On a cluster whose
+    /// connection is rebuilding its routing, on a connection straight to the key's primary
+    /// that fails at once if that primary is down (see [`Detour::read`]).
     #[inline]
-    pub(crate) fn key_reader(&self, key: &str) -> Result<WithOptions<Client>> {
+    pub(crate) async fn read_key<T, F, Fut>(&self, key: &str, op: F) -> Result<T>
+    where
+        F: Fn(WithOptions<Client>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, FredError>>,
+    {
         let index = self.next_index()?;
-        self.routed(index, key, &Options::default(), false)
+        let client = &self.clients[index];
+        let result = match &self.detour {
+            None => op(client.with_options(&Options::default())).await,
+            Some(detour) => detour.read(index, client, key, op).await,
+        };
+        result.map_err(|e| self.fail(e))
     }
 
     /// The connection for a write of `key` ([`client_for`](Self::client_for)) with the
-    /// [`write_options`](Self::write_options) of `ctx`, or a detour as for
-    /// [`key_reader`](Self::key_reader).
+    /// [`write_options`](Self::write_options) of `ctx`; on a cluster whose connection is
+    /// rebuilding its routing, a detour as for [`read_key`](Self::read_key), unless a write of
+    /// the key timed out on that connection (see [`settle`](Self::settle)).
     #[inline]
     pub(crate) fn key_writer(
         &self,
@@ -291,23 +301,17 @@ impl RedisBackend {
         key: &str,
     ) -> Result<WithOptions<Client>> {
         let index = self.index_for(key)?;
-        self.routed(index, key, &self.write_options(ctx), true)
+        self.routed(index, key, &self.write_options(ctx))
     }
 
     #[inline]
-    fn routed(
-        &self,
-        index: usize,
-        key: &str,
-        options: &Options,
-        write: bool,
-    ) -> Result<WithOptions<Client>> {
+    fn routed(&self, index: usize, key: &str, options: &Options) -> Result<WithOptions<Client>> {
         let client = &self.clients[index];
         if let Some(detour) = &self.detour
             && detour.rebuilding(index)
-            && !(write && detour.pinned(index, key))
+            && !detour.pinned(index, key)
         {
-            let node = detour.client_for(client, key)?;
+            let node = detour.client_for(client, key).map_err(|e| self.fail(e))?;
             return Ok(node.with_options(&detour::fail_fast(options)));
         }
         Ok(client.with_options(options))
@@ -551,10 +555,8 @@ impl Backend for RedisBackend {
         if self.generations.is_some() {
             return self.maybe_gen_get(key).await;
         }
-        self.key_reader(key)?
-            .get::<Option<Bytes>, _>(key)
+        self.read_key(key, |c| async move { c.get::<Option<Bytes>, _>(key).await })
             .await
-            .map_err(|e| self.fail(e))
     }
 
     async fn multi_get(
@@ -658,10 +660,8 @@ impl Backend for RedisBackend {
             return self.gen_exists(group, key).await;
         }
         let n: i64 = self
-            .key_reader(key)?
-            .exists(key)
-            .await
-            .map_err(|e| self.fail(e))?;
+            .read_key(key, |c| async move { c.exists(key).await })
+            .await?;
         Ok(n > 0)
     }
 
@@ -712,10 +712,8 @@ impl Backend for RedisBackend {
             return self.gen_ttl(group, key).await;
         }
         let ms: i64 = self
-            .key_reader(key)?
-            .pttl(key)
-            .await
-            .map_err(|e| self.fail(e))?;
+            .read_key(key, |c| async move { c.pttl(key).await })
+            .await?;
         key_ttl(ms)
     }
 

@@ -20,12 +20,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
-use cache_core::{Error, ErrorKind, Result};
+use std::future::Future;
+
+use fred::clients::WithOptions;
+use fred::error::{Error as FredError, ErrorKind as FredKind};
 use fred::interfaces::{ClientLike, ClusterInterface};
 use fred::prelude::{Client, ClientState, Options, ServerConfig};
 use fred::types::config::Server;
 use fred::types::{Builder, ConnectHandle};
 use fred::util::redis_keyslot;
+use tokio::sync::Notify;
 
 /// Pause between two probes of a rebuilding cluster client.
 const PROBE_PAUSE: Duration = Duration::from_millis(50);
@@ -40,6 +44,8 @@ pub(crate) struct Detour {
     template: Builder,
     /// Per cluster client of the pool: whether its routing is being rebuilt.
     rebuilding: Box<[AtomicBool]>,
+    /// Per cluster client: wakes the reads waiting on it when it starts rebuilding.
+    started: Box<[Notify]>,
     /// Per cluster client: keys with a write that timed out on it, which may still be sent
     /// when its routing is rebuilt; their writes take no detour until then.
     pinned: Box<[Mutex<HashSet<String>>]>,
@@ -53,6 +59,7 @@ impl Detour {
             template,
             rebuilding: (0..pool_size).map(|_| AtomicBool::new(false)).collect(),
             pinned: (0..pool_size).map(|_| Mutex::new(HashSet::new())).collect(),
+            started: (0..pool_size).map(|_| Notify::new()).collect(),
             nodes: Mutex::new(HashMap::new()),
         }
     }
@@ -63,6 +70,35 @@ impl Detour {
         self.rebuilding
             .get(index)
             .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Runs the read `op` on cluster client `index`, or on the detour connection of `key`'s
+    /// primary if the client is rebuilding its routing — also when it starts to while the
+    /// read waits: a read sent just before the failure was noticed would otherwise wait for
+    /// the whole failover. A read may be sent twice; reads change nothing.
+    pub(crate) async fn read<T, F, Fut>(
+        &self,
+        index: usize,
+        cluster: &Client,
+        key: &str,
+        op: F,
+    ) -> Result<T, FredError>
+    where
+        F: Fn(WithOptions<Client>) -> Fut,
+        Fut: Future<Output = Result<T, FredError>>,
+    {
+        let started = self.started[index].notified();
+        tokio::pin!(started);
+        started.as_mut().enable();
+        if !self.rebuilding(index) {
+            tokio::select! {
+                biased;
+                r = op(cluster.with_options(&Options::default())) => return r,
+                () = started => {}
+            }
+        }
+        let node = self.client_for(cluster, key)?;
+        op(node.with_options(&fail_fast(&Options::default()))).await
     }
 
     /// Keeps the writes of `key` on cluster client `index` until its routing is rebuilt.
@@ -82,23 +118,21 @@ impl Detour {
 
     /// The standalone client of the primary of `key`'s slot, by `cluster`'s last routing
     /// table; made (and connecting) if there is none yet.
-    pub(crate) fn client_for(&self, cluster: &Client, key: &str) -> Result<Client> {
+    pub(crate) fn client_for(&self, cluster: &Client, key: &str) -> Result<Client, FredError> {
         let slot = redis_keyslot(key.as_bytes());
         let owner = cluster
             .cached_cluster_state()
             .and_then(|state| state.get_server(slot).cloned())
             .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Connection,
-                    "the redis cluster is failing over and the key's primary is not known",
+                FredError::new(
+                    FredKind::Cluster,
+                    "the cluster is failing over and the key's primary is not known",
                 )
-                .with_context("backend", "redis")
-                .with_temporary(true)
             })?;
         self.node(&owner)
     }
 
-    fn node(&self, server: &Server) -> Result<Client> {
+    fn node(&self, server: &Server) -> Result<Client, FredError> {
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((client, _)) = nodes.get(server) {
             return Ok(client.clone());
@@ -106,10 +140,7 @@ impl Detour {
         let mut builder = self.template.clone();
         let mut config = builder.get_config().cloned().unwrap_or_default();
         config.server = ServerConfig::new_centralized(server.host.to_string(), server.port);
-        let client = builder
-            .set_config(config)
-            .build()
-            .map_err(crate::error::convert)?;
+        let client = builder.set_config(config).build()?;
         let task = client.connect();
         nodes.insert(server.clone(), (client.clone(), task));
         Ok(client)
@@ -165,6 +196,7 @@ pub(crate) fn on_error(detour: &Weak<Detour>, index: usize, cluster: &Client) {
     if flag.swap(true, Ordering::AcqRel) {
         return;
     }
+    this.started[index].notify_waiters();
     tracing::info!(
         "redis: a cluster connection failed; commands of one key go straight to their primary \
          until the routing is rebuilt"
