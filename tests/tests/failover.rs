@@ -16,6 +16,8 @@
 //!   by the promotion: such reads are counted (`rolled_back`), not judged wrong.
 //! - Errors are `Connection` or `Timeout` only.
 //! - Recovery: every call started [`RECOVERY_BOUND`] after the replica's promotion succeeds.
+//! - Cluster: the old primary, restarted, rejoins as a replica while calls go on, without an
+//!   error or a wrong value.
 //! - Cluster: at least [`HEALTHY_SHARE`] of the calls on the healthy primaries' keys started
 //!   while the failed primary is down (from the kill to the promotion) succeed. The cluster
 //!   runs with `cluster-require-full-coverage no`; with the default `yes` every node refuses
@@ -718,6 +720,66 @@ fn cluster_failover(scenario: &str, seeds: impl Fn(u16, &[u16]) -> Vec<String>) 
             "calls on the healthy primaries' keys during the failover: {:.3} succeeded, at least \
              {HEALTHY_SHARE} expected: {figures}",
             healthy.share()
+        );
+
+        // the old primary, restarted, rejoins as a replica while calls go on, without errors
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for t in 0..4 {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let (mut calls, mut errors) = (0u64, Vec::new());
+                let mut version = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    version += 1;
+                    let key = format!("{{rejoin{t}-{}}}", version % 16);
+                    let value = versioned::value(&key, version, 16);
+                    calls += 2;
+                    if let Err(e) = cache.set(&key, &value).await {
+                        errors.push(format!("set {key}: {e}"));
+                        continue;
+                    }
+                    match cache.get::<String>(&key).await {
+                        Ok(read) if read.as_deref() == Some(value.as_str()) => {}
+                        Ok(read) => errors.push(format!("get {key}: {read:?}")),
+                        Err(e) => errors.push(format!("get {key}: {e}")),
+                    }
+                }
+                (calls, errors)
+            }));
+        }
+        let cli = cluster.cli.clone();
+        tokio::task::block_in_place(|| {
+            cluster.node(victim.port).restart();
+            wait_until(
+                Duration::from_secs(30),
+                "the old primary rejoins as a replica",
+                || {
+                    !is_primary(&cli, victim.port)
+                        && cli_ok(
+                            &cli,
+                            victim.port,
+                            &["info", "replication"],
+                            "master_link_status:up",
+                        )
+                },
+            );
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (mut calls, mut errors) = (0, Vec::new());
+        for task in tasks {
+            let (c, e) = task.await.expect("a rejoin task");
+            calls += c;
+            errors.extend(e);
+        }
+        Figures::new(&format!("{scenario}-rejoin"), "redis-cluster")
+            .add("calls", calls)
+            .add("errors", errors.len())
+            .print();
+        assert!(
+            calls > 0 && errors.is_empty(),
+            "while the old primary rejoined: {errors:#?}"
         );
         cache.close().await.expect("close");
     });
