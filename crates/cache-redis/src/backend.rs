@@ -52,6 +52,15 @@ const MAX_VALUE_LEN: usize = 512 * 1024 * 1024;
 /// [`ReconnectConfig`](crate::ReconnectConfig)); commands issued meanwhile wait for the new
 /// connection up to their timeout.
 ///
+/// # Cluster failover
+///
+/// While a cluster connection rebuilds its routing after a node failed (fred takes no new
+/// command meanwhile, for as long as the failover lasts), commands of one key go straight to
+/// the key's primary over a connection of their own, and fail at once with a temporary
+/// `Connection` error when that primary is the one that is down; multi-key commands,
+/// `clear()` and `raw` wait for the cluster connection. See RFC 0011 (`docs/rfcs/`). Not for
+/// backends made with [`from_clients`](Self::from_clients) or [`from_pool`](Self::from_pool).
+///
 /// # Writes are sent at most once
 ///
 /// A read whose connection breaks while it is in flight is sent again on the new
@@ -815,6 +824,9 @@ impl Backend for RedisBackend {
     async fn close(&self, _ctx: &CallContext<'_>) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        if let Some(detour) = &self.detour {
+            detour.close();
         }
         // QUIT waits for the replies still due; bounded, as the server may be gone
         let deadline = tokio::time::Instant::now() + self.close_timeout;

@@ -49,6 +49,8 @@ pub(crate) struct Detour {
     /// Per cluster client: keys with a write that timed out on it, which may still be sent
     /// when its routing is rebuilt; their writes take no detour until then.
     pinned: Box<[Mutex<HashSet<String>>]>,
+    /// Set when the backend is closed: no more detours or probes.
+    closed: AtomicBool,
     /// Standalone clients by primary, and their connection tasks.
     nodes: Mutex<HashMap<Server, (Client, ConnectHandle)>>,
 }
@@ -60,6 +62,7 @@ impl Detour {
             rebuilding: (0..pool_size).map(|_| AtomicBool::new(false)).collect(),
             pinned: (0..pool_size).map(|_| Mutex::new(HashSet::new())).collect(),
             started: (0..pool_size).map(|_| Notify::new()).collect(),
+            closed: AtomicBool::new(false),
             nodes: Mutex::new(HashMap::new()),
         }
     }
@@ -157,6 +160,15 @@ impl Detour {
         }
     }
 
+    /// Stops detouring for good (the backend is closed) and closes the detour connections.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for flag in &self.rebuilding {
+            flag.store(false, Ordering::Release);
+        }
+        self.close_nodes();
+    }
+
     /// Closes every detour connection.
     fn close_nodes(&self) {
         let nodes: Vec<(Client, ConnectHandle)> = {
@@ -193,6 +205,9 @@ pub(crate) fn on_error(detour: &Weak<Detour>, index: usize, cluster: &Client) {
     let Some(flag) = this.rebuilding.get(index) else {
         return;
     };
+    if this.closed.load(Ordering::Acquire) {
+        return;
+    }
     if flag.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -211,6 +226,9 @@ pub(crate) fn on_error(detour: &Weak<Detour>, index: usize, cluster: &Client) {
             let Some(this) = detour.upgrade() else {
                 return;
             };
+            if this.closed.load(Ordering::Acquire) {
+                return;
+            }
             let probe = Options {
                 timeout: Some(PROBE_TIMEOUT),
                 max_attempts: Some(1),
