@@ -696,6 +696,21 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_is_rediscovered_through_the_primaries_it_last_knew() {
+        let config = RedisBuilder::new()
+            .cluster(["10.0.0.2:7000"])
+            .resolved()
+            .unwrap();
+        match fred_config(&config).unwrap().server {
+            ServerConfig::Clustered { hosts, policy } => {
+                assert_eq!(policy, ClusterDiscoveryPolicy::UseCache);
+                assert_eq!(hosts.len(), 1);
+            }
+            other => panic!("not a cluster config: {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_sentinel_endpoint_defaults_to_port_26379_as_in_urls() {
         let builder = RedisBuilder::new()
             .endpoint("s1")
