@@ -456,7 +456,20 @@ impl RedisBackend {
             .client_for(&entries[0].0)?
             .with_options(&self.write_options(ctx));
         if self.clustered {
-            self.cluster_multi_set(&client, entries, op.ttl).await
+            let result = self.cluster_multi_set(&client, entries, op.ttl).await;
+            if let (Some(detour), Err(e)) = (&self.detour, &result)
+                && e.kind() == cache_core::ErrorKind::Timeout
+            {
+                // as in `settle`: the keys' later writes take no detour
+                for (key, _) in entries {
+                    if let Ok(index) = self.index_for(key)
+                        && detour.rebuilding(index)
+                    {
+                        detour.pin(index, key);
+                    }
+                }
+            }
+            result
         } else {
             unsent_again!(async { self.set_many(&client, entries, op.ttl).await })
         }
