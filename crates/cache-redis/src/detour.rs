@@ -16,11 +16,10 @@
 //! detour connections are closed.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
-
-use std::future::Future;
 
 use fred::clients::WithOptions;
 use fred::error::{Error as FredError, ErrorKind as FredKind};
