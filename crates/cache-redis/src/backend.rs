@@ -14,10 +14,11 @@ use fred::clients::WithOptions;
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, EventInterface, KeysInterface};
 use fred::prelude::{Client, Expiration, Key, Options, SetOptions, Value};
-use fred::types::{ClusterHash, ConnectHandle, CustomCommand, FromValue, MultipleKeys};
+use fred::types::{Builder, ClusterHash, ConnectHandle, CustomCommand, FromValue, MultipleKeys};
 use fred::util::redis_keyslot;
 
 use crate::config::{RedisConfig, RedisMode};
+use crate::detour::{self, Detour};
 use crate::error::{self, is_noscript};
 use crate::generations::RedisGenerations;
 use crate::raw::{check_raw, raw_arg, raw_reply};
@@ -50,6 +51,15 @@ const MAX_VALUE_LEN: usize = 512 * 1024 * 1024;
 /// server in the order they were made. Broken connections are replaced by themselves (see
 /// [`ReconnectConfig`](crate::ReconnectConfig)); commands issued meanwhile wait for the new
 /// connection up to their timeout.
+///
+/// # Cluster failover
+///
+/// While a cluster connection rebuilds its routing after a node failed (fred takes no new
+/// command meanwhile, for as long as the failover lasts), commands of one key go straight to
+/// the key's primary over a connection of their own, and fail at once with a temporary
+/// `Connection` error when that primary is the one that is down; multi-key commands,
+/// `clear()` and `raw` wait for the cluster connection. See RFC 0011 (`docs/rfcs/`). Not for
+/// backends made with [`from_clients`](Self::from_clients) or [`from_pool`](Self::from_pool).
 ///
 /// # Writes are sent at most once
 ///
@@ -95,6 +105,8 @@ pub struct RedisBackend {
     mode: RedisMode,
     /// Namespace generations, when on.
     pub(crate) generations: Option<RedisGenerations>,
+    /// Cluster: where commands of one key go while a cluster client rebuilds its routing.
+    detour: Option<Arc<Detour>>,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -121,15 +133,21 @@ impl Drop for RedisBackend {
 }
 
 impl RedisBackend {
+    /// A backend over `clients`; `detour` (cluster only) is how to connect to one node of the
+    /// cluster, for the commands of one key while a client rebuilds its routing.
     pub(crate) fn new(
         clients: Vec<Client>,
         tasks: Vec<ConnectHandle>,
         config: &RedisConfig,
+        detour: Option<Builder>,
     ) -> Self {
         let connections = Arc::new(cache_core::ConnectionCounters::default());
         let mut tasks = tasks;
+        let detour = detour
+            .filter(|_| config.mode == RedisMode::Cluster)
+            .map(|template| Arc::new(Detour::new(template, clients.len())));
         if tokio::runtime::Handle::try_current().is_ok() {
-            for client in &clients {
+            for (index, client) in clients.iter().enumerate() {
                 let counters = connections.clone();
                 tasks.push(client.on_reconnect(move |server| {
                     counters.connected();
@@ -137,8 +155,13 @@ impl RedisBackend {
                     std::future::ready(Ok(()))
                 }));
                 let counters = connections.clone();
+                let detour = detour.as_ref().map(Arc::downgrade);
+                let cluster = client.clone();
                 tasks.push(client.on_error(move |(error, server)| {
                     counters.failed();
+                    if let Some(detour) = &detour {
+                        detour::on_error(detour, index, &cluster);
+                    }
                     tracing::warn!(
                         server = %server.map(|s| s.to_string()).unwrap_or_default(),
                         error = %error,
@@ -175,6 +198,7 @@ impl RedisBackend {
             generations: config
                 .namespace_generations
                 .then(|| RedisGenerations::new(config.generation_sweep)),
+            detour,
         }
     }
 
@@ -221,14 +245,7 @@ impl RedisBackend {
     /// The next connection, or `Closed`.
     #[inline]
     pub(crate) fn client(&self) -> Result<&Client> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(error::closed());
-        }
-        Ok(if self.clients.len() == 1 {
-            &self.clients[0]
-        } else {
-            &self.clients[self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()]
-        })
+        self.next_index().map(|i| &self.clients[i])
     }
 
     /// The connection that carries every write of `key`, or `Closed`. Writes of one key
@@ -237,14 +254,92 @@ impl RedisBackend {
     /// replaced cannot land after a later `delete` or `set` of the key sent over another one.
     #[inline]
     pub(crate) fn client_for(&self, key: &str) -> Result<&Client> {
+        self.index_for(key).map(|i| &self.clients[i])
+    }
+
+    #[inline]
+    fn next_index(&self) -> Result<usize> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(error::closed());
         }
         Ok(if self.clients.len() == 1 {
-            &self.clients[0]
+            0
         } else {
-            &self.clients[usize::from(redis_keyslot(key.as_bytes())) % self.clients.len()]
+            self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()
         })
+    }
+
+    #[inline]
+    fn index_for(&self, key: &str) -> Result<usize> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(error::closed());
+        }
+        Ok(if self.clients.len() == 1 {
+            0
+        } else {
+            usize::from(redis_keyslot(key.as_bytes())) % self.clients.len()
+        })
+    }
+
+    /// Runs `op`, a read of `key`, on the next connection of the pool. On a cluster whose
+    /// connection is rebuilding its routing, on a connection straight to the key's primary
+    /// that fails at once if that primary is down (see [`Detour::read`]).
+    #[inline]
+    pub(crate) async fn read_key<T, F, Fut>(&self, key: &str, op: F) -> Result<T>
+    where
+        F: Fn(WithOptions<Client>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, FredError>>,
+    {
+        let index = self.next_index()?;
+        let client = &self.clients[index];
+        let result = match &self.detour {
+            None => op(client.with_options(&Options::default())).await,
+            Some(detour) => detour.read(index, client, key, op).await,
+        };
+        result.map_err(|e| self.fail(e))
+    }
+
+    /// The connection for a write of `key` ([`client_for`](Self::client_for)) with the
+    /// [`write_options`](Self::write_options) of `ctx`; on a cluster whose connection is
+    /// rebuilding its routing, a detour as for [`read_key`](Self::read_key), unless a write of
+    /// the key timed out on that connection (see [`settle`](Self::settle)).
+    #[inline]
+    pub(crate) fn key_writer(
+        &self,
+        ctx: &CallContext<'_>,
+        key: &str,
+    ) -> Result<WithOptions<Client>> {
+        let index = self.index_for(key)?;
+        self.routed(index, key, &self.write_options(ctx))
+    }
+
+    #[inline]
+    fn routed(&self, index: usize, key: &str, options: &Options) -> Result<WithOptions<Client>> {
+        let client = &self.clients[index];
+        if let Some(detour) = &self.detour
+            && detour.rebuilding(index)
+            && !detour.pinned(index, key)
+        {
+            let node = detour.client_for(client, key).map_err(|e| self.fail(e))?;
+            return Ok(node.with_options(&detour::fail_fast(options)));
+        }
+        Ok(client.with_options(options))
+    }
+
+    /// The result of a write of `key` from [`key_writer`](Self::key_writer). A write that
+    /// timed out on a cluster connection may still be in that connection's buffers, to be sent
+    /// when its routing is rebuilt: the key's later writes keep to that connection (they
+    /// take no detour), so they cannot land before it.
+    #[inline]
+    fn settle<T>(&self, key: &str, result: Result<T>) -> Result<T> {
+        if let (Some(detour), Err(e)) = (&self.detour, &result)
+            && e.kind() == cache_core::ErrorKind::Timeout
+            && let Ok(index) = self.index_for(key)
+            && detour.rebuilding(index)
+        {
+            detour.pin(index, key);
+        }
+        result
     }
 
     /// Converts a fred error, or reports `Closed` if the backend was closed meanwhile.
@@ -361,7 +456,20 @@ impl RedisBackend {
             .client_for(&entries[0].0)?
             .with_options(&self.write_options(ctx));
         if self.clustered {
-            self.cluster_multi_set(&client, entries, op.ttl).await
+            let result = self.cluster_multi_set(&client, entries, op.ttl).await;
+            if let (Some(detour), Err(e)) = (&self.detour, &result)
+                && e.kind() == cache_core::ErrorKind::Timeout
+            {
+                // as in `settle`: the keys' later writes take no detour
+                for (key, _) in entries {
+                    if let Ok(index) = self.index_for(key)
+                        && detour.rebuilding(index)
+                    {
+                        detour.pin(index, key);
+                    }
+                }
+            }
+            result
         } else {
             unsent_again!(async { self.set_many(&client, entries, op.ttl).await })
         }
@@ -469,10 +577,8 @@ impl Backend for RedisBackend {
         if self.generations.is_some() {
             return self.maybe_gen_get(key).await;
         }
-        self.client()?
-            .get::<Option<Bytes>, _>(key)
+        self.read_key(key, |c| async move { c.get::<Option<Bytes>, _>(key).await })
             .await
-            .map_err(|e| self.fail(e))
     }
 
     async fn multi_get(
@@ -496,32 +602,38 @@ impl Backend for RedisBackend {
                 .await
                 .map(|_| ());
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        unsent_again!(async {
-            client
-                .set::<(), _, _>(key, value.clone(), op.ttl.map(px), None, false)
-                .await
-                .map_err(|e| self.fail(e))
-        })
+        let client = self.key_writer(ctx, key)?;
+        self.settle(
+            key,
+            unsent_again!(async {
+                client
+                    .set::<(), _, _>(key, value.clone(), op.ttl.map(px), None, false)
+                    .await
+                    .map_err(|e| self.fail(e))
+            }),
+        )
     }
 
     async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_set(ctx, group, key, value, op, true).await;
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        let reply: Value = unsent_again!(async {
-            client
-                .set(
-                    key,
-                    value.clone(),
-                    op.ttl.map(px),
-                    Some(SetOptions::NX),
-                    false,
-                )
-                .await
-                .map_err(|e| self.fail(e))
-        })?;
+        let client = self.key_writer(ctx, key)?;
+        let reply: Value = self.settle(
+            key,
+            unsent_again!(async {
+                client
+                    .set(
+                        key,
+                        value.clone(),
+                        op.ttl.map(px),
+                        Some(SetOptions::NX),
+                        false,
+                    )
+                    .await
+                    .map_err(|e| self.fail(e))
+            }),
+        )?;
         Ok(!reply.is_null())
     }
 
@@ -544,8 +656,11 @@ impl Backend for RedisBackend {
         if self.generations.is_some() {
             return Ok(self.gen_delete(ctx, &[key]).await? > 0);
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        let n: i64 = unsent_again!(async { client.unlink(key).await.map_err(|e| self.fail(e)) })?;
+        let client = self.key_writer(ctx, key)?;
+        let n: i64 = self.settle(
+            key,
+            unsent_again!(async { client.unlink(key).await.map_err(|e| self.fail(e)) }),
+        )?;
         Ok(n > 0)
     }
 
@@ -566,7 +681,9 @@ impl Backend for RedisBackend {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_exists(group, key).await;
         }
-        let n: i64 = self.client()?.exists(key).await.map_err(|e| self.fail(e))?;
+        let n: i64 = self
+            .read_key(key, |c| async move { c.exists(key).await })
+            .await?;
         Ok(n > 0)
     }
 
@@ -574,11 +691,14 @@ impl Backend for RedisBackend {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_increment(ctx, group, key, delta).await;
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        unsent_again!(async {
-            let result: Result<i64, FredError> = client.incr_by(key, delta).await;
-            result.map_err(|e| self.increment_error(e))
-        })
+        let client = self.key_writer(ctx, key)?;
+        self.settle(
+            key,
+            unsent_again!(async {
+                let result: Result<i64, FredError> = client.incr_by(key, delta).await;
+                result.map_err(|e| self.increment_error(e))
+            }),
+        )
     }
 
     async fn expire(
@@ -590,19 +710,22 @@ impl Backend for RedisBackend {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_expire(ctx, group, key, ttl).await;
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        let n: i64 = unsent_again!(async {
-            match ttl {
-                Some(ttl) => client
-                    .pexpire(key, millis(ttl), None)
-                    .await
-                    .map_err(|e| self.fail(e)),
-                None => {
-                    self.eval(&client, &PERSIST, vec![Key::from(key)], Vec::new())
+        let client = self.key_writer(ctx, key)?;
+        let n: i64 = self.settle(
+            key,
+            unsent_again!(async {
+                match ttl {
+                    Some(ttl) => client
+                        .pexpire(key, millis(ttl), None)
                         .await
+                        .map_err(|e| self.fail(e)),
+                    None => {
+                        self.eval(&client, &PERSIST, vec![Key::from(key)], Vec::new())
+                            .await
+                    }
                 }
-            }
-        })?;
+            }),
+        )?;
         Ok(n == 1)
     }
 
@@ -610,7 +733,9 @@ impl Backend for RedisBackend {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_ttl(group, key).await;
         }
-        let ms: i64 = self.client()?.pttl(key).await.map_err(|e| self.fail(e))?;
+        let ms: i64 = self
+            .read_key(key, |c| async move { c.pttl(key).await })
+            .await?;
         key_ttl(ms)
     }
 
@@ -630,19 +755,22 @@ impl Backend for RedisBackend {
                 .gen_compare_and_set(ctx, group, key, expected, new, op)
                 .await;
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
+        let client = self.key_writer(ctx, key)?;
         let ttl = match op.ttl {
             Some(ttl) => Value::Integer(millis(ttl)),
             None => Value::Bytes(Bytes::new()),
         };
-        let n: i64 = unsent_again!(async {
-            let args = vec![
-                Value::Bytes(expected.clone()),
-                Value::Bytes(new.clone()),
-                ttl.clone(),
-            ];
-            self.eval(&client, &CAS, vec![Key::from(key)], args).await
-        })?;
+        let n: i64 = self.settle(
+            key,
+            unsent_again!(async {
+                let args = vec![
+                    Value::Bytes(expected.clone()),
+                    Value::Bytes(new.clone()),
+                    ttl.clone(),
+                ];
+                self.eval(&client, &CAS, vec![Key::from(key)], args).await
+            }),
+        )?;
         Ok(n == 1)
     }
 
@@ -655,11 +783,14 @@ impl Backend for RedisBackend {
         if let Some(group) = self.generation_group(key)? {
             return self.gen_compare_and_delete(ctx, group, key, expected).await;
         }
-        let client = self.client_for(key)?.with_options(&self.write_options(ctx));
-        let n: i64 = unsent_again!(async {
-            let args = vec![Value::Bytes(expected.clone())];
-            self.eval(&client, &CAD, vec![Key::from(key)], args).await
-        })?;
+        let client = self.key_writer(ctx, key)?;
+        let n: i64 = self.settle(
+            key,
+            unsent_again!(async {
+                let args = vec![Value::Bytes(expected.clone())];
+                self.eval(&client, &CAD, vec![Key::from(key)], args).await
+            }),
+        )?;
         Ok(n == 1)
     }
 
@@ -706,6 +837,9 @@ impl Backend for RedisBackend {
     async fn close(&self, _ctx: &CallContext<'_>) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        if let Some(detour) = &self.detour {
+            detour.close();
         }
         // QUIT waits for the replies still due; bounded, as the server may be gone
         let deadline = tokio::time::Instant::now() + self.close_timeout;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use cache_core::{Error, Result};
 use fred::error::{Error as FredError, ErrorKind as FredKind};
 use fred::prelude::{Client, ClientLike, ClientState, Config, ServerConfig, TcpConfig};
+use fred::types::config::ClusterDiscoveryPolicy;
 use fred::types::{Builder, ConnectHandle};
 use socket2::TcpKeepalive;
 
@@ -252,7 +253,8 @@ impl RedisBuilder {
             connected.map_err(|e| connect_error(e, &config))?;
         }
         let tasks = std::mem::take(&mut tasks.0);
-        Ok(RedisBackend::new(clients, tasks, &config))
+        let detour = (config.mode == RedisMode::Cluster).then_some(builder);
+        Ok(RedisBackend::new(clients, tasks, &config, detour))
     }
 }
 
@@ -359,7 +361,16 @@ fn fred_config(config: &RedisConfig) -> Result<Config> {
         RedisMode::Standalone => {
             ServerConfig::new_centralized(config.endpoint.clone(), config.port)
         }
-        RedisMode::Cluster => ServerConfig::new_clustered(nodes()?),
+        // Rediscovery after a failure asks the primaries of the last known routing table too,
+        // not only the seeds: a client seeded with one node that later dies still follows
+        // the failover (fred's default asks the seeds only).
+        RedisMode::Cluster => ServerConfig::Clustered {
+            hosts: nodes()?
+                .into_iter()
+                .map(|(host, port)| fred::types::config::Server::new(host, port))
+                .collect(),
+            policy: ClusterDiscoveryPolicy::UseCache,
+        },
         RedisMode::Sentinel => ServerConfig::new_sentinel(
             nodes()?,
             config.sentinel_service.clone().unwrap_or_default(),
@@ -591,7 +602,7 @@ impl RedisBackend {
             ));
         }
         let config = config_of(&fred, clients.len());
-        Ok(RedisBackend::new(clients, Vec::new(), &config))
+        Ok(RedisBackend::new(clients, Vec::new(), &config, None))
     }
 
     /// A backend over the clients of a fred [`Pool`](fred::clients::Pool) (see
@@ -682,6 +693,21 @@ mod tests {
             .resolved()
             .unwrap();
         assert_eq!(seeds(&cluster), ["a:7000", "b:7001"]);
+    }
+
+    #[test]
+    fn a_cluster_is_rediscovered_through_the_primaries_it_last_knew() {
+        let config = RedisBuilder::new()
+            .cluster(["10.0.0.2:7000"])
+            .resolved()
+            .unwrap();
+        match fred_config(&config).unwrap().server {
+            ServerConfig::Clustered { hosts, policy } => {
+                assert_eq!(policy, ClusterDiscoveryPolicy::UseCache);
+                assert_eq!(hosts.len(), 1);
+            }
+            other => panic!("not a cluster config: {other:?}"),
+        }
     }
 
     #[test]

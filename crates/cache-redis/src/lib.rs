@@ -10,6 +10,7 @@ mod builder;
 mod clear;
 mod cluster;
 mod config;
+mod detour;
 mod error;
 mod generations;
 mod raw;
