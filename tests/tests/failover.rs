@@ -508,8 +508,37 @@ where
                     error,
                 });
 
+                // both keys at once: one MGET per slot, on two primaries most of the time
+                let started = clock.elapsed();
+                let both = [key.as_str(), other.as_str()];
+                let error = match cache.multi_get::<String, _, _>(both).await {
+                    Ok(read) => {
+                        let verdict = writer.read(&key, read[0].as_deref());
+                        judge(&mut log, &verdict, in_failed && after_kill(started), || {
+                            format!("{key} read by its writer in a multi_get: {verdict}")
+                        });
+                        let ceiling =
+                            ceilings[neighbour * KEYS_PER_TASK + i].load(Ordering::SeqCst);
+                        let verdict = observer.read(&other, read[1].as_deref(), ceiling);
+                        judge(
+                            &mut log,
+                            &verdict,
+                            other_failed && after_kill(started),
+                            || format!("{other} read by task {t} in a multi_get: {verdict}"),
+                        );
+                        None
+                    }
+                    Err(e) => Some(e.kind()),
+                };
+                log.calls.push(Call {
+                    started,
+                    ended: clock.elapsed(),
+                    failed_group: in_failed || other_failed,
+                    error,
+                });
+
                 let mut any_failed = false;
-                for call in &log.calls[log.calls.len() - 3..] {
+                for call in &log.calls[log.calls.len() - 4..] {
                     if let Some(kind) = call.error {
                         log.errors.add(kind);
                         any_failed = true;

@@ -56,9 +56,10 @@ const MAX_VALUE_LEN: usize = 512 * 1024 * 1024;
 ///
 /// While a cluster connection rebuilds its routing after a node failed (fred takes no new
 /// command meanwhile, for as long as the failover lasts), commands of one key go straight to
-/// the key's primary over a connection of their own, and fail at once with a temporary
-/// `Connection` error when that primary is the one that is down; multi-key commands,
-/// `clear()` and `raw` wait for the cluster connection. See RFC 0011 (`docs/rfcs/`). Not for
+/// the key's primary over a connection of their own (a `multi_get`: to its slots'
+/// primaries), and fail at once with a temporary `Connection` error when that primary is the
+/// one that is down; `multi_set`, `multi_delete`, `clear()` and `raw` wait for the cluster
+/// connection. See RFC 0011 (`docs/rfcs/`). Not for
 /// backends made with [`from_clients`](Self::from_clients) or [`from_pool`](Self::from_pool).
 ///
 /// # Writes are sent at most once
@@ -437,11 +438,24 @@ impl RedisBackend {
 
     /// `multi_get` without generations: one `MGET`, or one per hash slot on a cluster.
     pub(crate) async fn plain_multi_get(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
-        let client = self.client()?;
-        if self.clustered {
-            self.cluster_multi_get(client, keys).await
-        } else {
-            self.mget(client, keys.iter().map(String::as_str)).await
+        let index = self.next_index()?;
+        let client = &self.clients[index];
+        if !self.clustered {
+            return self.mget(client, keys.iter().map(String::as_str)).await;
+        }
+        match &self.detour {
+            None => self.cluster_multi_get(client, keys).await,
+            // while the routing is rebuilt: straight to the slots' primaries
+            Some(detour) => {
+                detour
+                    .race(index, self.cluster_multi_get(client, keys), || async {
+                        detour
+                            .multi_get(client, keys)
+                            .await
+                            .map_err(|e| self.fail(e))
+                    })
+                    .await
+            }
         }
     }
 

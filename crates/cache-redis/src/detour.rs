@@ -21,14 +21,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use fred::clients::WithOptions;
 use fred::error::{Error as FredError, ErrorKind as FredKind};
-use fred::interfaces::{ClientLike, ClusterInterface};
+use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface};
 use fred::prelude::{Client, ClientState, Options, ServerConfig};
 use fred::types::config::Server;
 use fred::types::{Builder, ConnectHandle};
 use fred::util::redis_keyslot;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::cluster::group_by_slot;
 
 /// Pause between two probes of a rebuilding cluster client.
 const PROBE_PAUSE: Duration = Duration::from_millis(50);
@@ -89,18 +93,83 @@ impl Detour {
         F: Fn(WithOptions<Client>) -> Fut,
         Fut: Future<Output = Result<T, FredError>>,
     {
+        self.race(
+            index,
+            op(cluster.with_options(&Options::default())),
+            || async {
+                let node = self.client_for(cluster, key)?;
+                op(node.with_options(&fail_fast(&Options::default()))).await
+            },
+        )
+        .await
+    }
+
+    /// Runs `on_cluster` (a read on cluster client `index`), unless the client is rebuilding
+    /// its routing or starts to while the read waits: then `on_detour`.
+    pub(crate) async fn race<T, E, C, D, DF>(
+        &self,
+        index: usize,
+        on_cluster: C,
+        on_detour: D,
+    ) -> Result<T, E>
+    where
+        C: Future<Output = Result<T, E>>,
+        D: FnOnce() -> DF,
+        DF: Future<Output = Result<T, E>>,
+    {
         let started = self.started[index].notified();
         tokio::pin!(started);
         started.as_mut().enable();
         if !self.rebuilding(index) {
             tokio::select! {
                 biased;
-                r = op(cluster.with_options(&Options::default())) => return r,
+                r = on_cluster => return r,
                 () = started => {}
             }
         }
-        let node = self.client_for(cluster, key)?;
-        op(node.with_options(&fail_fast(&Options::default()))).await
+        on_detour().await
+    }
+
+    /// `multi_get` over the detour: one `MGET` per hash slot, on the slot's primary, all at
+    /// once; fails at once with a `Connection` error when a slot's primary is the one down
+    /// (a `multi_get` answers every key or none).
+    pub(crate) async fn multi_get(
+        &self,
+        cluster: &Client,
+        keys: &[String],
+    ) -> Result<Vec<Option<Bytes>>, FredError> {
+        let groups = group_by_slot(keys.iter().map(String::as_bytes));
+        let mut mgets = JoinSet::new();
+        for (g, group) in groups.iter().enumerate() {
+            let node = self.client_for(cluster, &keys[group[0]])?;
+            let slot_keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
+            mgets.spawn(async move {
+                let options = fail_fast(&Options::default());
+                let values: Result<Vec<Option<Bytes>>, FredError> =
+                    node.with_options(&options).mget(slot_keys).await;
+                (g, values)
+            });
+        }
+        let mut out = vec![None; keys.len()];
+        while let Some(done) = mgets.join_next().await {
+            let (g, values) =
+                done.map_err(|e| FredError::new(FredKind::Unknown, format!("an MGET task: {e}")))?;
+            let values = values?;
+            if values.len() != groups[g].len() {
+                return Err(FredError::new(
+                    FredKind::Protocol,
+                    format!(
+                        "MGET of {} keys answered {} values",
+                        groups[g].len(),
+                        values.len()
+                    ),
+                ));
+            }
+            for (&i, v) in groups[g].iter().zip(values) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
     }
 
     /// Keeps the writes of `key` on cluster client `index` until its routing is rebuilt.
