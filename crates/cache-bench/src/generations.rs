@@ -104,12 +104,7 @@ async fn get_cost(
     let samples = match measured {
         Ok(s) => s,
         Err(e) => {
-            let target = Target {
-                what,
-                goal: format!("≤ {GET_GOAL:.2}×"),
-                measured: format!("not measured: {e}"),
-                met: false,
-            };
+            let target = Target::not_measured(what, format!("≤ {GET_GOAL:.2}×"), e);
             return (format!("\n{}\n", target.line()), target);
         }
     };
@@ -281,12 +276,11 @@ pub fn run(redis_url: &str, quick: bool) -> (String, Vec<Target>) {
             targets.push(target);
         }
         Err(e) => {
-            let target = Target {
-                what: format!("Redis `clear()` with generations, {OTHER_KEYS} other keys: time"),
-                goal: format!("≤ {} ms", CLEAR_GOAL.as_millis()),
-                measured: format!("not measured: {e}"),
-                met: false,
-            };
+            let target = Target::not_measured(
+                format!("Redis `clear()` with generations, {OTHER_KEYS} other keys: time"),
+                format!("≤ {} ms", CLEAR_GOAL.as_millis()),
+                e,
+            );
             let _ = writeln!(body, "\n{}\n", target.line());
             targets.push(target);
         }

@@ -116,6 +116,20 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target that could not be measured (`why`: the error), which counts as missed.
+    pub fn not_measured(
+        what: impl Into<String>,
+        goal: impl Into<String>,
+        why: impl std::fmt::Display,
+    ) -> Target {
+        Target {
+            what: what.into(),
+            goal: goal.into(),
+            measured: format!("not measured: {why}"),
+            met: false,
+        }
+    }
+
     /// `met` or `missed`, bold when missed.
     pub fn verdict(&self) -> &'static str {
         if self.met { "met" } else { "**missed**" }

@@ -278,12 +278,11 @@ pub fn memory(rounds: usize, n: usize) -> (String, Target) {
              its default 5 s deadline;",
         ),
         Err(e) => {
-            let target = Target {
-                what: "memory `get_or_set` hit vs `get` of the same key: time".into(),
-                goal: "≤ 1.05×".into(),
-                measured: format!("not measured: {e}"),
-                met: false,
-            };
+            let target = Target::not_measured(
+                "memory `get_or_set` hit vs `get` of the same key: time",
+                "≤ 1.05×",
+                e,
+            );
             (
                 format!(
                     "\n### `get_or_set` hit vs `get` (memory)\n\n{}\n",

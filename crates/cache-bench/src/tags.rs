@@ -144,12 +144,11 @@ async fn one(
     match result {
         Ok(cost) => cost.report(label, setup),
         Err(e) => {
-            let target = Target {
-                what: format!("{label} `get` of a tagged entry vs plain `get`: time"),
-                goal: format!("≤ {GOAL:.2}×"),
-                measured: format!("not measured: {e}"),
-                met: false,
-            };
+            let target = Target::not_measured(
+                format!("{label} `get` of a tagged entry vs plain `get`: time"),
+                format!("≤ {GOAL:.2}×"),
+                e,
+            );
             (
                 format!(
                     "\n### Tagged `get` vs plain `get` ({label})\n\n{}\n",
