@@ -392,6 +392,58 @@ struct TaskLog {
     errors: Tally,
 }
 
+impl TaskLog {
+    /// Records a call that started at `started` (since `clock`) and ended now.
+    fn record(
+        &mut self,
+        clock: Instant,
+        started: Duration,
+        failed_group: bool,
+        error: Option<ErrorKind>,
+    ) {
+        self.calls.push(Call {
+            started,
+            ended: clock.elapsed(),
+            failed_group,
+            error,
+        });
+    }
+
+    /// Checks what the writer of `key` read of it (`how`: the call, for the report).
+    fn check_own(
+        &mut self,
+        writer: &mut Writer,
+        key: &str,
+        read: Option<&str>,
+        lost_allowed: bool,
+        how: &str,
+    ) {
+        let verdict = writer.read(key, read);
+        judge(self, &verdict, lost_allowed, || {
+            format!("{key} read by its writer{how}: {verdict}")
+        });
+    }
+
+    /// Checks what task `t` read of its neighbour's `key`, of which version `ceiling` is the
+    /// highest sent so far.
+    #[allow(clippy::too_many_arguments)]
+    fn check_other(
+        &mut self,
+        observer: &mut Observer,
+        t: usize,
+        key: &str,
+        read: Option<&str>,
+        ceiling: u64,
+        lost_allowed: bool,
+        how: &str,
+    ) {
+        let verdict = observer.read(key, read, ceiling);
+        judge(self, &verdict, lost_allowed, || {
+            format!("{key} read by task {t}{how}: {verdict}")
+        });
+    }
+}
+
 /// The key of task `t`'s `i`th key: its own hash tag.
 fn key_of(task: usize, i: usize) -> String {
     format!("{{f{task}-{i}}}")
@@ -460,82 +512,69 @@ where
                     }
                     Err(e) => Some(e.kind()),
                 };
-                log.calls.push(Call {
-                    started,
-                    ended: clock.elapsed(),
-                    failed_group: in_failed,
-                    error,
-                });
+                log.record(clock, started, in_failed, error);
+
+                let own_lost = |started| in_failed && after_kill(started);
+                let other_lost = |started| other_failed && after_kill(started);
+                let ceiling = || ceilings[neighbour * KEYS_PER_TASK + i].load(Ordering::SeqCst);
 
                 let started = clock.elapsed();
                 let error = match cache.get::<String>(&key).await {
                     Ok(read) => {
-                        let verdict = writer.read(&key, read.as_deref());
-                        judge(&mut log, &verdict, in_failed && after_kill(started), || {
-                            format!("{key} read by its writer: {verdict}")
-                        });
+                        log.check_own(&mut writer, &key, read.as_deref(), own_lost(started), "");
                         None
                     }
                     Err(e) => Some(e.kind()),
                 };
-                log.calls.push(Call {
-                    started,
-                    ended: clock.elapsed(),
-                    failed_group: in_failed,
-                    error,
-                });
+                log.record(clock, started, in_failed, error);
 
                 let started = clock.elapsed();
                 let error = match cache.get::<String>(&other).await {
                     Ok(read) => {
-                        let ceiling =
-                            ceilings[neighbour * KEYS_PER_TASK + i].load(Ordering::SeqCst);
-                        let verdict = observer.read(&other, read.as_deref(), ceiling);
-                        judge(
-                            &mut log,
-                            &verdict,
-                            other_failed && after_kill(started),
-                            || format!("{other} read by task {t}: {verdict}"),
+                        let (lost, ceiling) = (other_lost(started), ceiling());
+                        log.check_other(
+                            &mut observer,
+                            t,
+                            &other,
+                            read.as_deref(),
+                            ceiling,
+                            lost,
+                            "",
                         );
                         None
                     }
                     Err(e) => Some(e.kind()),
                 };
-                log.calls.push(Call {
-                    started,
-                    ended: clock.elapsed(),
-                    failed_group: other_failed,
-                    error,
-                });
+                log.record(clock, started, other_failed, error);
 
                 // both keys at once: one MGET per slot, on two primaries most of the time
                 let started = clock.elapsed();
                 let both = [key.as_str(), other.as_str()];
                 let error = match cache.multi_get::<String, _, _>(both).await {
                     Ok(read) => {
-                        let verdict = writer.read(&key, read[0].as_deref());
-                        judge(&mut log, &verdict, in_failed && after_kill(started), || {
-                            format!("{key} read by its writer in a multi_get: {verdict}")
-                        });
-                        let ceiling =
-                            ceilings[neighbour * KEYS_PER_TASK + i].load(Ordering::SeqCst);
-                        let verdict = observer.read(&other, read[1].as_deref(), ceiling);
-                        judge(
-                            &mut log,
-                            &verdict,
-                            other_failed && after_kill(started),
-                            || format!("{other} read by task {t} in a multi_get: {verdict}"),
+                        let how = " in a multi_get";
+                        log.check_own(
+                            &mut writer,
+                            &key,
+                            read[0].as_deref(),
+                            own_lost(started),
+                            how,
+                        );
+                        let (lost, ceiling) = (other_lost(started), ceiling());
+                        log.check_other(
+                            &mut observer,
+                            t,
+                            &other,
+                            read[1].as_deref(),
+                            ceiling,
+                            lost,
+                            how,
                         );
                         None
                     }
                     Err(e) => Some(e.kind()),
                 };
-                log.calls.push(Call {
-                    started,
-                    ended: clock.elapsed(),
-                    failed_group: in_failed || other_failed,
-                    error,
-                });
+                log.record(clock, started, in_failed || other_failed, error);
 
                 let mut any_failed = false;
                 for call in &log.calls[log.calls.len() - 4..] {
