@@ -85,6 +85,12 @@ fn classify(raw: Option<Bytes>, envelope_on: bool, now_ms: u64) -> Result<Found>
     if !envelope_on {
         return Ok(Found::Hit(raw, None));
     }
+    let stored = Stored::decode(raw.clone())?;
+    classify_decoded(raw, stored, now_ms)
+}
+
+/// [`classify`] of stored bytes `raw` with the envelope on, already decoded as `stored`.
+fn classify_decoded(raw: Bytes, stored: Stored, now_ms: u64) -> Result<Found> {
     // past its freshness: a stale value (or negative entry) while it may still be served
     let past = |times: Times, payload: Option<Bytes>| {
         Found::Miss(Miss {
@@ -97,7 +103,7 @@ fn classify(raw: Option<Bytes>, envelope_on: bool, now_ms: u64) -> Result<Found>
             lease_held: false,
         })
     };
-    Ok(match Stored::decode(raw.clone())? {
+    Ok(match stored {
         Stored::Plain(bytes) => Found::Hit(bytes, None),
         Stored::Value { times, payload } if times.is_fresh(now_ms) => {
             Found::Hit(payload, Some(times))
@@ -151,14 +157,14 @@ pub(super) enum FreshRead {
 /// Reads stored bytes with the envelope on.
 pub(super) fn fresh_read(raw: Bytes) -> Result<FreshRead> {
     // plain bytes, and a value fresh for ever (a tagged `set`), need no clock
-    match Stored::decode(raw.clone())? {
+    let stored = match Stored::decode(raw.clone())? {
         Stored::Plain(bytes) => return Ok(FreshRead::Value(bytes)),
         Stored::Value { times, payload } if times.fresh_until_ms == 0 => {
             return Ok(FreshRead::Value(payload));
         }
-        _ => {}
-    }
-    Ok(match classify(Some(raw), true, envelope::now_ms())? {
+        stored => stored,
+    };
+    Ok(match classify_decoded(raw, stored, envelope::now_ms())? {
         Found::Hit(payload, _) => FreshRead::Value(payload),
         Found::NegativeHit => FreshRead::Negative,
         Found::Miss(_) => FreshRead::Miss,
