@@ -42,6 +42,27 @@ impl OpSet {
     }
 }
 
+/// A stored value and its remaining lifetime, as [`Backend::get_with_ttl`] reads them.
+///
+/// An in-process tier keeps a value it read from the backend no longer than `ttl`, so a local
+/// copy never outlives the entry it copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// The stored bytes.
+    pub value: Bytes,
+    /// The remaining lifetime (`None`: the entry does not expire), rounded up to the backend's
+    /// precision (1 ms on memory and Redis, 1 s on Memcached).
+    pub ttl: Option<Duration>,
+}
+
+impl Entry {
+    /// An entry of these bytes that expires after `ttl` (`None`: never).
+    pub fn new(value: Bytes, ttl: Option<Duration>) -> Self {
+        Entry { value, ttl }
+    }
+}
+
 /// A storage backend: what the [`Cache`](crate::Cache) calls after it has built keys and
 /// encoded values.
 ///
@@ -82,6 +103,19 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// The stored bytes of each key, in order; same length as `keys`, duplicates allowed.
     async fn multi_get(&self, ctx: &CallContext<'_>, keys: &[String])
     -> Result<Vec<Option<Bytes>>>;
+
+    /// The stored bytes of `key` with their remaining lifetime, read in one step (one round
+    /// trip on a networked backend: a value and a TTL that belong together), or `None` on a
+    /// miss. What an in-process tier reads to fill its local copy.
+    async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>>;
+
+    /// [`get_with_ttl`](Self::get_with_ttl) of each key, in order, in as few round trips as
+    /// [`multi_get`](Self::multi_get); same length as `keys`, duplicates allowed.
+    async fn multi_get_with_ttl(
+        &self,
+        ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Entry>>>;
 
     /// Stores `value`, replacing any value and TTL.
     async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()>;

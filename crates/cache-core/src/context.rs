@@ -99,6 +99,8 @@ pub struct CallContext<'a> {
     server: Option<&'a crate::Endpoint>,
     tags: &'a [String],
     as_of_ms: Option<u64>,
+    locality: crate::tier::Locality,
+    memo: Option<&'a crate::tier::Memo>,
 }
 
 /// How far a long command has got: the keys a `clear` has removed so far.
@@ -141,7 +143,32 @@ impl<'a> CallContext<'a> {
             server: None,
             tags: &[],
             as_of_ms: None,
+            locality: crate::tier::Locality::Default,
+            memo: None,
         }
+    }
+
+    /// Where the call may be answered when the stack has an in-process tier.
+    pub fn with_locality(mut self, locality: crate::tier::Locality) -> Self {
+        self.locality = locality;
+        self
+    }
+
+    /// Where the call may be answered when the stack has an in-process tier.
+    pub fn locality(&self) -> crate::tier::Locality {
+        self.locality
+    }
+
+    /// Where a tier puts or finds the decoded value of a local hit
+    /// ([`Scoped::get_shared`](crate::Scoped::get_shared)).
+    pub fn with_memo(mut self, memo: &'a crate::tier::Memo) -> Self {
+        self.memo = Some(memo);
+        self
+    }
+
+    /// The decoded-value memo of the call, if the caller decodes to a shared value.
+    pub fn memo(&self) -> Option<&'a crate::tier::Memo> {
+        self.memo
     }
 
     /// The tags the entries written by this call carry (see [`Tags`](crate::Tags)); for
@@ -198,6 +225,7 @@ impl<'a> CallContext<'a> {
             .with_backend(self.backend)
             .with_server(self.server)
             .with_deadline(self.deadline)
+            .with_locality(self.locality)
     }
 
     /// The deadline of the call (`None`: none).

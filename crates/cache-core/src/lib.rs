@@ -20,6 +20,7 @@ mod raw;
 mod read_through;
 pub mod serializer;
 pub mod tags;
+pub mod tier;
 mod ttl;
 pub mod url;
 
@@ -27,7 +28,7 @@ pub mod url;
 pub mod testkit;
 
 pub use backend::{
-    Backend, ClearScope, ConnectionCounters, ConnectionStats, Endpoint, IntoBackend, OpSet,
+    Backend, ClearScope, ConnectionCounters, ConnectionStats, Endpoint, Entry, IntoBackend, OpSet,
 };
 pub use cache::{
     Cache, CacheBuilder, DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock, LockGuard, OptimisticLock, Scoped,

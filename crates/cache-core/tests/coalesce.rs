@@ -28,7 +28,7 @@ struct Recording {
 
 #[async_trait]
 impl Backend for Recording {
-    forward_backend!(inner: name, capability, endpoint, set, add, multi_set, delete, multi_delete,
+    forward_backend!(inner: get_with_ttl, multi_get_with_ttl, name, capability, endpoint, set, add, multi_set, delete, multi_delete,
         exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw, close);
 
     async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {

@@ -338,7 +338,7 @@ struct Reversed {
 
 #[async_trait]
 impl Backend for Reversed {
-    cache_core::forward_backend!(inner: name, capability, endpoint, get, set, add, multi_set, delete,
+    cache_core::forward_backend!(inner: get_with_ttl, multi_get_with_ttl, name, capability, endpoint, get, set, add, multi_set, delete,
         multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw, close);
 
     async fn multi_get(

@@ -75,7 +75,7 @@ struct LoggingBackend {
 
 #[async_trait]
 impl Backend for LoggingBackend {
-    cache_core::forward_backend!(inner: capability, endpoint, multi_get, add, multi_set, delete,
+    cache_core::forward_backend!(inner: get_with_ttl, multi_get_with_ttl, capability, endpoint, multi_get, add, multi_set, delete,
         multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw, close);
 
     fn name(&self) -> &'static str {

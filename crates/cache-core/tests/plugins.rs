@@ -642,7 +642,7 @@ struct Remote {
 
 #[async_trait]
 impl cache_core::Backend for Remote {
-    cache_core::forward_backend!(inner: name, capability, get, multi_get, set, add, multi_set,
+    cache_core::forward_backend!(inner: get_with_ttl, multi_get_with_ttl, name, capability, get, multi_get, set, add, multi_set,
         delete, multi_delete, exists, increment, expire, ttl, compare_and_set,
         compare_and_delete, clear, raw, close);
 

@@ -111,7 +111,7 @@ struct Small {
 
 #[async_trait]
 impl Backend for Small {
-    cache_core::forward_backend!(inner: name, endpoint, get, multi_get, add, multi_set, delete,
+    cache_core::forward_backend!(inner: get_with_ttl, multi_get_with_ttl, name, endpoint, get, multi_get, add, multi_set, delete,
         multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw, close);
 
     fn capability(&self) -> Capability {

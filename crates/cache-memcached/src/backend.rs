@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
     Backend, CallContext, Capability, ClearScope, ConnectionCounters, ConnectionStats, Deadline,
-    Endpoint, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
+    Endpoint, Entry, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
 };
 use futures_util::future::join_all;
 
@@ -825,6 +825,28 @@ impl Backend for MemcachedBackend {
         }
     }
 
+    async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
+        let Some(value) = self.get(ctx, key).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Entry::new(
+            value,
+            entry_ttl(self.ttl(ctx, key).await?),
+        )))
+    }
+
+    async fn multi_get_with_ttl(
+        &self,
+        ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Entry>>> {
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            entries.push(self.get_with_ttl(ctx, key).await?);
+        }
+        Ok(entries)
+    }
+
     async fn multi_get(
         &self,
         ctx: &CallContext<'_>,
@@ -1318,5 +1340,14 @@ mod tests {
             got,
             vec![Some("1".into()), None, Some("1".into()), Some("3".into())]
         );
+    }
+}
+
+/// The lifetime of an entry read a moment before its TTL: gone since then = the shortest.
+fn entry_ttl(ttl: KeyTtl) -> Option<std::time::Duration> {
+    match ttl {
+        KeyTtl::NoExpiry => None,
+        KeyTtl::Remaining(d) => Some(d),
+        KeyTtl::Missing => Some(std::time::Duration::from_millis(1)),
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::generations::is_group;
 use cache_core::{
-    Backend, CallContext, Capability, ClearScope, Error, KeyTtl, OpSet, RawValue, Result,
+    Backend, CallContext, Capability, ClearScope, Entry, Error, KeyTtl, OpSet, RawValue, Result,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -185,6 +185,26 @@ impl Backend for MemoryBackend {
         Ok(keys
             .iter()
             .map(|k| self.at(k, |k| self.store.get(k)))
+            .collect())
+    }
+
+    async fn get_with_ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
+        Ok(self
+            .at(key, |k| self.store.get_with_ttl(k))
+            .map(|(value, ttl)| Entry::new(value, ttl)))
+    }
+
+    async fn multi_get_with_ttl(
+        &self,
+        _ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Entry>>> {
+        Ok(keys
+            .iter()
+            .map(|k| {
+                self.at(k, |k| self.store.get_with_ttl(k))
+                    .map(|(value, ttl)| Entry::new(value, ttl))
+            })
             .collect())
     }
 

@@ -380,6 +380,32 @@ impl Store {
         None
     }
 
+    /// The value of a live entry and its remaining time to live (`None`: no
+    /// expiry), rounded up to whole milliseconds; counts as a read like
+    /// [`get`](Self::get).
+    pub(crate) fn get_with_ttl(&self, key: &str) -> Option<(Bytes, Option<Duration>)> {
+        let hash = self.ctx.hash(key.as_bytes());
+        let shard = &self.shards[self.shard_of(hash)];
+        {
+            let guard = shard.read();
+            let slot = guard.slot(guard.find(hash, key.as_bytes())?);
+            let meta = slot.meta.load(Relaxed);
+            let expires = expires_of(meta);
+            let now = if expires == 0 { 0 } else { self.now() };
+            if expires == 0 || now < expires {
+                if meta & FREQ_MASK != FREQ_MASK {
+                    slot.meta.store(meta + 1, Relaxed);
+                }
+                let ttl =
+                    (expires != 0).then(|| Duration::from_millis((expires - now).div_ceil(1000)));
+                return Some((slot.value.clone(), ttl));
+            }
+        }
+        // Expired: reclaim it like `get` does.
+        self.get(key);
+        None
+    }
+
     /// Whether a live entry exists. Changes nothing, not even access counters.
     pub(crate) fn contains(&self, key: &str) -> bool {
         let hash = self.ctx.hash(key.as_bytes());

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, CallContext, Capability, ClearScope, Error, KeyTtl, OpSet, RawValue, Result,
+    Backend, CallContext, Capability, ClearScope, Entry, Error, KeyTtl, OpSet, RawValue, Result,
 };
 use fred::clients::WithOptions;
 use fred::error::Error as FredError;
@@ -595,6 +595,28 @@ impl Backend for RedisBackend {
             .await
     }
 
+    async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
+        let Some(value) = self.get(ctx, key).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Entry::new(
+            value,
+            entry_ttl(self.ttl(ctx, key).await?),
+        )))
+    }
+
+    async fn multi_get_with_ttl(
+        &self,
+        ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Entry>>> {
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            entries.push(self.get_with_ttl(ctx, key).await?);
+        }
+        Ok(entries)
+    }
+
     async fn multi_get(
         &self,
         _ctx: &CallContext<'_>,
@@ -885,5 +907,14 @@ mod tests {
         assert_eq!(millis(Duration::from_micros(1500)), 2);
         assert_eq!(millis(Duration::from_secs(2)), 2000);
         assert_eq!(millis(MAX_TTL), 3_153_600_000_000);
+    }
+}
+
+/// The lifetime of an entry read a moment before its TTL: gone since then = the shortest.
+fn entry_ttl(ttl: KeyTtl) -> Option<std::time::Duration> {
+    match ttl {
+        KeyTtl::NoExpiry => None,
+        KeyTtl::Remaining(d) => Some(d),
+        KeyTtl::Missing => Some(std::time::Duration::from_millis(1)),
     }
 }

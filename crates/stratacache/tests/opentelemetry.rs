@@ -18,7 +18,7 @@ struct Remote {
 
 #[stratacache::async_trait]
 impl Backend for Remote {
-    stratacache::forward_backend!(inner: name, capability, get, multi_get, set, add, multi_set,
+    stratacache::forward_backend!(inner: get_with_ttl, multi_get_with_ttl, name, capability, get, multi_get, set, add, multi_set,
         delete, multi_delete, exists, increment, expire, ttl, compare_and_set,
         compare_and_delete, clear, raw, close);
 

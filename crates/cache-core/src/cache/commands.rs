@@ -11,6 +11,7 @@ use crate::backend::{ClearScope, OpSet};
 use crate::context::{CallContext, Deadline, Progress};
 use crate::layer::error_context::add_context;
 use crate::plugin::Command;
+use crate::tier::Memo;
 use crate::{Error, ErrorKind, KeyTtl, RawValue, Result, Serializer, Ttl};
 
 fn parse_counter(bytes: &[u8]) -> Result<i64> {
@@ -30,6 +31,56 @@ impl<S: Serializer> Scoped<'_, S> {
     pub async fn get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>> {
         self.get_decoded(key, |bytes| self.serializer.decode(bytes))
             .await
+    }
+
+    /// Like [`get`](Self::get), answering a shared value: with an in-process tier in the
+    /// stack (`cache-tiered`), a local hit hands out the value decoded at an earlier hit of the
+    /// same entry (a lookup and a reference-count increment, no decode). Without a tier, or
+    /// on the first hit of an entry, the stored bytes are decoded as by `get`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// # let cache = cache_core::Cache::new(cache_core::testkit::MapBackend::new());
+    /// cache.set("greeting", &"hello").await?;
+    /// let value: Option<std::sync::Arc<String>> = cache.get_shared("greeting").await?;
+    /// assert_eq!(value.as_deref().map(String::as_str), Some("hello"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The errors of [`get`](Self::get).
+    pub async fn get_shared<V>(&self, key: &str) -> Result<Option<std::sync::Arc<V>>>
+    where
+        V: DeserializeOwned + Send + Sync + 'static,
+    {
+        let (ns, built) = self.prepare(key)?;
+        let keys = [key];
+        let memo = Memo::new(std::any::TypeId::of::<(S, V)>());
+        let ctx = self.ctx(Command::Get, ns, &keys).with_memo(&memo);
+        let Some(bytes) = self.stack().get(&ctx, &built).await? else {
+            return Ok(None);
+        };
+        let bytes = if self.inner.reads_envelope() {
+            match fresh_payload(bytes).map_err(|e| e.with_context_once("key", key))? {
+                Some(payload) => payload,
+                None => return Ok(None),
+            }
+        } else {
+            bytes
+        };
+        if let Some(found) = memo.found()
+            && let Ok(value) = std::sync::Arc::clone(found).downcast::<V>()
+        {
+            return Ok(Some(value));
+        }
+        let value = std::sync::Arc::new(
+            self.serializer
+                .decode::<V>(&bytes)
+                .map_err(|e| e.with_context_once("key", key))?,
+        );
+        memo.keep(&built, value.clone());
+        Ok(Some(value))
     }
 
     /// Like [`get`](Self::get), decoding the stored bytes with `decode` instead of the

@@ -218,6 +218,12 @@ impl<S: Serializer> Cache<S> {
         self.scoped().with_ttl(ttl)
     }
 
+    /// Per-call options answered by this level of an in-process tier (see
+    /// [`Scoped::with_locality`]).
+    pub fn with_locality(&self, locality: crate::tier::Locality) -> Scoped<'_, S> {
+        self.scoped().with_locality(locality)
+    }
+
     /// Per-call options in this namespace (`""`: no namespace).
     pub fn with_namespace<'a>(&'a self, namespace: &'a str) -> Scoped<'a, S> {
         self.scoped().with_namespace(namespace)
@@ -380,6 +386,8 @@ impl<S: Serializer> Cache<S> {
         fn get[V](key: &str) -> crate::Result<Option<V>> where [V: serde::de::DeserializeOwned];
         fn get_decoded[V, F](key: &str, decode: F) -> crate::Result<Option<V>>
             where [F: FnOnce(&[u8]) -> crate::Result<V>];
+        fn get_shared[V](key: &str) -> crate::Result<Option<std::sync::Arc<V>>>
+            where [V: serde::de::DeserializeOwned + Send + Sync + 'static];
         fn get_counter[](key: &str) -> crate::Result<Option<i64>> where [];
         fn multi_get[V, I, K](keys: I) -> crate::Result<Vec<Option<V>>>
             where [V: serde::de::DeserializeOwned, I: IntoIterator<Item = K>, K: AsRef<str>];

@@ -14,6 +14,7 @@ use super::Inner;
 use crate::backend::{Backend, OpSet};
 use crate::context::{CallContext, Deadline};
 use crate::plugin::Command;
+use crate::tier::Locality;
 use crate::{Error, ErrorKind, Json, ReadThrough, Result, Serializer, Ttl};
 
 /// Per-call options over a [`Cache`](crate::Cache): TTL, namespace, timeout and serializer
@@ -47,6 +48,8 @@ pub struct Scoped<'a, S = Json> {
     pub(super) read_through: Option<ReadThrough>,
     /// The tags of the entries these calls write.
     pub(super) tags: Vec<String>,
+    /// Where these calls may be answered when the stack has an in-process tier.
+    locality: Locality,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Scoped<'_, S> {
@@ -58,6 +61,7 @@ impl<S: fmt::Debug> fmt::Debug for Scoped<'_, S> {
             .field("timeout", &self.timeout)
             .field("read_through", &self.read_through)
             .field("tags", &self.tags)
+            .field("locality", &self.locality)
             .finish()
     }
 }
@@ -72,7 +76,17 @@ impl<'a, S: Serializer> Scoped<'a, S> {
             timeout: None,
             read_through: None,
             tags: Vec::new(),
+            locality: Locality::Default,
         }
+    }
+
+    /// Where these calls may be answered when the stack has an in-process tier: skip the
+    /// local level ([`Locality::SkipLocal`]: read the remote level, refreshing the local
+    /// copy) or use only it ([`Locality::LocalOnly`]). Without a tier, every call goes to the
+    /// backend whatever this says.
+    pub fn with_locality(mut self, locality: Locality) -> Self {
+        self.locality = locality;
+        self
     }
 
     /// The TTL of the writes made through these options (`Ttl::Default`: the cache's).
@@ -119,6 +133,7 @@ impl<'a, S: Serializer> Scoped<'a, S> {
             timeout: self.timeout,
             read_through: self.read_through,
             tags: self.tags,
+            locality: self.locality,
         }
     }
 
@@ -302,6 +317,7 @@ impl<'a, S: Serializer> Scoped<'a, S> {
             .with_server(self.inner.endpoint.as_ref())
             .with_deadline(self.deadline().map(Deadline::after))
             .with_tags(&self.tags)
+            .with_locality(self.locality)
     }
 
     /// Encodes `value` with the serializer and checks its length.

@@ -292,7 +292,8 @@ fn abandoned() -> Error {
 
 #[async_trait]
 impl Backend for Coalesce {
-    forward_backend!(inner: name, capability, endpoint, multi_get, set, add, multi_set, delete,
+    forward_backend!(inner: name, capability, endpoint, multi_get, get_with_ttl,
+        multi_get_with_ttl, set, add, multi_set, delete,
         multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear,
         raw, close);
 

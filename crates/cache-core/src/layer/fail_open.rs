@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::Layer;
-use crate::backend::Backend;
+use crate::backend::{Backend, Entry};
 use crate::context::CallContext;
 use crate::{Error, Result, forward_backend};
 
@@ -119,6 +119,20 @@ impl Backend for FailOpen {
         keys: &[String],
     ) -> Result<Vec<Option<Bytes>>> {
         let answer = self.inner.multi_get(ctx, keys).await;
+        self.open(ctx, answer, || vec![None; keys.len()])
+    }
+
+    async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
+        let answer = self.inner.get_with_ttl(ctx, key).await;
+        self.open(ctx, answer, || None)
+    }
+
+    async fn multi_get_with_ttl(
+        &self,
+        ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Entry>>> {
+        let answer = self.inner.multi_get_with_ttl(ctx, keys).await;
         self.open(ctx, answer, || vec![None; keys.len()])
     }
 

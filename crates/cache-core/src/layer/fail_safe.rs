@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::Layer;
-use crate::backend::{Backend, ClearScope, OpSet};
+use crate::backend::{Backend, ClearScope, Entry, OpSet};
 use crate::context::CallContext;
 use crate::envelope::{self, Stored};
 use crate::{Error, ErrorKind, Result, forward_backend};
@@ -202,6 +202,10 @@ fn answer_of(bytes: &Bytes) -> Option<Option<Bytes>> {
 }
 
 /// Whether a failed read may be answered from the kept values.
+/// The lifetime a stale value served through [`Backend::get_with_ttl`] reports: the shortest
+/// there is, so a tier above never keeps a stale answer as if it were fresh.
+const STALE_TTL: std::time::Duration = std::time::Duration::from_millis(1);
+
 fn may_answer(e: &Error) -> bool {
     e.is_temporary() || e.kind() == ErrorKind::Timeout
 }
@@ -279,6 +283,65 @@ impl Backend for FailSafe {
                 let now = envelope::now_ms();
                 let answer: Vec<Option<Bytes>> =
                     keys.iter().map(|k| self.kept.servable(k, now)).collect();
+                let found = answer.iter().filter(|v| v.is_some()).count();
+                if found == 0 {
+                    return Err(e);
+                }
+                self.kept.served.fetch_add(1, Ordering::Relaxed);
+                log_served(ctx, &e, found);
+                Ok(answer)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
+        match self.inner.get_with_ttl(ctx, key).await {
+            Ok(Some(entry)) => {
+                self.kept.note(key, &entry.value);
+                Ok(Some(entry))
+            }
+            Ok(None) => {
+                self.kept.forget(key);
+                Ok(None)
+            }
+            Err(e) if may_answer(&e) => match self.kept.servable(key, envelope::now_ms()) {
+                Some(value) => {
+                    self.kept.served.fetch_add(1, Ordering::Relaxed);
+                    log_served(ctx, &e, 1);
+                    Ok(Some(Entry::new(value, Some(STALE_TTL))))
+                }
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn multi_get_with_ttl(
+        &self,
+        ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Entry>>> {
+        match self.inner.multi_get_with_ttl(ctx, keys).await {
+            Ok(entries) => {
+                for (key, entry) in keys.iter().zip(&entries) {
+                    match entry {
+                        Some(e) => self.kept.note(key, &e.value),
+                        None => self.kept.forget(key),
+                    }
+                }
+                Ok(entries)
+            }
+            Err(e) if may_answer(&e) => {
+                let now = envelope::now_ms();
+                let answer: Vec<Option<Entry>> = keys
+                    .iter()
+                    .map(|k| {
+                        self.kept
+                            .servable(k, now)
+                            .map(|v| Entry::new(v, Some(STALE_TTL)))
+                    })
+                    .collect();
                 let found = answer.iter().filter(|v| v.is_some()).count();
                 if found == 0 {
                     return Err(e);

@@ -105,7 +105,8 @@ impl TtlJitter {
 
 #[async_trait]
 impl Backend for TtlJitter {
-    forward_backend!(inner: name, capability, endpoint, get, multi_get, delete, multi_delete, exists,
+    forward_backend!(inner: name, capability, endpoint, get, multi_get, get_with_ttl,
+        multi_get_with_ttl, delete, multi_delete, exists,
         increment, ttl, compare_and_delete, clear, raw, close);
 
     async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {

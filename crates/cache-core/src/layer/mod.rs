@@ -232,6 +232,21 @@ impl Answer for Option<Bytes> {
     }
 }
 
+impl sealed::Sealed for Option<crate::Entry> {}
+impl Answer for Option<crate::Entry> {
+    fn tally(&self) -> (u64, u64) {
+        if self.is_some() { (1, 0) } else { (0, 1) }
+    }
+}
+
+impl sealed::Sealed for Vec<Option<crate::Entry>> {}
+impl Answer for Vec<Option<crate::Entry>> {
+    fn tally(&self) -> (u64, u64) {
+        let hits = self.iter().filter(|v| v.is_some()).count() as u64;
+        (hits, self.len() as u64 - hits)
+    }
+}
+
 impl sealed::Sealed for Vec<Option<Bytes>> {}
 impl Answer for Vec<Option<Bytes>> {
     fn tally(&self) -> (u64, u64) {
@@ -280,6 +295,20 @@ impl<A: Around> Backend for Layered<A> {
         keys: &[String],
     ) -> Result<Vec<Option<Bytes>>> {
         let call = || self.inner.multi_get(ctx, keys);
+        self.around.around(ctx, Next::new(&call)).await
+    }
+
+    async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<crate::Entry>> {
+        let call = || self.inner.get_with_ttl(ctx, key);
+        self.around.around(ctx, Next::new(&call)).await
+    }
+
+    async fn multi_get_with_ttl(
+        &self,
+        ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<crate::Entry>>> {
+        let call = || self.inner.multi_get_with_ttl(ctx, keys);
         self.around.around(ctx, Next::new(&call)).await
     }
 
@@ -437,7 +466,8 @@ pub fn __as_backend<T: AsBackend + ?Sized>(field: &T) -> &dyn Backend {
 ///
 /// #[async_trait]
 /// impl Backend for CountMisses {
-///     forward_backend!(inner: name, capability, endpoint, multi_get, set, add, multi_set, delete,
+///     forward_backend!(inner: name, capability, endpoint, multi_get, get_with_ttl,
+///         multi_get_with_ttl, set, add, multi_set, delete,
 ///         multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw, close);
 ///
 ///     async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
@@ -465,8 +495,8 @@ pub fn __as_backend<T: AsBackend + ?Sized>(field: &T) -> &dyn Backend {
 /// #[async_trait]
 /// impl Backend for Forgetful {
 ///     // `close` is neither forwarded nor written.
-///     forward_backend!(inner: name, capability, endpoint, get, multi_get, set, add, multi_set, delete,
-///         multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw);
+///     forward_backend!(inner: name, capability, endpoint, get, multi_get, get_with_ttl,
+///         multi_get_with_ttl, set, add, multi_set, delete, multi_delete, exists, increment, expire, ttl, compare_and_set, compare_and_delete, clear, raw);
 /// }
 /// ```
 #[macro_export]
@@ -530,6 +560,44 @@ macro_rules! __forward_backend_method {
             Self: 'async_trait,
         {
             $crate::layer::__as_backend(&self.$f).multi_get(ctx, keys)
+        }
+    };
+    ($f:ident, get_with_ttl) => {
+        fn get_with_ttl<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+            &'life0 self,
+            ctx: &'life1 $crate::CallContext<'life2>,
+            key: &'life3 str,
+        ) -> $crate::layer::BoxFuture<
+            'async_trait,
+            $crate::Result<::core::option::Option<$crate::Entry>>,
+        >
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            'life2: 'async_trait,
+            'life3: 'async_trait,
+            Self: 'async_trait,
+        {
+            $crate::layer::__as_backend(&self.$f).get_with_ttl(ctx, key)
+        }
+    };
+    ($f:ident, multi_get_with_ttl) => {
+        fn multi_get_with_ttl<'life0, 'life1, 'life2, 'life3, 'async_trait>(
+            &'life0 self,
+            ctx: &'life1 $crate::CallContext<'life2>,
+            keys: &'life3 [::std::string::String],
+        ) -> $crate::layer::BoxFuture<
+            'async_trait,
+            $crate::Result<::std::vec::Vec<::core::option::Option<$crate::Entry>>>,
+        >
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            'life2: 'async_trait,
+            'life3: 'async_trait,
+            Self: 'async_trait,
+        {
+            $crate::layer::__as_backend(&self.$f).multi_get_with_ttl(ctx, keys)
         }
     };
     ($f:ident, set) => {

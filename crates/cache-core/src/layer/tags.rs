@@ -10,7 +10,7 @@ use bytes::Bytes;
 use std::time::Instant;
 
 use super::Layer;
-use crate::backend::{Backend, OpSet};
+use crate::backend::{Backend, Entry, OpSet};
 use crate::context::CallContext;
 use crate::envelope::{self, EntryTags, MAGIC, Stored};
 use crate::plugin::Command;
@@ -349,6 +349,45 @@ impl Tagged {
 
     /// A lease: when what it replaced is a tagged entry whose tag was invalidated, the lease
     /// alone (over nothing) is put in its place, or the key removed when the lease is over.
+    /// The values of a multi-key read that the tags leave visible.
+    async fn visible_many(
+        &self,
+        ctx: &CallContext<'_>,
+        keys: &[String],
+        mut values: Vec<Option<Bytes>>,
+    ) -> Result<Vec<Option<Bytes>>> {
+        let mut tagged = Vec::new();
+        let mut at = Vec::new();
+        let mut leases = Vec::new();
+        for (i, value) in values.iter().enumerate() {
+            let Some(bytes) = value else { continue };
+            match EntryTags::read(bytes) {
+                Ok(Some(tags)) => {
+                    tagged.push(tags);
+                    at.push(i);
+                }
+                Ok(None) if is_lease(bytes) => leases.push(i),
+                Ok(None) => {}
+                Err(e) => return Err(e.with_context_once("key", &keys[i])),
+            }
+        }
+        if !tagged.is_empty() {
+            let gone = self.invalidated(ctx, &tagged).await?;
+            drop(tagged);
+            for (i, gone) in at.into_iter().zip(gone) {
+                if gone {
+                    values[i] = None;
+                }
+            }
+        }
+        for i in leases {
+            if let Some(bytes) = values[i].take() {
+                values[i] = self.lease_over_invalidated(ctx, &keys[i], bytes).await?;
+            }
+        }
+        Ok(values)
+    }
+
     async fn lease_over_invalidated(
         &self,
         ctx: &CallContext<'_>,
@@ -477,37 +516,35 @@ impl Backend for Tagged {
         ctx: &CallContext<'_>,
         keys: &[String],
     ) -> Result<Vec<Option<Bytes>>> {
-        let mut values = self.inner.multi_get(ctx, keys).await?;
-        let mut tagged = Vec::new();
-        let mut at = Vec::new();
-        let mut leases = Vec::new();
-        for (i, value) in values.iter().enumerate() {
-            let Some(bytes) = value else { continue };
-            match EntryTags::read(bytes) {
-                Ok(Some(tags)) => {
-                    tagged.push(tags);
-                    at.push(i);
-                }
-                Ok(None) if is_lease(bytes) => leases.push(i),
-                Ok(None) => {}
-                Err(e) => return Err(e.with_context_once("key", &keys[i])),
-            }
-        }
-        if !tagged.is_empty() {
-            let gone = self.invalidated(ctx, &tagged).await?;
-            drop(tagged);
-            for (i, gone) in at.into_iter().zip(gone) {
-                if gone {
-                    values[i] = None;
-                }
-            }
-        }
-        for i in leases {
-            if let Some(bytes) = values[i].take() {
-                values[i] = self.lease_over_invalidated(ctx, &keys[i], bytes).await?;
-            }
-        }
-        Ok(values)
+        let values = self.inner.multi_get(ctx, keys).await?;
+        self.visible_many(ctx, keys, values).await
+    }
+
+    async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
+        let Some(entry) = self.inner.get_with_ttl(ctx, key).await? else {
+            return Ok(None);
+        };
+        let ttl = entry.ttl;
+        Ok(self
+            .visible(ctx, key, entry.value)
+            .await?
+            .map(|value| Entry::new(value, ttl)))
+    }
+
+    async fn multi_get_with_ttl(
+        &self,
+        ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Entry>>> {
+        let entries = self.inner.multi_get_with_ttl(ctx, keys).await?;
+        let ttls: Vec<_> = entries.iter().map(|e| e.as_ref().map(|e| e.ttl)).collect();
+        let values = entries.into_iter().map(|e| e.map(|e| e.value)).collect();
+        let values = self.visible_many(ctx, keys, values).await?;
+        Ok(values
+            .into_iter()
+            .zip(ttls)
+            .map(|(value, ttl)| Some(Entry::new(value?, ttl?)))
+            .collect())
     }
 
     async fn exists(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, ClearScope, OpSet};
+use crate::backend::{Backend, ClearScope, Entry, OpSet};
 use crate::context::CallContext;
 use crate::{Capability, Error, ErrorKind, KeyTtl, RawValue, Result};
 
@@ -30,6 +30,20 @@ impl MapBackend {
         map.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
         f(&mut map)
     }
+}
+
+/// The entry as `get_with_ttl` answers it: the remaining lifetime rounded up to whole
+/// milliseconds.
+fn entry(value: &Bytes, expires: Option<Instant>) -> Entry {
+    let ttl = expires.map(|at| {
+        let left = at.saturating_duration_since(Instant::now());
+        Duration::from_millis(
+            u64::try_from(left.as_nanos().div_ceil(1_000_000))
+                .unwrap_or(u64::MAX)
+                .max(1),
+        )
+    });
+    Entry::new(value.clone(), ttl)
 }
 
 fn deadline(ttl: Option<Duration>) -> Option<Instant> {
@@ -66,6 +80,22 @@ impl Backend for MapBackend {
         Ok(self.with(|m| {
             keys.iter()
                 .map(|k| m.get(k).map(|(v, _)| v.clone()))
+                .collect()
+        }))
+    }
+
+    async fn get_with_ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
+        Ok(self.with(|m| m.get(key).map(|(v, exp)| entry(v, *exp))))
+    }
+
+    async fn multi_get_with_ttl(
+        &self,
+        _ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Entry>>> {
+        Ok(self.with(|m| {
+            keys.iter()
+                .map(|k| m.get(k).map(|(v, exp)| entry(v, *exp)))
                 .collect()
         }))
     }

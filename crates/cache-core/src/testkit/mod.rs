@@ -223,6 +223,7 @@ macro_rules! conformance_tests {
             ttl_distinguishes_missing_no_expiry_and_remaining,
             expired_entry_is_never_returned,
             ttl_keeps_backend_precision,
+            get_with_ttl_reads_values_with_their_remaining_lifetime,
             zero_ttl_is_invalid_argument_and_writes_nothing,
             default_ttl_applies_and_per_call_ttl_overrides,
             clear_removes_only_its_namespace,

@@ -200,3 +200,67 @@ pub async fn default_ttl_applies_and_per_call_ttl_overrides(h: Harness) {
     let left = cache.ttl("o").await.unwrap().remaining().expect("override");
     assert!(left > Duration::from_secs(250));
 }
+
+/// `get_with_ttl` reads a value with its remaining lifetime, in order for many keys, and a
+/// miss as `None`; a value without expiry has no lifetime.
+pub async fn get_with_ttl_reads_values_with_their_remaining_lifetime(h: Harness) {
+    use bytes::Bytes;
+
+    let backend = h.backend();
+    let ctx = crate::CallContext::new(crate::Command::Get);
+    let key = |k: &str| format!("{}:{k}", h.namespace());
+    let (soon, forever, missing) = (key("soon"), key("forever"), key("missing"));
+    let op = crate::OpSet::new(Some(Duration::from_secs(30)));
+    backend
+        .set(&ctx, &soon, Bytes::from_static(b"\x00soon\xff"), op)
+        .await
+        .unwrap();
+    backend
+        .set(
+            &ctx,
+            &forever,
+            Bytes::from_static(b"forever"),
+            crate::OpSet::new(None),
+        )
+        .await
+        .unwrap();
+
+    let within = |ttl: Option<Duration>| {
+        let d = ttl.expect("a key written with a TTL reports one");
+        assert!(
+            d <= Duration::from_secs(30) && d > Duration::from_secs(25),
+            "{d:?}"
+        );
+    };
+    let got = backend.get_with_ttl(&ctx, &soon).await.unwrap().unwrap();
+    assert_eq!(got.value, Bytes::from_static(b"\x00soon\xff"));
+    within(got.ttl);
+    let got = backend.get_with_ttl(&ctx, &forever).await.unwrap().unwrap();
+    assert_eq!((got.value.as_ref(), got.ttl), (&b"forever"[..], None));
+    assert_eq!(backend.get_with_ttl(&ctx, &missing).await.unwrap(), None);
+
+    let keys = [
+        forever.clone(),
+        missing.clone(),
+        soon.clone(),
+        forever.clone(),
+    ];
+    let many = backend.multi_get_with_ttl(&ctx, &keys).await.unwrap();
+    assert_eq!(many.len(), 4);
+    assert_eq!(
+        many[0].as_ref().map(|e| (e.value.as_ref(), e.ttl)),
+        Some((&b"forever"[..], None))
+    );
+    assert_eq!(many[1], None);
+    let soon_entry = many[2].as_ref().expect("a stored key is found");
+    assert_eq!(soon_entry.value, Bytes::from_static(b"\x00soon\xff"));
+    within(soon_entry.ttl);
+    assert_eq!(many[3], many[0]);
+    assert!(
+        backend
+            .multi_get_with_ttl(&ctx, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
