@@ -1241,6 +1241,15 @@ impl MemcachedBackend {
     }
 }
 
+/// The lifetime of an entry read a moment before its TTL: gone since then = the shortest.
+fn entry_ttl(ttl: KeyTtl) -> Option<std::time::Duration> {
+    match ttl {
+        KeyTtl::NoExpiry => None,
+        KeyTtl::Remaining(d) => Some(d),
+        KeyTtl::Missing => Some(std::time::Duration::from_millis(1)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1340,14 +1349,5 @@ mod tests {
             got,
             vec![Some("1".into()), None, Some("1".into()), Some("3".into())]
         );
-    }
-}
-
-/// The lifetime of an entry read a moment before its TTL: gone since then = the shortest.
-fn entry_ttl(ttl: KeyTtl) -> Option<std::time::Duration> {
-    match ttl {
-        KeyTtl::NoExpiry => None,
-        KeyTtl::Remaining(d) => Some(d),
-        KeyTtl::Missing => Some(std::time::Duration::from_millis(1)),
     }
 }

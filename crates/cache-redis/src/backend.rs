@@ -897,6 +897,15 @@ impl Backend for RedisBackend {
     }
 }
 
+/// The lifetime of an entry read a moment before its TTL: gone since then = the shortest.
+fn entry_ttl(ttl: KeyTtl) -> Option<std::time::Duration> {
+    match ttl {
+        KeyTtl::NoExpiry => None,
+        KeyTtl::Remaining(d) => Some(d),
+        KeyTtl::Missing => Some(std::time::Duration::from_millis(1)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -907,14 +916,5 @@ mod tests {
         assert_eq!(millis(Duration::from_micros(1500)), 2);
         assert_eq!(millis(Duration::from_secs(2)), 2000);
         assert_eq!(millis(MAX_TTL), 3_153_600_000_000);
-    }
-}
-
-/// The lifetime of an entry read a moment before its TTL: gone since then = the shortest.
-fn entry_ttl(ttl: KeyTtl) -> Option<std::time::Duration> {
-    match ttl {
-        KeyTtl::NoExpiry => None,
-        KeyTtl::Remaining(d) => Some(d),
-        KeyTtl::Missing => Some(std::time::Duration::from_millis(1)),
     }
 }
