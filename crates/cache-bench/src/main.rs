@@ -18,6 +18,7 @@ mod serde_bench;
 mod stampede;
 mod stampede_processes;
 mod tags;
+mod tiered;
 mod workloads;
 
 use std::fmt::Write as _;
@@ -29,9 +30,10 @@ use chart::Group;
 use harness::{Target, machine, tool_version};
 use workloads::Server;
 
-const WORKLOADS: [&str; 9] = [
+const WORKLOADS: [&str; 10] = [
     "memory",
     "tags",
+    "tiered",
     "generations",
     "decorators",
     "redis",
@@ -43,7 +45,7 @@ const WORKLOADS: [&str; 9] = [
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cache-bench <memory|tags|generations|decorators|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
+        "usage: cache-bench <memory|tags|tiered|generations|decorators|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
     );
     std::process::exit(2)
 }
@@ -186,6 +188,7 @@ fn setup_section(what: &str, quick: bool, python: Option<&Python>, took: Duratio
          | `cargo x bench memory` | memory backend vs moka and quick_cache, memory per entry, eviction study, cached functions (no server) |\n\
          | `cargo x bench decorators` | a `#[cached]` hit vs a hand-written `get` of the same key (no server) |\n\
          | `cargo x bench tags` | a `get` of an entry with two tags (tags on) vs a plain `get`, on memory, Redis and Memcached |\n\
+         | `cargo x bench tiered` | the in-process tier: a local hit through `Cache<Json>` vs moka's `get`, four instances against one Redis with and without the local level, and the delay from a write to every other instance dropping its copy |\n\
          | `cargo x bench generations` | a `get` with namespace generations vs a plain `get` (memory, Redis), and `clear()` among five million keys on a private Redis, with and without generations |\n\
          | `cargo x bench redis` | Redis: stratacache vs raw fred vs aiocache |\n\
          | `cargo x bench memcached` | Memcached: stratacache vs raw async-memcached vs aiocache |\n\
@@ -399,6 +402,13 @@ fn main() {
         report.sections.push(("tags", body));
         report.targets.extend(targets);
         eprintln!("tags done after {:.0} s", started.elapsed().as_secs_f64());
+    }
+
+    if all || what == "tiered" {
+        let (body, targets) = tiered::run(&redis_url(), quick);
+        report.sections.push(("tiered", body));
+        report.targets.extend(targets);
+        eprintln!("tiered done after {:.0} s", started.elapsed().as_secs_f64());
     }
 
     if all || what == "generations" {

@@ -22,10 +22,10 @@ pub use serializer::{AnySerializer, CompressionName, SerializerName};
 pub use cache_core::{
     AiocacheFlavor, AiocacheKeyBuilder, Backend, Cache, CacheBuilder, CallContext, Capability,
     ClearScope, Command, CommandInfo, DEFAULT_LEASE, DEFAULT_TIMEOUT, Deadline, DefaultKeyBuilder,
-    Endpoint, Error, ErrorKind, EventInfo, IntoBackend, Json, KeyBuilder, KeyTtl, Layer, Loaded,
-    Loader, Lock, LockGuard, NO_ARGS, OpSet, OptimisticLock, Outcome, Plugin, PythonJson, RawBytes,
-    RawValue, ReadThrough, ReadThroughEvent, ReadThroughStats, Result, Scoped, Serializer, Tags,
-    Ttl, Utf8, async_trait, duration, envelope, forward_backend, layer, tags,
+    Endpoint, Entry, Error, ErrorKind, EventInfo, IntoBackend, Json, KeyBuilder, KeyTtl, Layer,
+    Loaded, Loader, Lock, LockGuard, NO_ARGS, OpSet, OptimisticLock, Outcome, Plugin, PythonJson,
+    RawBytes, RawValue, ReadThrough, ReadThroughEvent, ReadThroughStats, Result, Scoped,
+    Serializer, Tags, Ttl, Utf8, async_trait, duration, envelope, forward_backend, layer, tags,
 };
 
 #[cfg(feature = "macros")]
@@ -50,6 +50,13 @@ pub mod backends {
     pub use cache_redis as redis;
 }
 
+/// The in-process tier (feature `tiered`): a bounded local level in front of any backend,
+/// kept coherent across instances. See the guide page "Tiered caching".
+#[cfg(feature = "tiered")]
+pub mod tiered {
+    pub use cache_tiered::*;
+}
+
 /// The serializers compiled in.
 pub mod serializers {
     pub use cache_core::serializer::{Json, PythonJson, RawBytes, Utf8};
@@ -61,6 +68,7 @@ pub mod serializers {
     pub use cache_serde::{Codec, Compressed};
 }
 
+pub use cache_core::tier::Locality;
 #[cfg(feature = "memcached")]
 pub use cache_memcached::{MemcachedBackend, MemcachedBuilder, MemcachedConfig};
 #[cfg(feature = "memory")]
@@ -73,6 +81,8 @@ pub use cache_serde::Cbor;
 pub use cache_serde::MsgPack;
 #[cfg(any(feature = "zstd", feature = "lz4"))]
 pub use cache_serde::{Codec, Compressed};
+#[cfg(feature = "tiered")]
+pub use cache_tiered::{TierBuilder, TierLayer, TierStats};
 
 /// The names most programs need: `use stratacache::prelude::*;`.
 pub mod prelude {
