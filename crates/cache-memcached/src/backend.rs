@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use async_memcached::{AsciiProtocol, Error as ClientError, MetaProtocol, Status, Value};
+use async_memcached::{AsciiProtocol, Error as ClientError, MetaProtocol, MetaValue, Status};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
@@ -115,8 +115,39 @@ pub(crate) fn exptime(ttl: Option<Duration>) -> i64 {
 fn key_ttl(remaining: Option<i64>) -> KeyTtl {
     match remaining {
         None | Some(-1) => KeyTtl::NoExpiry,
-        Some(t) => KeyTtl::Remaining(Duration::from_secs((t.max(2) - 1) as u64)),
+        Some(t) => KeyTtl::Remaining(lifetime(t)),
     }
+}
+
+/// The lifetime left to a live item whose `t` flag reads `t` seconds: the extra second of
+/// [`exptime`] taken off, at least 1 s (memcached's precision; a live key never reports 0).
+fn lifetime(t: i64) -> Duration {
+    Duration::from_secs((t.max(2) - 1) as u64)
+}
+
+/// Flags of a meta get that reads a value with its remaining lifetime.
+const VALUE_AND_TTL: &[&str] = &["v", "t"];
+
+/// A meta get answer to [`VALUE_AND_TTL`] as an entry. Its `t` flag must be there and be -1
+/// (no expiry) or a non-negative number of seconds; anything else is an answer this crate does
+/// not read.
+fn entry(v: MetaValue) -> Result<Entry, McError> {
+    let ttl = match v.ttl_remaining {
+        Some(-1) => None,
+        Some(t) if t >= 0 => Some(lifetime(t)),
+        Some(t) => {
+            return Err(McError::Unexpected(format!(
+                "a meta get answered a remaining lifetime of {t} s (t flag); expected -1 or a \
+                 non-negative number of seconds"
+            )));
+        }
+        None => {
+            return Err(McError::Unexpected(
+                "a meta get asked for the remaining lifetime (t flag) answered without it".into(),
+            ));
+        }
+    };
+    Ok(Entry::new(Bytes::from(v.data.unwrap_or_default()), ttl))
 }
 
 /// Counter text as memcached keeps it: decimal, possibly padded with spaces by a native
@@ -135,36 +166,35 @@ fn not_a_counter() -> McError {
     McError::Invalid("the stored value is not a decimal integer counter".into())
 }
 
-/// Puts the values of a `get k1 k2 …` answer back in the order of `keys`. Memcached answers in
+/// Puts the answers of one server, `(key, answer)` for the hits, back in the order of `keys`,
+/// misses as `None`. Memcached answers a `get k1 k2 …` and a pipeline of quiet meta gets in
 /// request order and skips misses, so one forward pass matches them; a hash map is the
 /// fallback should a server ever answer out of order.
-fn align<K: AsRef<str>>(keys: &[K], values: Vec<Value>) -> Vec<Option<Bytes>> {
-    let mut out: Vec<Option<Bytes>> = Vec::with_capacity(keys.len());
-    let mut values = values.into_iter().peekable();
+fn align<K: AsRef<str>, T: Clone>(
+    keys: &[K],
+    answers: impl IntoIterator<Item = (Vec<u8>, T)>,
+) -> Vec<Option<T>> {
+    let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
+    let mut answers = answers.into_iter().peekable();
     for k in keys {
-        match values.peek() {
-            Some(v) if v.key == k.as_ref().as_bytes() => {
-                let v = values.next().and_then(|v| v.data).unwrap_or_default();
-                out.push(Some(Bytes::from(v)));
+        match answers.peek() {
+            Some((key, _)) if key.as_slice() == k.as_ref().as_bytes() => {
+                out.push(answers.next().map(|(_, v)| v));
             }
             _ => out.push(None),
         }
     }
-    let rest: Vec<Value> = values.collect();
+    let rest: Vec<(Vec<u8>, T)> = answers.collect();
     if rest.is_empty() {
         return out;
     }
     // out of order: fall back to matching by key
-    let mut by_key: std::collections::HashMap<Vec<u8>, Bytes> = rest
-        .into_iter()
-        .map(|v| (v.key, Bytes::from(v.data.unwrap_or_default())))
-        .collect();
+    let by_key: std::collections::HashMap<Vec<u8>, T> = rest.into_iter().collect();
     for (slot, k) in out.iter_mut().zip(keys) {
         if slot.is_none() {
             *slot = by_key.get(k.as_ref().as_bytes()).cloned();
         }
     }
-    by_key.clear();
     out
 }
 
@@ -498,10 +528,37 @@ impl Inner {
         let wire: Vec<&[u8]> = keys.iter().map(|k| k.as_ref().as_bytes()).collect();
         let mut c = server.conn().await?;
         match c.get_multi(wire).await {
-            Ok(values) => Ok(align(keys, values)),
+            Ok(values) => Ok(align(
+                keys,
+                values
+                    .into_iter()
+                    .map(|v| (v.key, Bytes::from(v.data.unwrap_or_default()))),
+            )),
             Err(ClientError::Protocol(Status::NotFound)) => Ok(vec![None; keys.len()]),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Pipelined quiet meta gets `mg <key> v t k q`, one per key, then `mn`, on one server:
+    /// one round trip for every key, entries in the order of `keys`.
+    async fn get_entries<K: AsRef<str>>(
+        &self,
+        server: &Server,
+        keys: &[K],
+    ) -> Result<Vec<Option<Entry>>, McError> {
+        let wire: Vec<&[u8]> = keys.iter().map(|k| k.as_ref().as_bytes()).collect();
+        let mut c = server.conn().await?;
+        let values = c.meta_get_multi(&wire, Some(VALUE_AND_TTL)).await?;
+        let hits = values
+            .into_iter()
+            .map(|v| {
+                let key = v.key.clone().ok_or_else(|| {
+                    McError::Unexpected("a pipelined meta get answered without its key".into())
+                })?;
+                Ok((key, entry(v)?))
+            })
+            .collect::<Result<Vec<_>, McError>>()?;
+        Ok(align(keys, hits))
     }
 
     /// Groups `keys` by server: `(server index, positions in keys)`, servers in order.
@@ -542,12 +599,52 @@ impl Inner {
         s: usize,
         positions: Vec<usize>,
         wires: &[Cow<'_, str>],
-    ) -> (usize, Vec<usize>, Result<Vec<Option<Bytes>>, McError>) {
+    ) -> ServerAnswers<Bytes> {
         let batch: Vec<&str> = positions.iter().map(|&i| &*wires[i]).collect();
         let r = self
             .timed(deadline, self.get_many(&self.servers[s], &batch))
             .await;
         (s, positions, r)
+    }
+
+    async fn entries_group(
+        &self,
+        deadline: Option<Deadline>,
+        s: usize,
+        positions: Vec<usize>,
+        wires: &[Cow<'_, str>],
+    ) -> ServerAnswers<Entry> {
+        let batch: Vec<&str> = positions.iter().map(|&i| &*wires[i]).collect();
+        let r = self
+            .timed(deadline, self.get_entries(&self.servers[s], &batch))
+            .await;
+        (s, positions, r)
+    }
+
+    /// The answers of per-server reads put back in the order of the `len` keys asked. A server
+    /// that failed fails the call with the first such error, after every read finished (or,
+    /// per `miss_on_server_down`, its keys are misses).
+    fn gather<T>(&self, len: usize, answers: Vec<ServerAnswers<T>>) -> Result<Vec<Option<T>>> {
+        let mut out: Vec<Option<T>> = std::iter::repeat_with(|| None).take(len).collect();
+        let mut first: Option<Error> = None;
+        for (s, positions, r) in answers {
+            match r {
+                Ok(values) => {
+                    for (i, v) in positions.into_iter().zip(values) {
+                        out[i] = v;
+                    }
+                }
+                Err(e) => {
+                    if let Err(e) = self.read_failed(&self.servers[s], e, ()) {
+                        first.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     async fn set_group(
@@ -747,6 +844,10 @@ impl Inner {
     }
 }
 
+/// One server's part of a multi-key read: its index, the positions of its keys among the keys
+/// asked, and its answers to them in that order.
+type ServerAnswers<T> = (usize, Vec<usize>, Result<Vec<Option<T>>, McError>);
+
 /// A namespace generation that could not be read, and the server that holds its counter.
 struct Unread<'s> {
     server: &'s Server,
@@ -826,13 +927,27 @@ impl Backend for MemcachedBackend {
     }
 
     async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
-        let Some(value) = self.get(ctx, key).await? else {
-            return Ok(None);
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let server = inner.server_for(key);
+        let wire = match inner.wire_key(key, ctx.deadline()).await {
+            Ok(w) => w,
+            Err(u) => return inner.read_failed(u.server, u.error, None),
         };
-        Ok(Some(Entry::new(
-            value,
-            entry_ttl(self.ttl(ctx, key).await?),
-        )))
+        // `mg <key> v t`: the value and its remaining lifetime in one answer
+        let r = inner
+            .timed(ctx.deadline(), async {
+                let mut c = server.conn().await?;
+                c.meta_get(wire.as_bytes(), false, None, Some(VALUE_AND_TTL))
+                    .await?
+                    .map(entry)
+                    .transpose()
+            })
+            .await;
+        match r {
+            Ok(e) => Ok(e),
+            Err(e) => inner.read_failed(server, e, None),
+        }
     }
 
     async fn multi_get_with_ttl(
@@ -840,11 +955,31 @@ impl Backend for MemcachedBackend {
         ctx: &CallContext<'_>,
         keys: &[String],
     ) -> Result<Vec<Option<Entry>>> {
-        let mut entries = Vec::with_capacity(keys.len());
-        for key in keys {
-            entries.push(self.get_with_ttl(ctx, key).await?);
+        let inner = &*self.inner;
+        inner.check_open()?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(entries)
+        let wires = match inner.wire_keys(keys, ctx.deadline()).await {
+            Ok(w) => w,
+            Err(u) => return inner.read_failed(u.server, u.error, vec![None; keys.len()]),
+        };
+        if inner.servers.len() == 1 {
+            let server = &inner.servers[0];
+            return match inner
+                .timed(ctx.deadline(), inner.get_entries(server, &wires))
+                .await
+            {
+                Ok(v) => Ok(v),
+                Err(e) => inner.read_failed(server, e, vec![None; keys.len()]),
+            };
+        }
+        let calls: Vec<_> = inner
+            .split(keys)
+            .into_iter()
+            .map(|(s, positions)| inner.entries_group(ctx.deadline(), s, positions, &wires))
+            .collect();
+        inner.gather(keys.len(), join_all(calls).await)
     }
 
     async fn multi_get(
@@ -871,31 +1006,12 @@ impl Backend for MemcachedBackend {
                 Err(e) => inner.read_failed(server, e, vec![None; keys.len()]),
             };
         }
-        let groups = inner.split(keys);
-        let calls: Vec<_> = groups
+        let calls: Vec<_> = inner
+            .split(keys)
             .into_iter()
             .map(|(s, positions)| inner.get_group(ctx.deadline(), s, positions, &wires))
             .collect();
-        let mut out: Vec<Option<Bytes>> = vec![None; keys.len()];
-        let mut first: Option<Error> = None;
-        for (s, positions, r) in join_all(calls).await {
-            match r {
-                Ok(values) => {
-                    for (i, v) in positions.into_iter().zip(values) {
-                        out[i] = v;
-                    }
-                }
-                Err(e) => {
-                    if let Err(e) = inner.read_failed(&inner.servers[s], e, ()) {
-                        first.get_or_insert(e);
-                    }
-                }
-            }
-        }
-        match first {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        inner.gather(keys.len(), join_all(calls).await)
     }
 
     async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
@@ -1241,15 +1357,6 @@ impl MemcachedBackend {
     }
 }
 
-/// The lifetime of an entry read a moment before its TTL: gone since then = the shortest.
-fn entry_ttl(ttl: KeyTtl) -> Option<std::time::Duration> {
-    match ttl {
-        KeyTtl::NoExpiry => None,
-        KeyTtl::Remaining(d) => Some(d),
-        KeyTtl::Missing => Some(std::time::Duration::from_millis(1)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1332,12 +1439,7 @@ mod tests {
 
     #[test]
     fn align_matches_in_order_and_out_of_order() {
-        let v = |k: &str, d: &str| Value {
-            key: k.as_bytes().to_vec(),
-            cas: None,
-            flags: None,
-            data: Some(d.as_bytes().to_vec()),
-        };
+        let v = |k: &str, d: &'static str| (k.as_bytes().to_vec(), Bytes::from(d));
         let keys = ["a", "b", "a", "c"];
         let got = align(&keys, vec![v("a", "1"), v("a", "1"), v("c", "3")]);
         assert_eq!(
@@ -1349,5 +1451,33 @@ mod tests {
             got,
             vec![Some("1".into()), None, Some("1".into()), Some("3".into())]
         );
+    }
+
+    #[test]
+    fn an_entry_takes_its_lifetime_from_the_t_flag() {
+        let answer = |data: Option<&str>, t: Option<i64>| MetaValue {
+            data: data.map(|d| d.as_bytes().to_vec()),
+            ttl_remaining: t,
+            ..MetaValue::default()
+        };
+        let e = entry(answer(Some("v"), Some(31))).unwrap();
+        assert_eq!(e, Entry::new("v".into(), Some(Duration::from_secs(30))));
+        let e = entry(answer(Some("v"), Some(-1))).unwrap();
+        assert_eq!(e, Entry::new("v".into(), None), "-1: no expiry");
+        for t in [0, 1, 2] {
+            let e = entry(answer(Some("v"), Some(t))).unwrap();
+            assert_eq!(
+                e.ttl,
+                Some(Duration::from_secs(1)),
+                "a live key: at least 1 s"
+            );
+        }
+        let e = entry(answer(None, Some(5))).unwrap();
+        assert_eq!(e.value, Bytes::new(), "an empty value has no data block");
+        for bad in [answer(Some("v"), None), answer(Some("v"), Some(-2))] {
+            let e = entry(bad).unwrap_err();
+            assert!(matches!(e, McError::Unexpected(_)), "{e:?}");
+            assert!(e.to_string().contains("t flag"), "{e}");
+        }
     }
 }
