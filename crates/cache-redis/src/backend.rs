@@ -1,6 +1,7 @@
 //! [`RedisBackend`]: the [`Backend`] contract mapped onto Redis commands.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,13 +17,15 @@ use fred::interfaces::{ClientLike, EventInterface, KeysInterface};
 use fred::prelude::{Client, Expiration, Key, Options, SetOptions, Value};
 use fred::types::{Builder, ClusterHash, ConnectHandle, CustomCommand, FromValue, MultipleKeys};
 use fred::util::redis_keyslot;
+use futures_util::future::try_join_all;
 
+use crate::cluster;
 use crate::config::{RedisConfig, RedisMode};
 use crate::detour::{self, Detour};
-use crate::error::{self, is_noscript};
+use crate::error;
 use crate::generations::RedisGenerations;
 use crate::raw::{check_raw, raw_arg, raw_reply};
-use crate::scripts::{CAD, CAS, PERSIST, SET_MANY_PX, Script, script_args, script_command};
+use crate::scripts::{self, CAD, CAS, ENTRIES, PERSIST, SET_MANY_PX, Script};
 
 /// How long before the caller's deadline fred gives up an unsent write (see
 /// [`RedisBackend::write_options`]).
@@ -382,19 +385,9 @@ impl RedisBackend {
         R: FromValue,
         C: ClientLike,
     {
-        let (by_hash, by_text) = (script_command(true, &keys), script_command(false, &keys));
-        let sha1 = Value::Bytes(Bytes::from_static(script.sha1.as_bytes()));
-        let mut argv = script_args(sha1, keys, args);
-        match client.custom::<R, Value>(by_hash, argv.clone()).await {
-            Err(e) if is_noscript(&e) => {
-                argv[0] = Value::Bytes(Bytes::from_static(script.lua.as_bytes()));
-                client
-                    .custom::<R, Value>(by_text, argv)
-                    .await
-                    .map_err(on_error)
-            }
-            other => other.map_err(on_error),
-        }
+        scripts::run(client, script, keys, args)
+            .await
+            .map_err(on_error)
     }
 
     /// Converts an error of `INCRBY`: an overflow or a value that is not an integer is the
@@ -457,6 +450,84 @@ impl RedisBackend {
                     .await
             }
         }
+    }
+
+    /// `multi_get_with_ttl` without generations: one script run, or one per hash slot on a
+    /// cluster, the slots' runs sent concurrently.
+    pub(crate) async fn plain_multi_entries(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+        let index = self.next_index()?;
+        let client = &self.clients[index];
+        if !self.clustered {
+            return self
+                .slot_entries(client, keys.iter().map(String::as_str))
+                .await;
+        }
+        let groups = cluster::group_by_slot(keys.iter().map(String::as_bytes));
+        let on_cluster = self.per_group(keys.len(), &groups, |group| {
+            self.slot_entries(client, group.iter().map(|&i| keys[i].as_str()))
+        });
+        match &self.detour {
+            None => on_cluster.await,
+            // while the routing is rebuilt: straight to the slots' primaries, failing at once
+            // when one of them is the node that is down
+            Some(detour) => {
+                detour
+                    .race(index, on_cluster, || {
+                        self.per_group(keys.len(), &groups, |group| async move {
+                            let first = group.first().map_or("", |&i| keys[i].as_str());
+                            let node =
+                                detour.client_for(client, first).map_err(|e| self.fail(e))?;
+                            let node = node.with_options(&detour::fail_fast(&Options::default()));
+                            self.slot_entries(&node, group.iter().map(|&i| keys[i].as_str()))
+                                .await
+                        })
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// The entries of `keys` (one hash slot on a cluster) in one script run on `client`.
+    pub(crate) async fn slot_entries<'k, C: ClientLike>(
+        &self,
+        client: &C,
+        keys: impl Iterator<Item = &'k str>,
+    ) -> Result<Vec<Option<Entry>>> {
+        let keys: Vec<Key> = keys.map(Key::from).collect();
+        let n = keys.len();
+        let reply: Value = scripts::run(client, &ENTRIES, keys, Vec::new())
+            .await
+            .map_err(|e| self.fail(e))?;
+        entries(reply, n)
+    }
+
+    /// Runs `read` for each group of key indexes concurrently and puts the answers back in
+    /// the order of the `n` keys; fails with the first error.
+    pub(crate) async fn per_group<'g, F, Fut>(
+        &self,
+        n: usize,
+        groups: &'g [Vec<usize>],
+        read: F,
+    ) -> Result<Vec<Option<Entry>>>
+    where
+        F: Fn(&'g [usize]) -> Fut,
+        Fut: Future<Output = Result<Vec<Option<Entry>>>>,
+    {
+        let answers = try_join_all(groups.iter().map(|g| read(g))).await?;
+        let mut out = vec![None; n];
+        for (group, values) in groups.iter().zip(answers) {
+            if values.len() != group.len() {
+                return Err(error::unexpected(format!(
+                    "a read of {} keys answered {} entries",
+                    group.len(),
+                    values.len()
+                )));
+            }
+            for (&i, v) in group.iter().zip(values) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
     }
 
     /// `multi_set` without generations.
@@ -554,6 +625,64 @@ pub(crate) fn key_ttl(ms: i64) -> Result<KeyTtl> {
     })
 }
 
+/// The reply of the [`ENTRIES`] script (or of the generation script's `entries`) for `n`
+/// keys: per key its value and its `PTTL`.
+pub(crate) fn entries(reply: Value, n: usize) -> Result<Vec<Option<Entry>>> {
+    let Value::Array(items) = reply else {
+        return Err(error::unexpected(format!(
+            "a read of {n} keys with their TTL answered a {:?} reply",
+            reply.kind()
+        )));
+    };
+    if items.len() != 2 * n {
+        return Err(error::unexpected(format!(
+            "a read of {n} keys with their TTL answered {} values",
+            items.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut items = items.into_iter();
+    while let (Some(value), Some(ttl)) = (items.next(), items.next()) {
+        out.push(entry(value, ttl)?);
+    }
+    Ok(out)
+}
+
+/// One key's value and `PTTL` as an [`Entry`] (`None`: missing).
+fn entry(value: Value, ttl: Value) -> Result<Option<Entry>> {
+    let value = match value {
+        Value::Null => return Ok(None),
+        Value::Bytes(b) => b,
+        Value::String(s) => s.inner().clone(),
+        other => {
+            return Err(error::unexpected(format!(
+                "a value read with its TTL came as a {:?} reply",
+                other.kind()
+            )));
+        }
+    };
+    let ms = match ttl {
+        Value::Integer(ms) => ms,
+        other => {
+            return Err(error::unexpected(format!(
+                "PTTL read with a value came as a {:?} reply",
+                other.kind()
+            )));
+        }
+    };
+    let ttl = match key_ttl(ms)? {
+        KeyTtl::NoExpiry => None,
+        KeyTtl::Remaining(d) => Some(d),
+        // the value and its TTL are read in one script: a key cannot vanish in between
+        KeyTtl::Missing => {
+            return Err(error::unexpected(
+                "PTTL answered -2 for a key it had just read",
+            ));
+        }
+    };
+    Ok(Some(Entry::new(value, ttl)))
+}
+
 /// A TTL in whole milliseconds, rounded up (never expires early), at least 1.
 pub(crate) fn millis(ttl: Duration) -> i64 {
     let ms = ttl.as_nanos().div_ceil(1_000_000).max(1);
@@ -595,26 +724,31 @@ impl Backend for RedisBackend {
             .await
     }
 
-    async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
-        let Some(value) = self.get(ctx, key).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Entry::new(
-            value,
-            entry_ttl(self.ttl(ctx, key).await?),
-        )))
+    async fn get_with_ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
+        if let Some(group) = self.generation_group(key)? {
+            let mut entries = self.gen_entries(group, std::slice::from_ref(&key)).await?;
+            return Ok(entries.pop().flatten());
+        }
+        let reply: Value = self
+            .read_key(key, |c| async move {
+                scripts::run(&c, &ENTRIES, vec![Key::from(key)], Vec::new()).await
+            })
+            .await?;
+        Ok(entries(reply, 1)?.pop().flatten())
     }
 
     async fn multi_get_with_ttl(
         &self,
-        ctx: &CallContext<'_>,
+        _ctx: &CallContext<'_>,
         keys: &[String],
     ) -> Result<Vec<Option<Entry>>> {
-        let mut entries = Vec::with_capacity(keys.len());
-        for key in keys {
-            entries.push(self.get_with_ttl(ctx, key).await?);
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(entries)
+        if self.generations.is_some() {
+            return self.gen_multi_entries(keys).await;
+        }
+        self.plain_multi_entries(keys).await
     }
 
     async fn multi_get(
@@ -894,15 +1028,6 @@ impl Backend for RedisBackend {
             task.abort();
         }
         Ok(())
-    }
-}
-
-/// The lifetime of an entry read a moment before its TTL: gone since then = the shortest.
-fn entry_ttl(ttl: KeyTtl) -> Option<std::time::Duration> {
-    match ttl {
-        KeyTtl::NoExpiry => None,
-        KeyTtl::Remaining(d) => Some(d),
-        KeyTtl::Missing => Some(std::time::Duration::from_millis(1)),
     }
 }
 

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cache_core::generations::{generation_of, group, initial_generation, is_group};
-use cache_core::{CallContext, ClearScope, Error, KeyTtl, OpSet, Result};
+use cache_core::{CallContext, ClearScope, Entry, Error, KeyTtl, OpSet, Result};
 use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface};
 use fred::prelude::{Client, Key, Value};
 use fred::types::FromValue;
 use fred::util::redis_keyslot;
 use tokio::sync::Semaphore;
 
-use crate::backend::{RedisBackend, key_ttl, millis};
+use crate::backend::{RedisBackend, entries, key_ttl, millis};
 use crate::clear::glob_escape;
 use crate::error;
 use crate::scripts::GENERATION;
@@ -191,6 +191,43 @@ impl RedisBackend {
             }
         }
         Ok(out)
+    }
+
+    /// `get_with_ttl` of `keys` (all of `group`) in one run of the generation script: the
+    /// values of the folded keys with their `PTTL`.
+    pub(crate) async fn gen_entries<K: AsRef<str>>(
+        &self,
+        group: &str,
+        keys: &[K],
+    ) -> Result<Vec<Option<Entry>>> {
+        let args = keys.iter().map(|k| text(rest(k.as_ref(), group)));
+        let reply: Value = self
+            .in_generation(self.client()?, group, "entries", args)
+            .await?;
+        entries(reply, keys.len())
+    }
+
+    /// `multi_get_with_ttl`: one generation script run per namespace (one hash slot each),
+    /// keys of no namespace as without generations; all sent concurrently.
+    pub(crate) async fn gen_multi_entries(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+        let groups = by_group(keys.iter());
+        let indexes: Vec<Vec<usize>> = groups.iter().map(|(_, idx)| idx.clone()).collect();
+        self.per_group(keys.len(), &indexes, |idx| async move {
+            let Some(&first) = idx.first() else {
+                return Ok(Vec::new());
+            };
+            match self.generation_group(&keys[first])? {
+                Some(g) => {
+                    let group_keys: Vec<&str> = idx.iter().map(|&i| keys[i].as_str()).collect();
+                    self.gen_entries(g, &group_keys).await
+                }
+                None => {
+                    let plain: Vec<String> = idx.iter().map(|&i| keys[i].clone()).collect();
+                    self.plain_multi_entries(&plain).await
+                }
+            }
+        })
+        .await
     }
 
     /// `set` (or with `nx`, `add`) in the key's generation; answers whether it wrote.

@@ -1,8 +1,13 @@
 //! The Lua scripts of the commands Redis has no single command for, and how they are sent.
 
+use bytes::Bytes;
+use fred::error::Error as FredError;
+use fred::interfaces::ClientLike;
 use fred::prelude::{Key, Value};
-use fred::types::{ClusterHash, CustomCommand};
+use fred::types::{ClusterHash, CustomCommand, FromValue};
 use fred::util::redis_keyslot;
+
+use crate::error::is_noscript;
 
 /// A Lua script sent as `EVALSHA`, falling back to `EVAL` when the server does not know it
 /// (after a restart or `SCRIPT FLUSH`). Sent as custom commands, which every fred client type
@@ -35,6 +40,35 @@ pub(crate) fn script_args(script: Value, keys: Vec<Key>, args: Vec<Value>) -> Ve
     out
 }
 
+/// Runs `script` on `client` by hash, and by text if the server does not have it cached.
+pub(crate) async fn run<R, C>(
+    client: &C,
+    script: &Script,
+    keys: Vec<Key>,
+    args: Vec<Value>,
+) -> Result<R, FredError>
+where
+    R: FromValue,
+    C: ClientLike,
+{
+    let (by_hash, by_text) = (script_command(true, &keys), script_command(false, &keys));
+    let sha1 = Value::Bytes(Bytes::from_static(script.sha1.as_bytes()));
+    let mut argv = script_args(sha1, keys, args);
+    match client.custom::<R, Value>(by_hash, argv.clone()).await {
+        Err(e) if is_noscript(&e) => {
+            argv[0] = Value::Bytes(Bytes::from_static(script.lua.as_bytes()));
+            client.custom::<R, Value>(by_text, argv).await
+        }
+        other => other,
+    }
+}
+
+/// `get_with_ttl` of keys of one hash slot, as a [`Script`].
+pub(crate) const ENTRIES: Script = Script {
+    lua: ENTRIES_LUA,
+    sha1: "34f8709029e26b853af563290bd67bf5ee75d416",
+};
+
 /// `compare_and_set` with an expected value, as a [`Script`].
 pub(crate) const CAS: Script = Script {
     lua: CAS_LUA,
@@ -62,7 +96,7 @@ pub(crate) const SET_MANY_PX: Script = Script {
 /// Every command of a cache with namespace generations, as a [`Script`].
 pub(crate) const GENERATION: Script = Script {
     lua: GENERATION_LUA,
-    sha1: "b95d86c2074e5d7d91cc24e25d853d25f0e0fd76",
+    sha1: "4192222820c2205de9b013459a602f5f5a901bb9",
 };
 
 /// Every command of a cache with namespace generations: reads the namespace's generation and
@@ -98,6 +132,14 @@ elseif op == 'mget' then
       for j = 1, #ks do out[#out + 1] = vs[j] end
       ks = {}
     end
+  end
+  return out
+elseif op == 'entries' then
+  local out = {}
+  for i = 4, #ARGV do
+    local k = p .. ARGV[i]
+    out[2 * i - 7] = redis.call('GET', k)
+    out[2 * i - 6] = redis.call('PTTL', k)
   end
   return out
 elseif op == 'set' then
@@ -148,6 +190,17 @@ elseif op == 'cad' then
   return 0
 end
 return redis.error_reply('ERR unknown generation operation ' .. op)";
+
+/// `get_with_ttl` of every key of KEYS (one hash slot on a cluster; duplicates allowed): per
+/// key its value (nil when missing) and its `PTTL`, flat — `{value1, pttl1, value2, pttl2,
+/// …}` — read in one step, so a value and its lifetime belong together. `PTTL` crosses Lua
+/// as a double, exact for any lifetime Redis can hold (below 2^53 ms).
+const ENTRIES_LUA: &str = r"local out = {}
+for i = 1, #KEYS do
+  out[2 * i - 1] = redis.call('GET', KEYS[i])
+  out[2 * i] = redis.call('PTTL', KEYS[i])
+end
+return out";
 
 /// `compare_and_set` with an expected value. KEYS[1] = key; ARGV = expected, new value, TTL
 /// in milliseconds or empty for none. Returns 1 when it wrote, 0 when the value differed or
@@ -235,7 +288,7 @@ mod tests {
     #[test]
     fn script_hashes_match_their_text() {
         assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        for script in [CAS, CAD, PERSIST, SET_MANY_PX, GENERATION] {
+        for script in [CAS, CAD, PERSIST, SET_MANY_PX, GENERATION, ENTRIES] {
             assert_eq!(
                 script.sha1,
                 sha1_hex(script.lua.as_bytes()),

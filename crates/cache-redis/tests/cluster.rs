@@ -5,8 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use bytes::Bytes;
 use cache_core::testkit::{random_namespace, server_url};
-use cache_core::{Backend, Cache, Json, RawValue};
+use cache_core::{Backend, Cache, CallContext, Command, Json, OpSet, RawValue};
 use cache_redis::{RedisBackend, RedisConfig, RedisMode};
 
 const VAR: &str = "CACHE_TEST_REDIS_CLUSTER_URL";
@@ -163,6 +164,58 @@ async fn multi_key_commands_span_every_primary_without_crossslot_errors() {
     assert_eq!(cache.multi_delete(&keys[..200]).await.unwrap(), 200);
     assert_eq!(cache.multi_delete(&keys[..200]).await.unwrap(), 0);
     assert_eq!(cache.clear().await.unwrap(), Some(105));
+}
+
+/// `multi_get_with_ttl` over keys of every primary (and, with generations, of several
+/// namespaces): one script run per slot, answers in the caller's order with misses and
+/// duplicates, each value with its own lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_with_their_ttl_span_every_primary_in_order() {
+    for generations in [false, true] {
+        let Some(backend) = backend_with(generations).await else {
+            return;
+        };
+        let ctx = CallContext::new(Command::Get);
+        let namespaces = [random_namespace(), random_namespace()];
+        let built: Vec<String> = (0..200)
+            .map(|i| format!("{}:k{i}", namespaces[i % 2]))
+            .collect();
+        for (i, key) in built.iter().enumerate() {
+            let ttl = (i % 3 != 0).then(|| Duration::from_secs(60 + i as u64));
+            backend
+                .set(&ctx, key, Bytes::from(format!("v{i}")), OpSet::new(ttl))
+                .await
+                .unwrap();
+        }
+        let mut asked: Vec<String> = built.iter().rev().cloned().collect();
+        asked.insert(7, format!("{}:missing", namespaces[0]));
+        asked.push(built[3].clone());
+        asked.push("no-namespace-missing".into());
+        let got = backend.multi_get_with_ttl(&ctx, &asked).await.unwrap();
+        assert_eq!(got.len(), asked.len());
+        for (key, entry) in asked.iter().zip(&got) {
+            let Some(i) = built.iter().position(|k| k == key) else {
+                assert_eq!(entry, &None, "{key}");
+                continue;
+            };
+            let entry = entry.as_ref().unwrap_or_else(|| panic!("{key} is stored"));
+            assert_eq!(entry.value, Bytes::from(format!("v{i}")), "{key}");
+            match entry.ttl {
+                None => assert_eq!(i % 3, 0, "{key} was written with a TTL"),
+                Some(ttl) => {
+                    let written = Duration::from_secs(60 + i as u64);
+                    assert!(
+                        ttl <= written && ttl > written - Duration::from_secs(10),
+                        "{key}: {ttl:?}"
+                    );
+                }
+            }
+        }
+        let one = backend.get_with_ttl(&ctx, &built[4]).await.unwrap();
+        assert_eq!(one.map(|e| e.value), Some(Bytes::from_static(b"v4")));
+        backend.multi_delete(&ctx, &built).await.unwrap();
+        backend.close(&ctx).await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
