@@ -246,6 +246,11 @@ impl RedisBackend {
         }
     }
 
+    /// Every connection of the pool (client tracking turns tracking on for each).
+    pub(crate) fn clients(&self) -> &[Client] {
+        &self.clients
+    }
+
     /// The next connection, or `Closed`.
     #[inline]
     pub(crate) fn client(&self) -> Result<&Client> {

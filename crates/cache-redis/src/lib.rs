@@ -16,8 +16,13 @@ mod generations;
 mod pubsub;
 mod raw;
 mod scripts;
+mod tracking;
 
 pub use backend::RedisBackend;
+pub use tracking::{
+    DEFAULT_HEARTBEAT, DEFAULT_HEARTBEAT_TIMEOUT, RedisTracking, RedisTrackingBuilder,
+    TrackingStats,
+};
 
 /// The fred crate this backend runs on, for [`RedisBackend::from_clients`] and
 /// [`RedisBackend::from_pool`] over clients a program builds itself.
