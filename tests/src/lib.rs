@@ -36,6 +36,7 @@ pub mod backends;
 pub mod clear_race;
 pub mod proxy;
 pub mod report;
+pub mod tiers;
 pub mod versioned;
 pub mod workers;
 

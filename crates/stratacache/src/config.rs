@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::key_format::KeyFormat;
 use crate::serializer::{AnySerializer, CompressionName, SerializerName};
+use crate::tier::TierConfig;
 use crate::url::{self, CacheParams};
 
 /// A cache whose serializer was chosen at run time: what [`CacheConfig::build`],
@@ -197,6 +198,9 @@ pub struct CacheConfig {
     /// Plugins, in the order they run.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// A local level in front of the backend (feature `tiered`); none by default.
+    #[serde(default)]
+    pub tier: Option<TierConfig>,
 }
 
 /// Serializes the effective configuration, for a service to print or log: the URL with its
@@ -236,6 +240,8 @@ impl Serialize for CacheConfig {
             key_builder: &'a Option<KeyFormat>,
             #[serde(skip_serializing_if = "Vec::is_empty")]
             plugins: &'a Vec<PluginConfig>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tier: &'a Option<TierConfig>,
         }
         Shown {
             url: cache_core::url::redact(&self.url),
@@ -246,6 +252,7 @@ impl Serialize for CacheConfig {
             compression: &self.compression,
             key_builder: &self.key_builder,
             plugins: &self.plugins,
+            tier: &self.tier,
         }
         .serialize(s)
     }
@@ -262,6 +269,7 @@ impl fmt::Debug for CacheConfig {
             .field("compression", &self.compression)
             .field("key_builder", &self.key_builder)
             .field("plugins", &self.plugins)
+            .field("tier", &self.tier)
             .finish()
     }
 }
@@ -320,6 +328,12 @@ impl CacheConfig {
     /// Adds a plugin.
     pub fn plugin(mut self, plugin: PluginConfig) -> Self {
         self.plugins.push(plugin);
+        self
+    }
+
+    /// Puts a local level in front of the backend (feature `tiered`).
+    pub fn tier(mut self, tier: TierConfig) -> Self {
+        self.tier = Some(tier);
         self
     }
 
@@ -436,11 +450,42 @@ impl CacheConfig {
             params.compression,
         )?;
         let key_format = params.key_builder.unwrap_or_default();
-        let (backend, flavor) = parsed
-            .backend
-            .connect(&parsed.backend_url, key_format)
-            .await?;
+        let (backend, flavor, tier) = match &params.tier {
+            None => {
+                let (backend, flavor) = parsed
+                    .backend
+                    .connect(&parsed.backend_url, key_format)
+                    .await?;
+                (backend, flavor, None)
+            }
+            #[cfg(feature = "tiered")]
+            Some(tier) => {
+                let (backend, flavor, layer) =
+                    crate::tier::build::connect(crate::tier::build::Parts {
+                        tier,
+                        entry: parsed.backend,
+                        backend_url: &parsed.backend_url,
+                        namespace: params.namespace.as_deref(),
+                        key_format,
+                    })
+                    .await?;
+                (backend, flavor, Some(layer))
+            }
+            #[cfg(not(feature = "tiered"))]
+            Some(_) => {
+                return Err(Error::config(
+                    "a tier needs the `tiered` feature of stratacache \
+                     (features = [\"tiered\"] in Cargo.toml)",
+                ));
+            }
+        };
         let mut builder = Cache::builder(backend).serializer(serializer);
+        #[cfg(feature = "tiered")]
+        if let Some(tier) = tier {
+            builder = builder.layer(tier);
+        }
+        #[cfg(not(feature = "tiered"))]
+        let _: Option<()> = tier;
         if let Some(ns) = params.namespace {
             builder = builder.namespace(ns);
         }
@@ -485,6 +530,7 @@ impl CacheConfig {
             serializer: one("serializer", from_url.serializer, self.serializer)?,
             compression: one("compression", from_url.compression, self.compression)?,
             key_builder: one("key_builder", from_url.key_builder, self.key_builder)?,
+            tier: one("tier", from_url.tier, self.tier.clone())?,
         })
     }
 }

@@ -24,6 +24,15 @@ pub mod layers {}
 #[doc = include_str!("../guide/tags.md")]
 pub mod tags {}
 
+#[cfg(all(
+    feature = "tiered",
+    feature = "redis",
+    feature = "memcached",
+    feature = "memory"
+))]
+#[doc = include_str!("../guide/tiered.md")]
+pub mod tiered {}
+
 #[doc = include_str!("../guide/locks.md")]
 pub mod locks {}
 

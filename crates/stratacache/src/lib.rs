@@ -10,6 +10,7 @@ pub mod guide;
 mod key_format;
 mod registry;
 mod serializer;
+mod tier;
 mod url;
 
 pub use config::{
@@ -18,6 +19,7 @@ pub use config::{
 pub use key_format::KeyFormat;
 pub use registry::Caches;
 pub use serializer::{AnySerializer, CompressionName, SerializerName};
+pub use tier::{InvalidationName, TierConfig};
 
 pub use cache_core::{
     AiocacheFlavor, AiocacheKeyBuilder, Backend, Cache, CacheBuilder, CallContext, Capability,

@@ -22,6 +22,8 @@ pub(crate) struct CacheParams {
     pub(crate) serializer: Option<SerializerName>,
     pub(crate) compression: Option<CompressionName>,
     pub(crate) key_builder: Option<KeyFormat>,
+    /// The `tier…` parameters, if any.
+    pub(crate) tier: Option<crate::tier::TierConfig>,
 }
 
 /// A URL split into its backend part and its cache-level settings.
@@ -80,6 +82,20 @@ pub(crate) fn parse(url: &str) -> Result<CacheUrl> {
     let mut kept: Vec<&str> = Vec::new();
     for param in core_url::Query::new(parts.query()) {
         let key = param.name;
+        if crate::tier::TIER_PARAMS.contains(&key) {
+            let value = core_url::decode_query_value(param.value)
+                .map_err(|m| config_error(format!("URL parameter `{key}`: {m}")))?;
+            if param.repeated && key != "tier_prefix" {
+                return Err(config_error(format!(
+                    "URL parameter `{key}` is given twice"
+                )));
+            }
+            params
+                .tier
+                .get_or_insert_with(Default::default)
+                .set_param(key, &value)?;
+            continue;
+        }
         if !CACHE_PARAMS.contains(&key) {
             kept.push(param.pair);
             continue;
