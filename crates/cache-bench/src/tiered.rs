@@ -10,8 +10,11 @@ use cache_core::layer::Layer;
 use cache_core::{Backend, Cache};
 use cache_tiered::TierLayer;
 
-use crate::harness::{Target, interleaved, two_calls};
-use crate::workloads::{BoxError, Record, record};
+use cache_core::tier::{Invalidator, Locality};
+use cache_redis::{RedisConfig, RedisPubSub};
+
+use crate::harness::{Stats, Target, interleaved, rate, two_calls};
+use crate::workloads::{BoxError, Data, KEYS as FLEET_KEYS, Record, TASKS, ZIPF_S, record};
 
 /// Keys read in turn by the local-hit contenders.
 const KEYS: usize = 1_000;
@@ -131,6 +134,281 @@ async fn local_hit(remote: Arc<dyn Backend>, n: usize, rounds: usize) -> (String
     (out, target)
 }
 
+/// Instances of the fleet measurements.
+const INSTANCES: usize = 4;
+/// The goal: the fleet with local levels serves at least this many times the operations per
+/// second of the fleet without.
+const FLEET_GOAL: f64 = 5.0;
+/// The goal for the 99th percentile of the invalidation delay.
+const DELAY_GOAL: Duration = Duration::from_millis(5);
+
+/// How the instances of a fleet are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fleet {
+    /// No local level.
+    Plain,
+    /// A tier kept coherent by client tracking.
+    Tracking,
+    /// A tier kept coherent by a pub/sub backplane.
+    PubSub,
+}
+
+impl Fleet {
+    fn label(self) -> &'static str {
+        match self {
+            Fleet::Plain => "no local level",
+            Fleet::Tracking => "tier, client tracking",
+            Fleet::PubSub => "tier, pub/sub backplane",
+        }
+    }
+}
+
+/// One instance of a fleet in namespace `ns`.
+async fn instance(url: &str, fleet: Fleet, ns: &str) -> Result<Cache, BoxError> {
+    let backend = RedisConfig::from_url(url)?.into_builder().build().await?;
+    let channel: Option<Arc<dyn Invalidator>> = match fleet {
+        Fleet::Plain => None,
+        Fleet::Tracking => Some(Arc::new(
+            backend.tracking().prefix(format!("{ns}:")).build()?,
+        )),
+        Fleet::PubSub => Some(Arc::new(
+            RedisPubSub::builder(url).channel(ns).build().await?,
+        )),
+    };
+    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let stack = match channel {
+        None => backend,
+        Some(channel) => TierLayer::builder()
+            .max_entries(FLEET_KEYS as u64 * 2)
+            .invalidation_arc(channel)
+            .build()
+            .await?
+            .layer(backend),
+    };
+    Ok(Cache::builder(stack)
+        .namespace(ns.to_owned())
+        .timeout(Duration::from_secs(5))
+        .build())
+}
+
+/// Operations per second of `caches` running the 64-task 90/10 Zipf workload of `data`, task
+/// `i` on instance `i % INSTANCES`, `per_task` operations each.
+async fn fleet_rate(caches: &[Cache], data: &Arc<Data>, per_task: usize) -> Result<f64, BoxError> {
+    let started = Instant::now();
+    let tasks: Vec<_> = data
+        .mix_zipf
+        .iter()
+        .enumerate()
+        .map(|(i, ops)| {
+            let (cache, data, ops) = (caches[i % caches.len()].clone(), data.clone(), ops.clone());
+            tokio::spawn(async move {
+                for &(k, set) in &ops[..per_task.min(ops.len())] {
+                    let key = &data.user[k as usize];
+                    if set {
+                        cache.set(key, &record(u64::from(k))).await?;
+                    } else {
+                        let v: Option<Record> = cache.get(key).await?;
+                        std::hint::black_box(v);
+                    }
+                }
+                Ok::<(), BoxError>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per_task * TASKS) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The fleet rows: the three setups in interleaved rounds.
+async fn fleet(url: &str, per_task: usize, rounds: usize) -> Result<(String, Vec<Target>), BoxError> {
+    let ns = format!(
+        "benchfleet{:x}",
+        cache_core::envelope::now_ms() ^ u64::from(std::process::id())
+    );
+    let data = Arc::new(Data::new(&ns, per_task));
+    let setups = [Fleet::Plain, Fleet::Tracking, Fleet::PubSub];
+    let mut fleets = Vec::new();
+    for setup in setups {
+        let mut caches = Vec::new();
+        for _ in 0..INSTANCES {
+            caches.push(instance(url, setup, &ns).await?);
+        }
+        fleets.push(caches);
+    }
+    for (i, key) in data.user.iter().enumerate() {
+        fleets[0][0].set(key, &record(i as u64)).await?;
+    }
+    for caches in &fleets {
+        fleet_rate(caches, &data, per_task / 4).await?;
+    }
+    let mut samples = vec![Vec::new(); setups.len()];
+    for round in 0..rounds {
+        for i in 0..setups.len() {
+            let c = (i + round) % setups.len();
+            samples[c].push(fleet_rate(&fleets[c], &data, per_task).await?);
+        }
+    }
+    fleets[0][0].clear().await?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "
+### Four instances against one Redis
+
+{INSTANCES} instances in one process, each          with its own connections (and its own local level and channel where it has one),          {TASKS} tasks spread over them, each running {per_task} operations: 90 % `get`, 10 %          `set` of a record, keys drawn from {FLEET_KEYS} by Zipf s={ZIPF_S}. Each round runs the          three fleets in an order that turns every round ({rounds} rounds); operations per          second, median (min – max); the ratio is the median (min – max) of the per-round          ratios to the fleet without a local level.
+
+         | fleet | operations per second | vs no local level |
+|---|---|---|"
+    );
+    let mut targets = Vec::new();
+    for (i, setup) in setups.iter().enumerate() {
+        let s = Stats::of(&samples[i]);
+        let ratio = crate::harness::paired(&samples[i], &samples[0]);
+        let vs = if i == 0 {
+            "—".to_owned()
+        } else {
+            crate::harness::ratio_cell(ratio)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} ({} – {}) | {vs} |",
+            setup.label(),
+            rate(s.median),
+            rate(s.min),
+            rate(s.max)
+        );
+        if i > 0 {
+            targets.push(Target {
+                what: format!(
+                    "tier: {INSTANCES} instances, {TASKS} tasks, 90/10 Zipf, against one Redis,                      {} vs no local level: throughput",
+                    setup.label()
+                ),
+                goal: format!("≥ {FLEET_GOAL:.1}×"),
+                measured: format!(
+                    "{:.2}× (rounds {:.2}–{:.2})",
+                    ratio.median, ratio.min, ratio.max
+                ),
+                met: ratio.median >= FLEET_GOAL,
+            });
+        }
+    }
+    out.push('\n');
+    for t in &targets {
+        let _ = writeln!(out, "{}\n", t.line());
+    }
+    Ok((out, targets))
+}
+
+/// Microseconds from a write's return until every other instance's local level dropped the
+/// key, for `trials` writes, in a fleet of `fleet`.
+async fn delays(url: &str, fleet: Fleet, trials: usize) -> Result<Vec<f64>, BoxError> {
+    let ns = format!(
+        "benchdelay{:x}",
+        cache_core::envelope::now_ms() ^ u64::from(std::process::id())
+    );
+    let mut caches = Vec::new();
+    for _ in 0..INSTANCES {
+        caches.push(instance(url, fleet, &ns).await?);
+    }
+    let mut delays = Vec::with_capacity(trials * (INSTANCES - 1));
+    for t in 0..trials as u64 {
+        let key = format!("d{}", t % 16);
+        caches[0].set(&key, &t).await?;
+        // every other instance holds the value locally
+        for cache in &caches[1..] {
+            let local = cache.with_locality(Locality::LocalOnly);
+            let until = Instant::now() + Duration::from_secs(2);
+            while local.get::<u64>(&key).await? != Some(t) {
+                let _ = cache.get::<u64>(&key).await?;
+                if Instant::now() > until {
+                    return Err("a copy was never made".into());
+                }
+            }
+        }
+        let watchers: Vec<_> = caches[1..]
+            .iter()
+            .map(|cache| {
+                let (cache, key) = (cache.clone(), key.clone());
+                tokio::spawn(async move {
+                    let local = cache.with_locality(Locality::LocalOnly);
+                    let until = Instant::now() + Duration::from_secs(2);
+                    loop {
+                        if local.get::<u64>(&key).await? != Some(t) {
+                            return Ok::<Instant, BoxError>(Instant::now());
+                        }
+                        if Instant::now() > until {
+                            return Err("the copy was never dropped".into());
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        caches[0].set(&key, &(t + 1_000_000)).await?;
+        let returned = Instant::now();
+        for w in watchers {
+            let dropped = w.await??;
+            delays.push(dropped.saturating_duration_since(returned).as_secs_f64() * 1e6);
+        }
+    }
+    caches[0].clear().await?;
+    Ok(delays)
+}
+
+/// The invalidation delay rows of both channels.
+async fn delay_section(url: &str, trials: usize) -> (String, Vec<Target>) {
+    let mut out = format!(
+        "
+### Invalidation delay
+
+{INSTANCES} instances; {trials} times, the other three          hold a key locally, one writes it, and each of the others checks its local level in a          loop; the delay runs from the write's return to the other instance's copy being          gone (zero when it was gone before the write returned).
+
+         | channel | p50 | p99 | max |
+|---|---|---|---|
+"
+    );
+    let mut targets = Vec::new();
+    for fleet in [Fleet::Tracking, Fleet::PubSub] {
+        let what = format!(
+            "tier: invalidation delay on loopback, {}, from a write's return to every other              instance dropping its copy: p99",
+            fleet.label()
+        );
+        match delays(url, fleet, trials).await {
+            Ok(mut d) => {
+                d.sort_by(f64::total_cmp);
+                let at = |p: f64| d[((d.len() - 1) as f64 * p).round() as usize];
+                let (p50, p99, max) = (at(0.5), at(0.99), d[d.len() - 1]);
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} µs | {:.0} µs | {:.0} µs |",
+                    fleet.label(),
+                    p50,
+                    p99,
+                    max
+                );
+                targets.push(Target {
+                    what,
+                    goal: format!("≤ {} ms", DELAY_GOAL.as_millis()),
+                    measured: format!("{:.2} ms (p50 {:.2} ms, max {:.2} ms)", p99 / 1e3, p50 / 1e3, max / 1e3),
+                    met: p99 <= DELAY_GOAL.as_secs_f64() * 1e6,
+                });
+            }
+            Err(e) => targets.push(Target::not_measured(
+                what,
+                format!("≤ {} ms", DELAY_GOAL.as_millis()),
+                e,
+            )),
+        }
+    }
+    out.push('\n');
+    for t in &targets {
+        let _ = writeln!(out, "{}\n", t.line());
+    }
+    (out, targets)
+}
+
 async fn redis(url: &str) -> Result<Arc<dyn Backend>, BoxError> {
     Ok(Arc::new(
         cache_redis::RedisConfig::from_url(url)?
@@ -162,6 +440,21 @@ pub fn run(redis_url: &str, quick: bool) -> (String, Vec<Target>) {
         let (section, target) = local_hit(remote, n, rounds).await;
         body.push_str(&section);
         targets.push(target);
+        let (per_task, fleet_rounds) = if quick { (200, 2) } else { (5_000, 7) };
+        match fleet(redis_url, per_task, fleet_rounds).await {
+            Ok((section, t)) => {
+                body.push_str(&section);
+                targets.extend(t);
+            }
+            Err(e) => {
+                let target = Target::not_measured("tier: four instances against one Redis", "≥ 5.0×", e);
+                body.push_str(&format!("\n{}\n", target.line()));
+                targets.push(target);
+            }
+        }
+        let (section, t) = delay_section(redis_url, if quick { 20 } else { 300 }).await;
+        body.push_str(&section);
+        targets.extend(t);
         (body, targets)
     })
 }

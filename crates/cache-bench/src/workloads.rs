@@ -280,7 +280,7 @@ pub(crate) struct Data {
     pub(crate) counters_user: Vec<String>,
     counters_built: Vec<String>,
     pub(crate) mix_uniform: Vec<Arc<Vec<MixOp>>>,
-    mix_zipf: Vec<Arc<Vec<MixOp>>>,
+    pub(crate) mix_zipf: Vec<Arc<Vec<MixOp>>>,
 }
 
 impl Data {
