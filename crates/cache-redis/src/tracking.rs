@@ -1,6 +1,7 @@
 //! [`RedisTracking`]: RESP3 client tracking (`CLIENT TRACKING ON BCAST`) on the connections of
 //! a [`RedisBackend`], as the [`Invalidator`] of an in-process tier.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,10 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use cache_core::tier::{Invalidated, InvalidationSink, Invalidator};
 use cache_core::{CallContext, Error, Result};
-use fred::interfaces::{ClientLike, EventInterface, KeysInterface, TrackingInterface};
-use fred::prelude::{Client, ClientState, Expiration, Options};
+use fred::interfaces::{
+    ClientInterface, ClientLike, EventInterface, KeysInterface, TrackingInterface,
+};
+use fred::prelude::{Client, ClientState, Expiration, Options, Value};
 use fred::types::RespVersion;
 use fred::types::client::Invalidation;
+use fred::types::config::Server;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinHandle;
 
@@ -259,6 +263,13 @@ enum State {
 /// (a flush, or its eviction) is passed on as [`Invalidated::All`] and written again; so a
 /// flush reaches the sink within one heartbeat interval plus a round trip.
 ///
+/// # Falling behind
+///
+/// fred hands invalidations over through a bounded queue per connection (256 messages on a
+/// backend from [`RedisBuilder`](crate::RedisBuilder), fred's default of 32 on clients made
+/// elsewhere). When the reader falls further behind, messages are lost: that is passed on as
+/// [`Invalidated::All`] and counted in [`TrackingStats::lagged`].
+///
 /// # Losing the connection
 ///
 /// A connection error, a reconnection, or a heartbeat (a round trip on each tracking
@@ -382,11 +393,9 @@ impl Link {
 
     /// `CLIENT TRACKING OFF` then `ON BCAST PREFIX …` (the server refuses `ON` with a prefix
     /// the connection tracks already).
-    async fn enable(&self, client: &Client, fresh: bool) -> Result<()> {
+    async fn enable(&self, client: &Client) -> Result<()> {
         let run = async {
-            if !fresh {
-                client.stop_tracking().await?;
-            }
+            client.stop_tracking().await?;
             client
                 .start_tracking(self.prefixes.clone(), true, false, false, false)
                 .await
@@ -398,6 +407,23 @@ impl Link {
                 "CLIENT TRACKING was not answered within the heartbeat timeout",
             )),
         }
+    }
+
+    /// Whether the connection the client uses now has tracking on (`CLIENT TRACKINGINFO`);
+    /// `false` when that cannot be told.
+    async fn tracking_on(&self, client: &Client) -> bool {
+        let info = tokio::time::timeout(
+            self.timeout,
+            client.client_trackinginfo::<HashMap<String, Value>>(),
+        )
+        .await;
+        let flags = match info {
+            Ok(Ok(mut info)) => info.remove("flags"),
+            _ => None,
+        };
+        flags
+            .and_then(|flags| flags.convert::<Vec<String>>().ok())
+            .is_some_and(|flags| flags.iter().any(|f| f == "on"))
     }
 
     /// Writes the flush marker.
@@ -448,6 +474,11 @@ struct Health {
 impl Shared {
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether connection `index` counts as healthy.
+    fn is_ok(&self, index: usize) -> bool {
+        self.health().ok.get(index).copied().unwrap_or(false)
     }
 
     /// Records connection `index` as healthy or not, and tells the sink when that changes
@@ -545,11 +576,8 @@ async fn watch(
     index: usize,
     client: Client,
     heartbeat: Duration,
-    mut errors: tokio::sync::broadcast::Receiver<(
-        fred::error::Error,
-        Option<fred::types::config::Server>,
-    )>,
-    mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    mut errors: tokio::sync::broadcast::Receiver<(fred::error::Error, Option<Server>)>,
+    mut reconnects: tokio::sync::broadcast::Receiver<Server>,
 ) {
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -577,29 +605,26 @@ async fn watch(
                     shared.set_ok(index, false);
                     return;
                 }
-                // a new connection: not tracked yet, and messages may have been lost
+                // A new connection: not tracked yet, and messages may have been lost —
+                // unless this announcement is late: tracking was turned on again after the
+                // connection was made (the sink was told `disconnected` before that).
+                if tracked && shared.is_ok(index) && link.tracking_on(&client).await {
+                    continue;
+                }
                 tracked = false;
                 shared.set_ok(index, false);
             }
             _ = ticker.tick() => {}
         }
-        if !tracked {
-            // fred announces a new connection before it counts as connected: once it does,
-            // the events still queued are those of the outage that ends here (taken as
-            // such, they would make the sink flap once more)
+        let recovering = !tracked;
+        if recovering {
+            // fred still says `Connected` while it waits to reconnect, but not once it tries
             if client.state() != ClientState::Connected {
                 shared.set_ok(index, false);
                 continue;
             }
-            while !matches!(
-                errors.try_recv(),
-                Err(TryRecvError::Empty | TryRecvError::Closed)
-            ) {}
-            while !matches!(
-                reconnects.try_recv(),
-                Err(TryRecvError::Empty | TryRecvError::Closed)
-            ) {}
-            match link.enable(&client, false).await {
+            drain(&mut errors, &mut reconnects);
+            match link.enable(&client).await {
                 Ok(()) => tracked = true,
                 Err(e) => {
                     tracing::debug!(connection = index, error = %e, "redis tracking: not on yet");
@@ -610,23 +635,53 @@ async fn watch(
         }
         beats += 1;
         let refresh = index == 0 && beats.is_multiple_of(refresh_every);
-        match link.beat(&client, refresh).await {
-            Ok(true) => shared.set_ok(index, true),
-            Ok(false) => {
-                shared.flushed();
-                if let Err(e) = link.mark(&client).await {
-                    tracing::debug!(error = %e, "redis tracking: marker not written");
-                }
-                shared.set_ok(index, true);
-            }
+        let present = match link.beat(&client, refresh).await {
+            Ok(present) => present,
             Err(e) => {
                 tracing::debug!(connection = index, error = %e, "redis tracking: heartbeat failed");
                 // tracking is turned on again before the connection counts as healthy
                 tracked = false;
                 shared.set_ok(index, false);
+                continue;
+            }
+        };
+        // Events that came while tracking was turned on may tell of the outage that ends
+        // here (fred queued the commands until it reconnected), or of a new one. The
+        // connection in use now has tracking on only if it is the one turned on above.
+        if recovering && drain(&mut errors, &mut reconnects) && !link.tracking_on(&client).await {
+            tracked = false;
+            shared.set_ok(index, false);
+            continue;
+        }
+        if !present {
+            shared.flushed();
+            if let Err(e) = link.mark(&client).await {
+                tracing::debug!(error = %e, "redis tracking: marker not written");
             }
         }
+        shared.set_ok(index, true);
     }
+}
+
+/// Takes the queued connection events; whether there were any.
+fn drain(
+    errors: &mut tokio::sync::broadcast::Receiver<(fred::error::Error, Option<Server>)>,
+    reconnects: &mut tokio::sync::broadcast::Receiver<Server>,
+) -> bool {
+    let mut any = false;
+    while !matches!(
+        errors.try_recv(),
+        Err(TryRecvError::Empty | TryRecvError::Closed)
+    ) {
+        any = true;
+    }
+    while !matches!(
+        reconnects.try_recv(),
+        Err(TryRecvError::Empty | TryRecvError::Closed)
+    ) {
+        any = true;
+    }
+    any
 }
 
 #[async_trait]
@@ -669,7 +724,7 @@ impl Invalidator for RedisTracking {
             ));
         }
         for client in &self.clients {
-            link.enable(client, true)
+            link.enable(client)
                 .await
                 .map_err(|e| e.with_context("during", "CLIENT TRACKING ON"))?;
         }
