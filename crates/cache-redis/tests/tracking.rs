@@ -530,3 +530,62 @@ async fn closing_the_backend_disconnects_the_sink() {
         sink.events()
     );
 }
+
+/// A server that stops answering (`CLIENT PAUSE`, on a private server) is taken as lost once
+/// a heartbeat goes unanswered for `heartbeat_timeout`, and found again when answers return.
+#[tokio::test]
+async fn a_silent_server_disconnects_until_it_answers_again() {
+    let Some(server) = private_server(&[]) else {
+        return;
+    };
+    let url = server.url();
+    let prefix = unique("silent");
+    let backend = backend(&url).await;
+    let tracking = backend
+        .tracking()
+        .prefix(&prefix)
+        .heartbeat(Duration::from_millis(50))
+        .heartbeat_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let sink = Arc::new(Recorder::default());
+    tracking.start(sink.clone()).await.unwrap();
+    sink.clear();
+    let other = other_client(&url).await;
+    let pause = CustomCommand::new_static("CLIENT PAUSE", ClusterHash::FirstKey, false);
+    let paused_at = Instant::now();
+    let _: Value = other
+        .custom(pause, vec![Value::from(1500), Value::from("ALL")])
+        .await
+        .unwrap();
+    assert!(
+        sink.wait_for(WAIT, |e| e.contains(&Event::Disconnected))
+            .await,
+        "{:?}",
+        sink.events()
+    );
+    let silent_for = paused_at.elapsed();
+    assert!(
+        silent_for < Duration::from_millis(1500),
+        "noticed only after {silent_for:?}"
+    );
+    assert!(!tracking.is_connected());
+    assert!(
+        sink.wait_for(WAIT, |e| e.ends_with(&[Event::Connected]))
+            .await,
+        "{:?}",
+        sink.events()
+    );
+    assert!(
+        paused_at.elapsed() >= Duration::from_millis(1400),
+        "connected while the server was still paused: {:?}",
+        paused_at.elapsed()
+    );
+    // still tracked
+    sink.clear();
+    let key = format!("{prefix}k");
+    let _: () = other.set(&key, "v", None, None, false).await.unwrap();
+    assert!(sink.wait_key(&key, 1).await, "{:?}", sink.events());
+    assert_eq!(tracking.stats().disconnects, 1, "{:?}", tracking.stats());
+    tracking.close().await.unwrap();
+}
