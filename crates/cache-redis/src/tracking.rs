@@ -242,8 +242,9 @@ enum State {
 /// server pushes on it to the sink as [`Invalidated::Keys`]. As reads and invalidations share
 /// a connection, the server's reply to a read always comes before the invalidation of a
 /// later change of the key. The server reports every change of a tracked key: writes of
-/// other clients, **this backend's own writes** (no `NOLOOP`), expiry, eviction, and a
-/// tracking-table overflow. [`publish`](Invalidator::publish) therefore sends nothing.
+/// other clients, **this backend's own writes** (no `NOLOOP`: a tier drops its copy of a key
+/// it just wrote and reads it again), expiry and eviction.
+/// [`publish`](Invalidator::publish) therefore sends nothing.
 ///
 /// # Prefixes and server cost
 ///
@@ -261,7 +262,9 @@ enum State {
 /// writes a marker key (`stratacache:tracking:…`, lifetime 60 s, refreshed every 10 s) in
 /// the backend's database, and each heartbeat checks it is still there. A missing marker
 /// (a flush, or its eviction) is passed on as [`Invalidated::All`] and written again; so a
-/// flush reaches the sink within one heartbeat interval plus a round trip.
+/// flush reaches the sink within one heartbeat interval plus a round trip, and local copies
+/// may outlive a flush by that long. A flush of another database is not reported (it
+/// leaves this one's keys alone).
 ///
 /// # Falling behind
 ///
@@ -282,9 +285,11 @@ enum State {
 /// # Limits
 ///
 /// Not for a Redis Cluster backend, nor with namespace generations, nor over RESP2
-/// ([`build`](RedisTrackingBuilder::build) refuses them). A sentinel backend works: after a
-/// failover the new primary's connection is tracked again like any reconnection. Closing the
-/// backend stops deliveries (the sink is told `disconnected`).
+/// ([`build`](RedisTrackingBuilder::build) refuses them). On a sentinel backend, a failover
+/// is a reconnection like any other, and the new primary's connection is tracked again (not
+/// covered by this crate's tests). Servers without broadcast tracking (Dragonfly) make
+/// [`start`](Invalidator::start) fail. Closing the backend stops deliveries (the sink is
+/// told `disconnected`).
 ///
 /// # Example
 ///

@@ -589,3 +589,23 @@ async fn a_silent_server_disconnects_until_it_answers_again() {
     assert_eq!(tracking.stats().disconnects, 1, "{:?}", tracking.stats());
     tracking.close().await.unwrap();
 }
+
+/// No password in the Debug output of a tracker or its builder, nor in what the sink hears.
+#[tokio::test]
+async fn the_password_never_shows() {
+    let Some(server) = private_server(&["--requirepass", "tr4ck-s3cret"]) else {
+        return;
+    };
+    let url = format!("redis://:tr4ck-s3cret@{}", server.address());
+    let backend = backend(&url).await;
+    let builder = backend.tracking().prefix("p:");
+    let shown = format!("{builder:?}");
+    let tracking = builder.build().unwrap();
+    let shown = format!("{shown} {tracking:?} {:?}", tracking.stats());
+    assert!(!shown.contains("tr4ck-s3cret"), "{shown}");
+    let sink = Arc::new(Recorder::default());
+    tracking.start(sink.clone()).await.unwrap();
+    let shown = format!("{:?}", sink.events());
+    assert!(!shown.contains("tr4ck-s3cret"), "{shown}");
+    tracking.close().await.unwrap();
+}
