@@ -289,7 +289,9 @@ enum State {
 /// is a reconnection like any other, and the new primary's connection is tracked again (not
 /// covered by this crate's tests). Servers without broadcast tracking (Dragonfly) make
 /// [`start`](Invalidator::start) fail. Closing the backend stops deliveries (the sink is
-/// told `disconnected`).
+/// told `disconnected`). Drop a started tracker only after [`close`](Invalidator::close):
+/// dropping it stops its tasks and tells the sink `disconnected`, but leaves tracking on for
+/// the connections (the server keeps sending messages nobody reads).
 ///
 /// # Example
 ///
@@ -335,10 +337,11 @@ impl fmt::Debug for RedisTracking {
 impl Drop for RedisTracking {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let State::Running { tasks, .. } = state {
+        if let State::Running { tasks, shared } = state {
             for task in tasks.drain(..) {
                 task.abort();
             }
+            shared.stop();
         }
     }
 }
@@ -406,7 +409,17 @@ impl Link {
                 .await
         };
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(result) => result.map_err(error::convert),
+            // the server's reply names the reason (no ACL permission, no BCAST support)
+            Ok(result) => result.map_err(|e| {
+                let reply = error::server_code(e.details())
+                    .is_some()
+                    .then(|| e.details().to_owned());
+                let converted = error::convert(e);
+                match reply {
+                    Some(reply) => converted.with_context("reply", reply),
+                    None => converted,
+                }
+            }),
             Err(_) => Err(Error::new(
                 cache_core::ErrorKind::Timeout,
                 "CLIENT TRACKING was not answered within the heartbeat timeout",
@@ -704,7 +717,7 @@ impl Invalidator for RedisTracking {
     /// keeps running).
     ///
     /// # Cancel safety
-    /// Dropping the future leaves tracking off or on for some connections but starts no task;
+    /// Dropping the future may leave tracking on for some connections but starts no task;
     /// `start` may be called again.
     async fn start(&self, sink: Arc<dyn InvalidationSink>) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
@@ -728,13 +741,27 @@ impl Invalidator for RedisTracking {
                 client.reconnect_rx(),
             ));
         }
+        let mut enabled = Ok(());
         for client in &self.clients {
-            link.enable(client)
+            enabled = link
+                .enable(client)
                 .await
-                .map_err(|e| e.with_context("during", "CLIENT TRACKING ON"))?;
+                .map_err(|e| e.with_context("during", "CLIENT TRACKING ON"));
+            if enabled.is_err() {
+                break;
+            }
         }
-        if let Some(first) = self.clients.first() {
-            link.mark(first).await?;
+        if enabled.is_ok()
+            && let Some(first) = self.clients.first()
+        {
+            enabled = link.mark(first).await;
+        }
+        if let Err(e) = enabled {
+            // best effort: leave no connection tracked
+            for client in &self.clients {
+                let _ = tokio::time::timeout(link.timeout, client.stop_tracking()).await;
+            }
+            return Err(e);
         }
         let shared = Arc::new(Shared {
             sink: sink.clone(),

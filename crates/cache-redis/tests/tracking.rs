@@ -609,3 +609,33 @@ async fn the_password_never_shows() {
     assert!(!shown.contains("tr4ck-s3cret"), "{shown}");
     tracking.close().await.unwrap();
 }
+
+/// A server that refuses `CLIENT TRACKING` (here: by ACL) makes `start` fail with the
+/// server's error, and nothing runs.
+#[tokio::test]
+async fn a_refused_client_tracking_fails_start() {
+    let Some(server) = private_server(&[
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~*",
+        "&*",
+        "+@all",
+        "-client|tracking",
+    ]) else {
+        return;
+    };
+    let backend = backend(&server.url()).await;
+    let tracking = backend.tracking().prefix("p:").build().unwrap();
+    let sink = Arc::new(Recorder::default());
+    let e = tracking.start(sink.clone()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    assert!(e.to_string().contains("NOPERM"), "{e}");
+    assert!(!tracking.is_connected());
+    assert!(sink.events().is_empty(), "{:?}", sink.events());
+    // nothing started: a second attempt fails alike
+    let e = tracking.start(sink.clone()).await.unwrap_err();
+    assert!(e.to_string().contains("NOPERM"), "{e}");
+    tracking.close().await.unwrap();
+}
