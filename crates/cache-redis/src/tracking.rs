@@ -82,8 +82,9 @@ impl RedisTrackingBuilder {
         self
     }
 
-    /// How often each connection is checked with a round trip. Default
-    /// [`DEFAULT_HEARTBEAT`] (500 ms).
+    /// How often each connection is checked with a round trip: an `EXISTS` of the flush
+    /// marker (see [`RedisTracking`], "Flushes"), which serves as the `PING` and finds
+    /// flushes too. Default [`DEFAULT_HEARTBEAT`] (500 ms).
     pub fn heartbeat(mut self, every: Duration) -> Self {
         self.heartbeat = every;
         self
