@@ -245,6 +245,9 @@ impl RedisBuilder {
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = config.command_timeout;
+                // room for a burst of client-tracking invalidations before the reader lags
+                // (a lag costs the tier its whole local level); fred's default is 32
+                p.broadcast_channel_capacity = 256;
             })
             .set_policy(config.reconnect.to_fred());
         Ok((config, builder))

@@ -1,6 +1,7 @@
 //! [`RedisTracking`]: RESP3 client tracking (`CLIENT TRACKING ON BCAST`) on the connections of
 //! a [`RedisBackend`], as the [`Invalidator`] of an in-process tier.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,10 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use cache_core::tier::{Invalidated, InvalidationSink, Invalidator};
 use cache_core::{CallContext, Error, Result};
-use fred::interfaces::{ClientLike, EventInterface, KeysInterface, TrackingInterface};
-use fred::prelude::{Client, ClientState, Expiration, Options};
+use fred::interfaces::{
+    ClientInterface, ClientLike, EventInterface, KeysInterface, TrackingInterface,
+};
+use fred::prelude::{Client, ClientState, Expiration, Options, Value};
 use fred::types::RespVersion;
 use fred::types::client::Invalidation;
+use fred::types::config::Server;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::task::JoinHandle;
 
@@ -78,8 +82,9 @@ impl RedisTrackingBuilder {
         self
     }
 
-    /// How often each connection is checked with a round trip. Default
-    /// [`DEFAULT_HEARTBEAT`] (500 ms).
+    /// How often each connection is checked with a round trip: an `EXISTS` of the flush
+    /// marker (see [`RedisTracking`], "Flushes"), which serves as the `PING` and finds
+    /// flushes too. Default [`DEFAULT_HEARTBEAT`] (500 ms).
     pub fn heartbeat(mut self, every: Duration) -> Self {
         self.heartbeat = every;
         self
@@ -238,8 +243,9 @@ enum State {
 /// server pushes on it to the sink as [`Invalidated::Keys`]. As reads and invalidations share
 /// a connection, the server's reply to a read always comes before the invalidation of a
 /// later change of the key. The server reports every change of a tracked key: writes of
-/// other clients, **this backend's own writes** (no `NOLOOP`), expiry, eviction, and a
-/// tracking-table overflow. [`publish`](Invalidator::publish) therefore sends nothing.
+/// other clients, **this backend's own writes** (no `NOLOOP`: a tier drops its copy of a key
+/// it just wrote and reads it again), expiry and eviction.
+/// [`publish`](Invalidator::publish) therefore sends nothing.
 ///
 /// # Prefixes and server cost
 ///
@@ -257,7 +263,16 @@ enum State {
 /// writes a marker key (`stratacache:tracking:…`, lifetime 60 s, refreshed every 10 s) in
 /// the backend's database, and each heartbeat checks it is still there. A missing marker
 /// (a flush, or its eviction) is passed on as [`Invalidated::All`] and written again; so a
-/// flush reaches the sink within one heartbeat interval plus a round trip.
+/// flush reaches the sink within one heartbeat interval plus a round trip, and local copies
+/// may outlive a flush by that long. A flush of another database is not reported (it
+/// leaves this one's keys alone).
+///
+/// # Falling behind
+///
+/// fred hands invalidations over through a bounded queue per connection (256 messages on a
+/// backend from [`RedisBuilder`](crate::RedisBuilder), fred's default of 32 on clients made
+/// elsewhere). When the reader falls further behind, messages are lost: that is passed on as
+/// [`Invalidated::All`] and counted in [`TrackingStats::lagged`].
 ///
 /// # Losing the connection
 ///
@@ -271,9 +286,13 @@ enum State {
 /// # Limits
 ///
 /// Not for a Redis Cluster backend, nor with namespace generations, nor over RESP2
-/// ([`build`](RedisTrackingBuilder::build) refuses them). A sentinel backend works: after a
-/// failover the new primary's connection is tracked again like any reconnection. Closing the
-/// backend stops deliveries (the sink is told `disconnected`).
+/// ([`build`](RedisTrackingBuilder::build) refuses them). On a sentinel backend, a failover
+/// is a reconnection like any other, and the new primary's connection is tracked again (not
+/// covered by this crate's tests). Servers without broadcast tracking (Dragonfly) make
+/// [`start`](Invalidator::start) fail. Closing the backend stops deliveries (the sink is
+/// told `disconnected`). Drop a started tracker only after [`close`](Invalidator::close):
+/// dropping it stops its tasks and tells the sink `disconnected`, but leaves tracking on for
+/// the connections (the server keeps sending messages nobody reads).
 ///
 /// # Example
 ///
@@ -319,10 +338,11 @@ impl fmt::Debug for RedisTracking {
 impl Drop for RedisTracking {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let State::Running { tasks, .. } = state {
+        if let State::Running { tasks, shared } = state {
             for task in tasks.drain(..) {
                 task.abort();
             }
+            shared.stop();
         }
     }
 }
@@ -382,22 +402,47 @@ impl Link {
 
     /// `CLIENT TRACKING OFF` then `ON BCAST PREFIX …` (the server refuses `ON` with a prefix
     /// the connection tracks already).
-    async fn enable(&self, client: &Client, fresh: bool) -> Result<()> {
+    async fn enable(&self, client: &Client) -> Result<()> {
         let run = async {
-            if !fresh {
-                client.stop_tracking().await?;
-            }
+            client.stop_tracking().await?;
             client
                 .start_tracking(self.prefixes.clone(), true, false, false, false)
                 .await
         };
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(result) => result.map_err(error::convert),
+            // the server's reply names the reason (no ACL permission, no BCAST support)
+            Ok(result) => result.map_err(|e| {
+                let reply = error::server_code(e.details())
+                    .is_some()
+                    .then(|| e.details().to_owned());
+                let converted = error::convert(e);
+                match reply {
+                    Some(reply) => converted.with_context("reply", reply),
+                    None => converted,
+                }
+            }),
             Err(_) => Err(Error::new(
                 cache_core::ErrorKind::Timeout,
                 "CLIENT TRACKING was not answered within the heartbeat timeout",
             )),
         }
+    }
+
+    /// Whether the connection the client uses now has tracking on (`CLIENT TRACKINGINFO`);
+    /// `false` when that cannot be told.
+    async fn tracking_on(&self, client: &Client) -> bool {
+        let info = tokio::time::timeout(
+            self.timeout,
+            client.client_trackinginfo::<HashMap<String, Value>>(),
+        )
+        .await;
+        let flags = match info {
+            Ok(Ok(mut info)) => info.remove("flags"),
+            _ => None,
+        };
+        flags
+            .and_then(|flags| flags.convert::<Vec<String>>().ok())
+            .is_some_and(|flags| flags.iter().any(|f| f == "on"))
     }
 
     /// Writes the flush marker.
@@ -448,6 +493,11 @@ struct Health {
 impl Shared {
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether connection `index` counts as healthy.
+    fn is_ok(&self, index: usize) -> bool {
+        self.health().ok.get(index).copied().unwrap_or(false)
     }
 
     /// Records connection `index` as healthy or not, and tells the sink when that changes
@@ -545,11 +595,8 @@ async fn watch(
     index: usize,
     client: Client,
     heartbeat: Duration,
-    mut errors: tokio::sync::broadcast::Receiver<(
-        fred::error::Error,
-        Option<fred::types::config::Server>,
-    )>,
-    mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    mut errors: tokio::sync::broadcast::Receiver<(fred::error::Error, Option<Server>)>,
+    mut reconnects: tokio::sync::broadcast::Receiver<Server>,
 ) {
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -577,29 +624,26 @@ async fn watch(
                     shared.set_ok(index, false);
                     return;
                 }
-                // a new connection: not tracked yet, and messages may have been lost
+                // A new connection: not tracked yet, and messages may have been lost —
+                // unless this announcement is late: tracking was turned on again after the
+                // connection was made (the sink was told `disconnected` before that).
+                if tracked && shared.is_ok(index) && link.tracking_on(&client).await {
+                    continue;
+                }
                 tracked = false;
                 shared.set_ok(index, false);
             }
             _ = ticker.tick() => {}
         }
-        if !tracked {
-            // fred announces a new connection before it counts as connected: once it does,
-            // the events still queued are those of the outage that ends here (taken as
-            // such, they would make the sink flap once more)
+        let recovering = !tracked;
+        if recovering {
+            // fred still says `Connected` while it waits to reconnect, but not once it tries
             if client.state() != ClientState::Connected {
                 shared.set_ok(index, false);
                 continue;
             }
-            while !matches!(
-                errors.try_recv(),
-                Err(TryRecvError::Empty | TryRecvError::Closed)
-            ) {}
-            while !matches!(
-                reconnects.try_recv(),
-                Err(TryRecvError::Empty | TryRecvError::Closed)
-            ) {}
-            match link.enable(&client, false).await {
+            drain(&mut errors, &mut reconnects);
+            match link.enable(&client).await {
                 Ok(()) => tracked = true,
                 Err(e) => {
                     tracing::debug!(connection = index, error = %e, "redis tracking: not on yet");
@@ -610,23 +654,53 @@ async fn watch(
         }
         beats += 1;
         let refresh = index == 0 && beats.is_multiple_of(refresh_every);
-        match link.beat(&client, refresh).await {
-            Ok(true) => shared.set_ok(index, true),
-            Ok(false) => {
-                shared.flushed();
-                if let Err(e) = link.mark(&client).await {
-                    tracing::debug!(error = %e, "redis tracking: marker not written");
-                }
-                shared.set_ok(index, true);
-            }
+        let present = match link.beat(&client, refresh).await {
+            Ok(present) => present,
             Err(e) => {
                 tracing::debug!(connection = index, error = %e, "redis tracking: heartbeat failed");
                 // tracking is turned on again before the connection counts as healthy
                 tracked = false;
                 shared.set_ok(index, false);
+                continue;
+            }
+        };
+        // Events that came while tracking was turned on may tell of the outage that ends
+        // here (fred queued the commands until it reconnected), or of a new one. The
+        // connection in use now has tracking on only if it is the one turned on above.
+        if recovering && drain(&mut errors, &mut reconnects) && !link.tracking_on(&client).await {
+            tracked = false;
+            shared.set_ok(index, false);
+            continue;
+        }
+        if !present {
+            shared.flushed();
+            if let Err(e) = link.mark(&client).await {
+                tracing::debug!(error = %e, "redis tracking: marker not written");
             }
         }
+        shared.set_ok(index, true);
     }
+}
+
+/// Takes the queued connection events; whether there were any.
+fn drain(
+    errors: &mut tokio::sync::broadcast::Receiver<(fred::error::Error, Option<Server>)>,
+    reconnects: &mut tokio::sync::broadcast::Receiver<Server>,
+) -> bool {
+    let mut any = false;
+    while !matches!(
+        errors.try_recv(),
+        Err(TryRecvError::Empty | TryRecvError::Closed)
+    ) {
+        any = true;
+    }
+    while !matches!(
+        reconnects.try_recv(),
+        Err(TryRecvError::Empty | TryRecvError::Closed)
+    ) {
+        any = true;
+    }
+    any
 }
 
 #[async_trait]
@@ -644,7 +718,7 @@ impl Invalidator for RedisTracking {
     /// keeps running).
     ///
     /// # Cancel safety
-    /// Dropping the future leaves tracking off or on for some connections but starts no task;
+    /// Dropping the future may leave tracking on for some connections but starts no task;
     /// `start` may be called again.
     async fn start(&self, sink: Arc<dyn InvalidationSink>) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
@@ -668,13 +742,27 @@ impl Invalidator for RedisTracking {
                 client.reconnect_rx(),
             ));
         }
+        let mut enabled = Ok(());
         for client in &self.clients {
-            link.enable(client, true)
+            enabled = link
+                .enable(client)
                 .await
-                .map_err(|e| e.with_context("during", "CLIENT TRACKING ON"))?;
+                .map_err(|e| e.with_context("during", "CLIENT TRACKING ON"));
+            if enabled.is_err() {
+                break;
+            }
         }
-        if let Some(first) = self.clients.first() {
-            link.mark(first).await?;
+        if enabled.is_ok()
+            && let Some(first) = self.clients.first()
+        {
+            enabled = link.mark(first).await;
+        }
+        if let Err(e) = enabled {
+            // best effort: leave no connection tracked
+            for client in &self.clients {
+                let _ = tokio::time::timeout(link.timeout, client.stop_tracking()).await;
+            }
+            return Err(e);
         }
         let shared = Arc::new(Shared {
             sink: sink.clone(),

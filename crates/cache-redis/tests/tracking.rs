@@ -387,12 +387,26 @@ async fn an_eviction_under_maxmemory_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_disconnects_then_tracking_resumes() {
+    restart_with(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_disconnects_then_tracking_resumes_on_every_connection_of_a_pool() {
+    restart_with(3).await;
+}
+
+async fn restart_with(pool_size: usize) {
     let Some(mut server) = private_server(&[]) else {
         return;
     };
     let url = server.url();
     let prefix = unique("restart");
-    let backend = backend(&url).await;
+    let backend = RedisBuilder::from_url(&url)
+        .unwrap()
+        .pool_size(pool_size)
+        .build()
+        .await
+        .unwrap();
     let (tracking, sink) = started(&backend, &[&prefix], Duration::from_millis(100)).await;
     let key = format!("{prefix}k");
     {
@@ -425,11 +439,203 @@ async fn a_restart_disconnects_then_tracking_resumes() {
     assert!(tracking.is_connected(), "{:?}", sink.events());
     assert!(tracking.stats().disconnects >= 1, "{:?}", tracking.stats());
 
-    // tracking was turned on again on the new connection
+    // tracking was turned on again on every new connection
     sink.clear();
     let other = other_client(&url).await;
     let _: () = other.set(&key, "after", None, None, false).await.unwrap();
-    assert!(sink.wait_key(&key, 1).await, "{:?}", sink.events());
+    assert!(sink.wait_key(&key, pool_size).await, "{:?}", sink.events());
     tracking.close().await.unwrap();
     assert_eq!(sink.events().last(), Some(&Event::Disconnected));
+}
+
+/// Each connection of a pool is tracked: a change is reported once per connection.
+#[tokio::test]
+async fn every_connection_of_a_pool_is_tracked() {
+    let Some(url) = server_url("CACHE_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = unique("pool");
+    let backend = RedisBuilder::from_url(&url)
+        .unwrap()
+        .pool_size(3)
+        .build()
+        .await
+        .unwrap();
+    let (tracking, sink) = started(&backend, &[&prefix], Duration::from_millis(500)).await;
+    let other = other_client(&url).await;
+    let key = format!("{prefix}k");
+    let _: () = other.set(&key, "v", None, None, false).await.unwrap();
+    assert!(sink.wait_key(&key, 3).await, "{:?}", sink.events());
+    let stats = tracking.stats();
+    assert!(stats.messages >= 3 && stats.keys >= 3, "{stats:?}");
+    let _: i64 = other.del(&key).await.unwrap();
+    tracking.close().await.unwrap();
+}
+
+/// With no prefix every key is tracked; the tracker's own marker key is never passed on.
+#[tokio::test]
+async fn with_no_prefix_every_key_is_tracked() {
+    let Some(server) = private_server(&[]) else {
+        return;
+    };
+    let url = server.url();
+    let backend = backend(&url).await;
+    let (tracking, sink) = started(&backend, &[], Duration::from_millis(50)).await;
+    let other = other_client(&url).await;
+    let _: () = other.set("any:key", "v", None, None, false).await.unwrap();
+    let _: () = other.set("another", "v", None, None, false).await.unwrap();
+    assert!(sink.wait_key("any:key", 1).await, "{:?}", sink.events());
+    assert!(sink.wait_key("another", 1).await, "{:?}", sink.events());
+    // a few heartbeats after the marker was written (and reported by the server)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = sink.events();
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Keys(keys)
+            if keys.iter().any(|k| k.starts_with("stratacache:tracking:")))),
+        "{events:?}"
+    );
+    assert!(!events.contains(&Event::All), "{events:?}");
+    tracking.close().await.unwrap();
+}
+
+/// Closing the backend (`QUIT`) ends deliveries: the sink hears `disconnected`.
+#[tokio::test]
+async fn closing_the_backend_disconnects_the_sink() {
+    let Some(url) = server_url("CACHE_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = unique("closing");
+    let backend = backend(&url).await;
+    let (tracking, sink) = started(&backend, &[&prefix], Duration::from_millis(100)).await;
+    backend
+        .close(&CallContext::new(Command::Close))
+        .await
+        .unwrap();
+    assert!(
+        sink.wait_for(WAIT, |e| e.contains(&Event::Disconnected))
+            .await,
+        "{:?}",
+        sink.events()
+    );
+    assert!(!tracking.is_connected());
+    assert_eq!(tracking.stats().disconnects, 1);
+    tracking.close().await.unwrap();
+    assert_eq!(
+        sink.events()
+            .iter()
+            .filter(|e| **e == Event::Disconnected)
+            .count(),
+        1,
+        "{:?}",
+        sink.events()
+    );
+}
+
+/// A server that stops answering (`CLIENT PAUSE`, on a private server) is taken as lost once
+/// a heartbeat goes unanswered for `heartbeat_timeout`, and found again when answers return.
+#[tokio::test]
+async fn a_silent_server_disconnects_until_it_answers_again() {
+    let Some(server) = private_server(&[]) else {
+        return;
+    };
+    let url = server.url();
+    let prefix = unique("silent");
+    let backend = backend(&url).await;
+    let tracking = backend
+        .tracking()
+        .prefix(&prefix)
+        .heartbeat(Duration::from_millis(50))
+        .heartbeat_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let sink = Arc::new(Recorder::default());
+    tracking.start(sink.clone()).await.unwrap();
+    sink.clear();
+    let other = other_client(&url).await;
+    let pause = CustomCommand::new_static("CLIENT PAUSE", ClusterHash::FirstKey, false);
+    let paused_at = Instant::now();
+    let _: Value = other
+        .custom(pause, vec![Value::from(1500), Value::from("ALL")])
+        .await
+        .unwrap();
+    assert!(
+        sink.wait_for(WAIT, |e| e.contains(&Event::Disconnected))
+            .await,
+        "{:?}",
+        sink.events()
+    );
+    let silent_for = paused_at.elapsed();
+    assert!(
+        silent_for < Duration::from_millis(1500),
+        "noticed only after {silent_for:?}"
+    );
+    assert!(!tracking.is_connected());
+    assert!(
+        sink.wait_for(WAIT, |e| e.ends_with(&[Event::Connected]))
+            .await,
+        "{:?}",
+        sink.events()
+    );
+    assert!(
+        paused_at.elapsed() >= Duration::from_millis(1400),
+        "connected while the server was still paused: {:?}",
+        paused_at.elapsed()
+    );
+    // still tracked
+    sink.clear();
+    let key = format!("{prefix}k");
+    let _: () = other.set(&key, "v", None, None, false).await.unwrap();
+    assert!(sink.wait_key(&key, 1).await, "{:?}", sink.events());
+    assert_eq!(tracking.stats().disconnects, 1, "{:?}", tracking.stats());
+    tracking.close().await.unwrap();
+}
+
+/// No password in the Debug output of a tracker or its builder, nor in what the sink hears.
+#[tokio::test]
+async fn the_password_never_shows() {
+    let Some(server) = private_server(&["--requirepass", "tr4ck-s3cret"]) else {
+        return;
+    };
+    let url = format!("redis://:tr4ck-s3cret@{}", server.address());
+    let backend = backend(&url).await;
+    let builder = backend.tracking().prefix("p:");
+    let shown = format!("{builder:?}");
+    let tracking = builder.build().unwrap();
+    let shown = format!("{shown} {tracking:?} {:?}", tracking.stats());
+    assert!(!shown.contains("tr4ck-s3cret"), "{shown}");
+    let sink = Arc::new(Recorder::default());
+    tracking.start(sink.clone()).await.unwrap();
+    let shown = format!("{:?}", sink.events());
+    assert!(!shown.contains("tr4ck-s3cret"), "{shown}");
+    tracking.close().await.unwrap();
+}
+
+/// A server that refuses `CLIENT TRACKING` (here: by ACL) makes `start` fail with the
+/// server's error, and nothing runs.
+#[tokio::test]
+async fn a_refused_client_tracking_fails_start() {
+    let Some(server) = private_server(&[
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~*",
+        "&*",
+        "+@all",
+        "-client|tracking",
+    ]) else {
+        return;
+    };
+    let backend = backend(&server.url()).await;
+    let tracking = backend.tracking().prefix("p:").build().unwrap();
+    let sink = Arc::new(Recorder::default());
+    let e = tracking.start(sink.clone()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    assert!(e.to_string().contains("NOPERM"), "{e}");
+    assert!(!tracking.is_connected());
+    assert!(sink.events().is_empty(), "{:?}", sink.events());
+    // nothing started: a second attempt fails alike
+    let e = tracking.start(sink.clone()).await.unwrap_err();
+    assert!(e.to_string().contains("NOPERM"), "{e}");
+    tracking.close().await.unwrap();
 }
