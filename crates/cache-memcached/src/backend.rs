@@ -551,8 +551,8 @@ impl Inner {
         let values = c.meta_get_multi(&wire, Some(VALUE_AND_TTL)).await?;
         let hits = values
             .into_iter()
-            .map(|v| {
-                let key = v.key.clone().ok_or_else(|| {
+            .map(|mut v| {
+                let key = v.key.take().ok_or_else(|| {
                     McError::Unexpected("a pipelined meta get answered without its key".into())
                 })?;
                 Ok((key, entry(v)?))

@@ -1,7 +1,8 @@
 //! Values read with their remaining lifetime (`get_with_ttl`, `multi_get_with_ttl`): the TTL
 //! memcached reports, of the folded key under namespace generations, misses and expired keys,
 //! the three servers of `CACHE_TEST_MEMCACHED_CLUSTER_URL`, one pipelined round trip per
-//! server (counted by a line-counting proxy), and answers this crate must refuse.
+//! server (counted by a line-counting proxy), answers this crate must refuse, a server that is
+//! down or silent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -160,7 +161,7 @@ async fn missing_and_expired_keys_are_misses() {
         "a live key: at least 1 s"
     );
     // written for 1 s, gone at most 3 s later (whole seconds plus memcached's clock second)
-    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
     b.set(&ctx(), &kept, Bytes::from_static(b"y"), ttl(60))
         .await
         .unwrap();
@@ -418,6 +419,7 @@ async fn one_round_trip_per_server() {
 
 /// A memcached stand-in that answers `version`, and meta gets with the answer `answer` gives
 /// for the key (a line and a data block, without the key flag), adding `k<key>` in quiet mode.
+/// An empty answer is no answer at all: the server stays silent on that connection from then on.
 async fn fake_server(answer: fn(&str) -> Option<String>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -426,7 +428,11 @@ async fn fake_server(answer: fn(&str) -> Option<String>) -> String {
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut lines = BufReader::new(read).lines();
+                let mut silent = false;
                 while let Ok(Some(line)) = lines.next_line().await {
+                    if silent {
+                        continue;
+                    }
                     let tokens: Vec<&str> = line.split(' ').collect();
                     let reply = match tokens[0] {
                         "version" => "VERSION 1.6.18\r\n".to_owned(),
@@ -436,6 +442,10 @@ async fn fake_server(answer: fn(&str) -> Option<String>) -> String {
                             match answer(tokens[1]) {
                                 None if quiet => String::new(),
                                 None => "EN\r\n".to_owned(),
+                                Some(a) if a.is_empty() => {
+                                    silent = true;
+                                    a
+                                }
                                 Some(a) if quiet => {
                                     let (head, data) = a.split_once("\r\n").unwrap();
                                     format!("{head} k{}\r\n{data}", tokens[1])
@@ -497,4 +507,66 @@ async fn a_malformed_lifetime_is_a_clear_error() {
             .unwrap(),
         vec![good, None]
     );
+}
+
+/// A server that is down fails the reads of its keys and names itself; with
+/// `miss_on_server_down` its keys are misses and the other servers' keys are answered.
+#[tokio::test]
+async fn a_down_server_fails_its_keys_or_makes_them_misses() {
+    let alive = fake_server(|_| Some("VA 1 t-1\r\nx\r\n".into())).await;
+    let dead = format!("127.0.0.1:{}", cache_test_fixtures::free_port());
+    let hit = Some(Entry::new(Bytes::from_static(b"x"), None));
+    for lenient in [false, true] {
+        let b = MemcachedBuilder::new()
+            .servers([alive.clone(), dead.clone()])
+            .miss_on_server_down(lenient)
+            .retry_backoff(Duration::from_millis(20))
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap();
+        let keys: Vec<String> = (0..40).map(|i| format!("d:k{i}")).collect();
+        let on_dead = |k: &str| b.server_for_key(k) == dead;
+        let dead_key = keys
+            .iter()
+            .find(|k| on_dead(k))
+            .expect("a key on each server");
+        let live_key = keys
+            .iter()
+            .find(|k| !on_dead(k))
+            .expect("a key on each server");
+        assert_eq!(b.get_with_ttl(&ctx(), live_key).await.unwrap(), hit);
+        let one = b.get_with_ttl(&ctx(), dead_key).await;
+        let many = b.multi_get_with_ttl(&ctx(), &keys).await;
+        if lenient {
+            assert_eq!(one.unwrap(), None);
+            for (k, e) in keys.iter().zip(many.unwrap()) {
+                assert_eq!(e, if on_dead(k) { None } else { hit.clone() }, "{k}");
+            }
+        } else {
+            for e in [one.unwrap_err(), many.unwrap_err()] {
+                assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+                assert_eq!(e.context_value("server"), Some(dead.as_str()), "{e}");
+            }
+        }
+    }
+}
+
+/// A server that does not answer: both reads end at the command timeout.
+#[tokio::test]
+async fn a_silent_server_times_out() {
+    let address = fake_server(|_| Some(String::new())).await;
+    let b = MemcachedBuilder::new()
+        .servers([address])
+        .command_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let e = b.get_with_ttl(&ctx(), "s:k").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    let e = b
+        .multi_get_with_ttl(&ctx(), &["s:k".into(), "s:j".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
 }
