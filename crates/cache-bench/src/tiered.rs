@@ -164,7 +164,11 @@ impl Fleet {
 }
 
 /// One instance of a fleet in namespace `ns`.
-async fn instance(url: &str, fleet: Fleet, ns: &str) -> Result<Cache, BoxError> {
+async fn instance(
+    url: &str,
+    fleet: Fleet,
+    ns: &str,
+) -> Result<(Cache, Option<cache_tiered::TierStatsHandle>), BoxError> {
     let backend = RedisConfig::from_url(url)?.into_builder().build().await?;
     let channel: Option<Arc<dyn Invalidator>> = match fleet {
         Fleet::Plain => None,
@@ -176,19 +180,23 @@ async fn instance(url: &str, fleet: Fleet, ns: &str) -> Result<Cache, BoxError> 
         )),
     };
     let backend: Arc<dyn Backend> = Arc::new(backend);
-    let stack = match channel {
-        None => backend,
-        Some(channel) => TierLayer::builder()
-            .max_entries(FLEET_KEYS as u64 * 2)
-            .invalidation_arc(channel)
-            .build()
-            .await?
-            .layer(backend),
+    let (stack, stats) = match channel {
+        None => (backend, None),
+        Some(channel) => {
+            let tier = TierLayer::builder()
+                .max_entries(FLEET_KEYS as u64 * 2)
+                .invalidation_arc(channel)
+                .build()
+                .await?;
+            let stats = tier.stats_handle();
+            (tier.layer(backend), Some(stats))
+        }
     };
-    Ok(Cache::builder(stack)
+    let cache = Cache::builder(stack)
         .namespace(ns.to_owned())
         .timeout(Duration::from_secs(5))
-        .build())
+        .build();
+    Ok((cache, stats))
 }
 
 /// Operations per second of `caches` running the 64-task 90/10 Zipf workload of `data`, task
@@ -222,7 +230,11 @@ async fn fleet_rate(caches: &[Cache], data: &Arc<Data>, per_task: usize) -> Resu
 }
 
 /// The fleet rows: the three setups in interleaved rounds.
-async fn fleet(url: &str, per_task: usize, rounds: usize) -> Result<(String, Vec<Target>), BoxError> {
+async fn fleet(
+    url: &str,
+    per_task: usize,
+    rounds: usize,
+) -> Result<(String, Vec<Target>), BoxError> {
     let ns = format!(
         "benchfleet{:x}",
         cache_core::envelope::now_ms() ^ u64::from(std::process::id())
@@ -230,12 +242,17 @@ async fn fleet(url: &str, per_task: usize, rounds: usize) -> Result<(String, Vec
     let data = Arc::new(Data::new(&ns, per_task));
     let setups = [Fleet::Plain, Fleet::Tracking, Fleet::PubSub];
     let mut fleets = Vec::new();
+    let mut stats = Vec::new();
     for setup in setups {
         let mut caches = Vec::new();
+        let mut handles = Vec::new();
         for _ in 0..INSTANCES {
-            caches.push(instance(url, setup, &ns).await?);
+            let (cache, handle) = instance(url, setup, &ns).await?;
+            caches.push(cache);
+            handles.extend(handle);
         }
         fleets.push(caches);
+        stats.push(handles);
     }
     for (i, key) in data.user.iter().enumerate() {
         fleets[0][0].set(key, &record(i as u64)).await?;
@@ -254,13 +271,14 @@ async fn fleet(url: &str, per_task: usize, rounds: usize) -> Result<(String, Vec
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "
-### Four instances against one Redis
-
-{INSTANCES} instances in one process, each          with its own connections (and its own local level and channel where it has one),          {TASKS} tasks spread over them, each running {per_task} operations: 90 % `get`, 10 %          `set` of a record, keys drawn from {FLEET_KEYS} by Zipf s={ZIPF_S}. Each round runs the          three fleets in an order that turns every round ({rounds} rounds); operations per          second, median (min – max); the ratio is the median (min – max) of the per-round          ratios to the fleet without a local level.
-
-         | fleet | operations per second | vs no local level |
-|---|---|---|"
+        "\n### Four instances against one Redis\n\n{INSTANCES} instances in one process, each \
+         with its own connections (and its own local level and channel where it has one), \
+         {TASKS} tasks spread over them, each running {per_task} operations: 90 % `get`, 10 % \
+         `set` of a record, keys drawn from {FLEET_KEYS} by Zipf s={ZIPF_S}. Each round runs \
+         the three fleets in an order that turns every round ({rounds} rounds); operations per \
+         second, median (min – max); the ratio is the median (min – max) of the per-round \
+         ratios to the fleet without a local level; the local hit ratio is over all rounds.\n\n\
+         | fleet | operations per second | vs no local level | local hits |\n|---|---|---|---|"
     );
     let mut targets = Vec::new();
     for (i, setup) in setups.iter().enumerate() {
@@ -271,9 +289,18 @@ async fn fleet(url: &str, per_task: usize, rounds: usize) -> Result<(String, Vec
         } else {
             crate::harness::ratio_cell(ratio)
         };
+        let (hits, misses) = stats[i].iter().fold((0, 0), |(h, m), s| {
+            let s = s.get();
+            (h + s.local_hits, m + s.local_misses)
+        });
+        let hit_ratio = if hits + misses == 0 {
+            "—".to_owned()
+        } else {
+            format!("{:.1} %", 100.0 * hits as f64 / (hits + misses) as f64)
+        };
         let _ = writeln!(
             out,
-            "| {} | {} ({} – {}) | {vs} |",
+            "| {} | {} ({} – {}) | {vs} | {hit_ratio} |",
             setup.label(),
             rate(s.median),
             rate(s.min),
@@ -282,7 +309,8 @@ async fn fleet(url: &str, per_task: usize, rounds: usize) -> Result<(String, Vec
         if i > 0 {
             targets.push(Target {
                 what: format!(
-                    "tier: {INSTANCES} instances, {TASKS} tasks, 90/10 Zipf, against one Redis,                      {} vs no local level: throughput",
+                    "tier: {INSTANCES} instances, {TASKS} tasks, 90/10 Zipf, against one Redis, \
+                     {} vs no local level: throughput",
                     setup.label()
                 ),
                 goal: format!("≥ {FLEET_GOAL:.1}×"),
@@ -310,7 +338,7 @@ async fn delays(url: &str, fleet: Fleet, trials: usize) -> Result<Vec<f64>, BoxE
     );
     let mut caches = Vec::new();
     for _ in 0..INSTANCES {
-        caches.push(instance(url, fleet, &ns).await?);
+        caches.push(instance(url, fleet, &ns).await?.0);
     }
     let mut delays = Vec::with_capacity(trials * (INSTANCES - 1));
     for t in 0..trials as u64 {
@@ -360,19 +388,17 @@ async fn delays(url: &str, fleet: Fleet, trials: usize) -> Result<Vec<f64>, BoxE
 /// The invalidation delay rows of both channels.
 async fn delay_section(url: &str, trials: usize) -> (String, Vec<Target>) {
     let mut out = format!(
-        "
-### Invalidation delay
-
-{INSTANCES} instances; {trials} times, the other three          hold a key locally, one writes it, and each of the others checks its local level in a          loop; the delay runs from the write's return to the other instance's copy being          gone (zero when it was gone before the write returned).
-
-         | channel | p50 | p99 | max |
-|---|---|---|---|
-"
+        "\n### Invalidation delay\n\n{INSTANCES} instances; {trials} times, the other three \
+         hold a key locally, one writes it, and each of the others checks its local level in \
+         a loop; the delay runs from the write's return to the other instance's copy being \
+         gone (zero when it was gone before the write returned).\n\n\
+         | channel | p50 | p99 | max |\n|---|---|---|---|\n"
     );
     let mut targets = Vec::new();
     for fleet in [Fleet::Tracking, Fleet::PubSub] {
         let what = format!(
-            "tier: invalidation delay on loopback, {}, from a write's return to every other              instance dropping its copy: p99",
+            "tier: invalidation delay on loopback, {}, from a write's return to every other \
+             instance dropping its copy: p99",
             fleet.label()
         );
         match delays(url, fleet, trials).await {
@@ -391,7 +417,12 @@ async fn delay_section(url: &str, trials: usize) -> (String, Vec<Target>) {
                 targets.push(Target {
                     what,
                     goal: format!("≤ {} ms", DELAY_GOAL.as_millis()),
-                    measured: format!("{:.2} ms (p50 {:.2} ms, max {:.2} ms)", p99 / 1e3, p50 / 1e3, max / 1e3),
+                    measured: format!(
+                        "{:.2} ms (p50 {:.2} ms, max {:.2} ms)",
+                        p99 / 1e3,
+                        p50 / 1e3,
+                        max / 1e3
+                    ),
                     met: p99 <= DELAY_GOAL.as_secs_f64() * 1e6,
                 });
             }
@@ -447,7 +478,8 @@ pub fn run(redis_url: &str, quick: bool) -> (String, Vec<Target>) {
                 targets.extend(t);
             }
             Err(e) => {
-                let target = Target::not_measured("tier: four instances against one Redis", "≥ 5.0×", e);
+                let target =
+                    Target::not_measured("tier: four instances against one Redis", "≥ 5.0×", e);
                 body.push_str(&format!("\n{}\n", target.line()));
                 targets.push(target);
             }
