@@ -215,6 +215,21 @@ impl RedisBuilder {
     /// # Cancel safety
     /// Dropping the future drops the connections made so far; nothing keeps running.
     pub async fn build(self) -> Result<RedisBackend> {
+        let (config, builder) = self.prepare()?;
+        let mut clients = Vec::with_capacity(config.pool_size);
+        for _ in 0..config.pool_size {
+            clients.push(builder.build().map_err(error::convert)?);
+        }
+        let tasks = connect_all(&clients, &config).await?;
+        let detour = (config.mode == RedisMode::Cluster).then_some(builder);
+        Ok(RedisBackend::new(clients, tasks, &config, detour))
+    }
+}
+
+impl RedisBuilder {
+    /// The checked configuration and a fred builder of its connections (timeouts, TCP
+    /// settings, reconnect policy), nothing connected yet.
+    pub(crate) fn prepare(self) -> Result<(RedisConfig, Builder)> {
         let config = self.resolved()?;
         config.validate()?;
         let fred_config = fred_config(&config)?;
@@ -232,30 +247,33 @@ impl RedisBuilder {
                 p.default_command_timeout = config.command_timeout;
             })
             .set_policy(config.reconnect.to_fred());
-        let mut clients = Vec::with_capacity(config.pool_size);
-        for _ in 0..config.pool_size {
-            clients.push(builder.build().map_err(error::convert)?);
-        }
-        // Each connection's task is held before it is awaited, so that dropping this future
-        // (or failing on a later connection) aborts every task started so far.
-        let mut tasks = AbortOnDrop(Vec::with_capacity(clients.len()));
-        for client in &clients {
-            let task = tasks.push(client.connect());
-            let connected = tokio::select! {
-                r = connected(client) => r,
-                // with fail_fast the task ends with the first connection's error
-                ended = task => Err(match ended {
-                    Ok(Err(e)) => e,
-                    Ok(Ok(())) => FredError::new(FredKind::Canceled, "the connection task ended"),
-                    Err(join) => FredError::new(FredKind::Unknown, join.to_string()),
-                }),
-            };
-            connected.map_err(|e| connect_error(e, &config))?;
-        }
-        let tasks = std::mem::take(&mut tasks.0);
-        let detour = (config.mode == RedisMode::Cluster).then_some(builder);
-        Ok(RedisBackend::new(clients, tasks, &config, detour))
+        Ok((config, builder))
     }
+}
+
+/// Connects every client and answers their connection tasks, or the first connection's error
+/// (with where it tried to connect). Each connection's task is held before it is awaited, so
+/// that dropping this future (or failing on a later connection) aborts every task started so
+/// far: nothing keeps running.
+pub(crate) async fn connect_all(
+    clients: &[Client],
+    config: &RedisConfig,
+) -> Result<Vec<ConnectHandle>> {
+    let mut tasks = AbortOnDrop(Vec::with_capacity(clients.len()));
+    for client in clients {
+        let task = tasks.push(client.connect());
+        let connected = tokio::select! {
+            r = connected(client) => r,
+            // with fail_fast the task ends with the first connection's error
+            ended = task => Err(match ended {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => FredError::new(FredKind::Canceled, "the connection task ended"),
+                Err(join) => FredError::new(FredKind::Unknown, join.to_string()),
+            }),
+        };
+        connected.map_err(|e| connect_error(e, config))?;
+    }
+    Ok(std::mem::take(&mut tasks.0))
 }
 
 impl RedisBuilder {

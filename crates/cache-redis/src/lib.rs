@@ -13,6 +13,7 @@ mod config;
 mod detour;
 mod error;
 mod generations;
+mod pubsub;
 mod raw;
 mod scripts;
 
@@ -40,3 +41,4 @@ pub use config::{
     REDIS_SENTINEL_TLS_SCHEME, REDIS_TLS_SCHEME, REDIS_UNIX_SCHEME, ReconnectConfig, RedisConfig,
     RedisMode, RespProtocol, SCHEMES,
 };
+pub use pubsub::{PubSubStats, RedisPubSub, RedisPubSubBuilder};
