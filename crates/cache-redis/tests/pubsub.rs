@@ -408,3 +408,67 @@ async fn an_idle_subscription_stays_connected() {
         b.close().await.unwrap();
     }
 }
+
+/// With a password (a private redis-server): both connections authenticate; a wrong password
+/// is a `Config` error that never repeats it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_with_a_password_and_a_wrong_one_refused() {
+    use cache_test_fixtures::{Server, ServerKind};
+
+    let Some(server) = Server::start(ServerKind::Redis, &["--requirepass", "s3cr@t-pw"]) else {
+        return;
+    };
+    let url = format!("redis://:s3cr%40t-pw@127.0.0.1:{}", server.port());
+    let (a, _) = instance(&url, "orders").await;
+    let (b, seen_by_b) = instance(&url, "orders").await;
+    assert!(!format!("{a:?} {}", a.server()).contains("s3cr"), "{a:?}");
+    a.publish(&ctx(), Invalidated::Prefix("orders:"))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen_by_b.wait_for(1).await,
+        vec![Event::Prefix("orders:".into())]
+    );
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+
+    let wrong = format!("redis://:wr0ng-pw@127.0.0.1:{}", server.port());
+    let err = RedisPubSub::connect(&wrong, "orders").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err:#}");
+    let text = format!("{err:#} {err:?}");
+    assert!(!text.contains("wr0ng-pw"), "{text}");
+}
+
+/// Over TLS (a private redis-server with certificates made at test time).
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_over_tls() {
+    use cache_test_fixtures::{Server, TestPki};
+
+    let pki = TestPki::new();
+    let Some(server) = Server::start_redis_tls(
+        &pki.file("server.crt"),
+        &pki.file("server.key"),
+        &pki.file("ca.crt"),
+        false,
+    ) else {
+        return;
+    };
+    let url = format!(
+        "{}?tls_ca_file={}",
+        server.url(),
+        pki.file("ca.crt").display()
+    );
+    assert!(url.starts_with("rediss://"));
+    let (a, _) = instance(&url, "orders").await;
+    let (b, seen_by_b) = instance(&url, "orders").await;
+    assert!(a.server().starts_with("rediss://"), "{}", a.server());
+    let batch = keys(&["orders:1", "orders:2"]);
+    a.publish(&ctx(), Invalidated::Keys(&batch)).await.unwrap();
+    assert_eq!(seen_by_b.wait_for(1).await, vec![Event::Keys(batch)]);
+    // heartbeats are answered over TLS too
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(b.stats().disconnects, 0);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
