@@ -392,15 +392,7 @@ impl Invalidator for RedisPubSub {
         let messages = shared.subscriber.message_rx();
         let reconnects = shared.subscriber.reconnect_rx();
         let errors = shared.subscriber.error_rx();
-        let subscribed = shared
-            .subscriber
-            .with_options(&Options {
-                timeout: Some(self.wait),
-                ..Options::default()
-            })
-            .subscribe(shared.channel.as_str())
-            .await;
-        if let Err(e) = subscribed {
+        if let Err(e) = shared.subscribe(self.wait).await {
             self.started.store(false, Ordering::Release);
             return Err(error::convert(e).with_context("server", &self.server));
         }
@@ -639,44 +631,58 @@ impl Forward {
         }
     }
 
-    /// `SUBSCRIBE` on the current connection, bounded by the heartbeat timeout.
+    /// [`Shared::subscribe`] within the heartbeat timeout.
     fn subscribe(&self) -> Pending {
         let shared = self.shared.clone();
-        Box::pin(async move {
-            shared
-                .subscriber
-                .with_options(&shared.bounded())
-                .subscribe(shared.channel.as_str())
-                .await
-        })
+        Box::pin(async move { shared.subscribe(shared.heartbeat_timeout).await })
     }
 
-    /// `PING` on the subscribed connection (on a cluster: the node that holds the
-    /// subscription), bounded by the heartbeat timeout.
+    /// [`Shared::ping`] within the heartbeat timeout.
     fn ping(&self) -> Pending {
         let shared = self.shared.clone();
-        Box::pin(async move {
-            // fred sends a client's subscriptions to the node of its id's hash slot
-            let slot = redis_keyslot(shared.subscriber.id().as_bytes());
-            let command = CustomCommand::new_static("PING", ClusterHash::Custom(slot), false);
-            shared
-                .subscriber
-                .with_options(&shared.bounded())
-                .custom::<Value, Value>(command, Vec::new())
-                .await
-                .map(|_| ())
-        })
+        Box::pin(async move { shared.ping(shared.heartbeat_timeout).await })
     }
 }
 
 impl Shared {
-    /// The options of the subscriber's own commands: one attempt within the heartbeat timeout.
-    fn bounded(&self) -> Options {
+    /// The options of the subscriber's own commands: one attempt within `timeout`.
+    fn bounded(timeout: Duration) -> Options {
         Options {
-            timeout: Some(self.heartbeat_timeout),
+            timeout: Some(timeout),
             max_attempts: Some(1),
             ..Options::default()
         }
+    }
+
+    /// Subscribes on the current connection and answers once the server has it: fred
+    /// completes `SUBSCRIBE` as soon as it is written (its confirmation comes out of band),
+    /// so a `PING` follows on the same connection, and the server answers it only after it
+    /// has run the `SUBSCRIBE` before it.
+    async fn subscribe(&self, timeout: Duration) -> Result<(), FredError> {
+        let started = Instant::now();
+        self.subscriber
+            .with_options(&Self::bounded(timeout))
+            .subscribe(self.channel.as_str())
+            .await?;
+        self.ping(
+            timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1)),
+        )
+        .await
+    }
+
+    /// `PING` on the subscribed connection (on a cluster: the node that holds the
+    /// subscription), within `timeout`.
+    async fn ping(&self, timeout: Duration) -> Result<(), FredError> {
+        // fred sends a client's subscriptions to the node of its id's hash slot
+        let slot = redis_keyslot(self.subscriber.id().as_bytes());
+        let command = CustomCommand::new_static("PING", ClusterHash::Custom(slot), false);
+        self.subscriber
+            .with_options(&Self::bounded(timeout))
+            .custom::<Value, Value>(command, Vec::new())
+            .await
+            .map(|_| ())
     }
 }
 
