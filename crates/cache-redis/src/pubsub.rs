@@ -141,7 +141,8 @@ pub struct PubSubStats {
     pub own_skipped: u64,
     /// Messages that did not read as the format, handed to the sink as `All`.
     pub malformed: u64,
-    /// Times messages were lost in the client's buffer (handed to the sink as `All`).
+    /// Messages lost because the client's buffer overflowed; each loss (of one or more) was
+    /// handed to the sink as one `All`.
     pub lagged: u64,
     /// Times the subscription was lost (connection broken or silent); each told the sink
     /// `disconnected`.
@@ -523,7 +524,7 @@ impl Forward {
                     }
                     Err(RecvError::Lagged(lost)) => {
                         tracing::warn!(lost, "redis pub/sub: messages lost in the client's buffer");
-                        Counters::add(&self.shared.stats.lagged);
+                        self.shared.stats.lagged.fetch_add(lost, Ordering::Relaxed);
                         self.sink.invalidate(Invalidated::All);
                     }
                     Err(RecvError::Closed) => {
