@@ -409,8 +409,12 @@ impl Invalidator for RedisPubSub {
         let task = tokio::spawn(forward.run(messages, reconnects, errors));
         *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         if self.closed.load(Ordering::Acquire) {
-            // closed while subscribing: the task must not outlive it
+            // closed while subscribing: the task must not outlive it, and nothing more comes
             self.abort_tasks();
+            let sink = self.sink.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(sink) = sink {
+                sink.disconnected();
+            }
         }
         Ok(())
     }
