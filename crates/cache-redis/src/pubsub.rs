@@ -141,7 +141,8 @@ pub struct PubSubStats {
     pub own_skipped: u64,
     /// Messages that did not read as the format, handed to the sink as `All`.
     pub malformed: u64,
-    /// Times messages were lost in the client's buffer (handed to the sink as `All`).
+    /// Messages lost because the client's buffer overflowed; each loss (of one or more) was
+    /// handed to the sink as one `All`.
     pub lagged: u64,
     /// Times the subscription was lost (connection broken or silent); each told the sink
     /// `disconnected`.
@@ -392,15 +393,7 @@ impl Invalidator for RedisPubSub {
         let messages = shared.subscriber.message_rx();
         let reconnects = shared.subscriber.reconnect_rx();
         let errors = shared.subscriber.error_rx();
-        let subscribed = shared
-            .subscriber
-            .with_options(&Options {
-                timeout: Some(self.wait),
-                ..Options::default()
-            })
-            .subscribe(shared.channel.as_str())
-            .await;
-        if let Err(e) = subscribed {
+        if let Err(e) = shared.subscribe(self.wait).await {
             self.started.store(false, Ordering::Release);
             return Err(error::convert(e).with_context("server", &self.server));
         }
@@ -416,8 +409,12 @@ impl Invalidator for RedisPubSub {
         let task = tokio::spawn(forward.run(messages, reconnects, errors));
         *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         if self.closed.load(Ordering::Acquire) {
-            // closed while subscribing: the task must not outlive it
+            // closed while subscribing: the task must not outlive it, and nothing more comes
             self.abort_tasks();
+            let sink = self.sink.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(sink) = sink {
+                sink.disconnected();
+            }
         }
         Ok(())
     }
@@ -531,7 +528,7 @@ impl Forward {
                     }
                     Err(RecvError::Lagged(lost)) => {
                         tracing::warn!(lost, "redis pub/sub: messages lost in the client's buffer");
-                        Counters::add(&self.shared.stats.lagged);
+                        self.shared.stats.lagged.fetch_add(lost, Ordering::Relaxed);
                         self.sink.invalidate(Invalidated::All);
                     }
                     Err(RecvError::Closed) => {
@@ -639,44 +636,58 @@ impl Forward {
         }
     }
 
-    /// `SUBSCRIBE` on the current connection, bounded by the heartbeat timeout.
+    /// [`Shared::subscribe`] within the heartbeat timeout.
     fn subscribe(&self) -> Pending {
         let shared = self.shared.clone();
-        Box::pin(async move {
-            shared
-                .subscriber
-                .with_options(&shared.bounded())
-                .subscribe(shared.channel.as_str())
-                .await
-        })
+        Box::pin(async move { shared.subscribe(shared.heartbeat_timeout).await })
     }
 
-    /// `PING` on the subscribed connection (on a cluster: the node that holds the
-    /// subscription), bounded by the heartbeat timeout.
+    /// [`Shared::ping`] within the heartbeat timeout.
     fn ping(&self) -> Pending {
         let shared = self.shared.clone();
-        Box::pin(async move {
-            // fred sends a client's subscriptions to the node of its id's hash slot
-            let slot = redis_keyslot(shared.subscriber.id().as_bytes());
-            let command = CustomCommand::new_static("PING", ClusterHash::Custom(slot), false);
-            shared
-                .subscriber
-                .with_options(&shared.bounded())
-                .custom::<Value, Value>(command, Vec::new())
-                .await
-                .map(|_| ())
-        })
+        Box::pin(async move { shared.ping(shared.heartbeat_timeout).await })
     }
 }
 
 impl Shared {
-    /// The options of the subscriber's own commands: one attempt within the heartbeat timeout.
-    fn bounded(&self) -> Options {
+    /// The options of the subscriber's own commands: one attempt within `timeout`.
+    fn bounded(timeout: Duration) -> Options {
         Options {
-            timeout: Some(self.heartbeat_timeout),
+            timeout: Some(timeout),
             max_attempts: Some(1),
             ..Options::default()
         }
+    }
+
+    /// Subscribes on the current connection and answers once the server has it: fred
+    /// completes `SUBSCRIBE` as soon as it is written (its confirmation comes out of band),
+    /// so a `PING` follows on the same connection, and the server answers it only after it
+    /// has run the `SUBSCRIBE` before it.
+    async fn subscribe(&self, timeout: Duration) -> Result<(), FredError> {
+        let started = Instant::now();
+        self.subscriber
+            .with_options(&Self::bounded(timeout))
+            .subscribe(self.channel.as_str())
+            .await?;
+        self.ping(
+            timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1)),
+        )
+        .await
+    }
+
+    /// `PING` on the subscribed connection (on a cluster: the node that holds the
+    /// subscription), within `timeout`.
+    async fn ping(&self, timeout: Duration) -> Result<(), FredError> {
+        // fred sends a client's subscriptions to the node of its id's hash slot
+        let slot = redis_keyslot(self.subscriber.id().as_bytes());
+        let command = CustomCommand::new_static("PING", ClusterHash::Custom(slot), false);
+        self.subscriber
+            .with_options(&Self::bounded(timeout))
+            .custom::<Value, Value>(command, Vec::new())
+            .await
+            .map(|_| ())
     }
 }
 

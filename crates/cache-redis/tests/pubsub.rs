@@ -2,6 +2,7 @@
 //! (`CACHE_TEST_REDIS_URL`): two instances on one channel, each with a sink that records what
 //! it is told. Every test uses channels of its own.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,10 +31,20 @@ enum Event {
 #[derive(Debug, Default)]
 struct Recorder {
     events: Mutex<Vec<Event>>,
+    /// When set, the first invalidation keeps the sink busy until the flag is raised (a slow
+    /// sink).
+    busy_once: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 impl InvalidationSink for Recorder {
     fn invalidate(&self, what: Invalidated<'_>) {
+        let busy = self.busy_once.lock().unwrap().take();
+        if let Some(done) = busy {
+            let started = Instant::now();
+            while !done.load(Ordering::Acquire) && started.elapsed() < PATIENCE {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let event = match what {
             Invalidated::Keys(keys) => Event::Keys(keys.to_vec()),
             Invalidated::Prefix(prefix) => Event::Prefix(prefix.to_owned()),
@@ -407,4 +418,136 @@ async fn an_idle_subscription_stays_connected() {
         a.close().await.unwrap();
         b.close().await.unwrap();
     }
+}
+
+/// With a password (a private redis-server): both connections authenticate; a wrong password
+/// is a `Config` error that never repeats it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_with_a_password_and_a_wrong_one_refused() {
+    use cache_test_fixtures::{Server, ServerKind};
+
+    let Some(server) = Server::start(ServerKind::Redis, &["--requirepass", "s3cr@t-pw"]) else {
+        return;
+    };
+    let url = format!("redis://:s3cr%40t-pw@127.0.0.1:{}", server.port());
+    let (a, _) = instance(&url, "orders").await;
+    let (b, seen_by_b) = instance(&url, "orders").await;
+    assert!(!format!("{a:?} {}", a.server()).contains("s3cr"), "{a:?}");
+    a.publish(&ctx(), Invalidated::Prefix("orders:"))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen_by_b.wait_for(1).await,
+        vec![Event::Prefix("orders:".into())]
+    );
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+
+    let wrong = format!("redis://:wr0ng-pw@127.0.0.1:{}", server.port());
+    let err = RedisPubSub::connect(&wrong, "orders").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err:#}");
+    let text = format!("{err:#} {err:?}");
+    assert!(!text.contains("wr0ng-pw"), "{text}");
+}
+
+/// Over TLS (a private redis-server with certificates made at test time).
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_over_tls() {
+    use cache_test_fixtures::{Server, TestPki};
+
+    let pki = TestPki::new();
+    let Some(server) = Server::start_redis_tls(
+        &pki.file("server.crt"),
+        &pki.file("server.key"),
+        &pki.file("ca.crt"),
+        false,
+    ) else {
+        return;
+    };
+    let url = format!(
+        "{}?tls_ca_file={}",
+        server.url(),
+        pki.file("ca.crt").display()
+    );
+    assert!(url.starts_with("rediss://"));
+    let (a, _) = instance(&url, "orders").await;
+    let (b, seen_by_b) = instance(&url, "orders").await;
+    assert!(a.server().starts_with("rediss://"), "{}", a.server());
+    let batch = keys(&["orders:1", "orders:2"]);
+    a.publish(&ctx(), Invalidated::Keys(&batch)).await.unwrap();
+    assert_eq!(seen_by_b.wait_for(1).await, vec![Event::Keys(batch)]);
+    // heartbeats are answered over TLS too
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(b.stats().disconnects, 0);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// A burst of messages from many tasks at once: each reaches the other instance, or — when
+/// the client's buffer overflowed (here: behind a sink that is busy for a while) — is counted
+/// lost, with an `All` standing in for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_delivered_or_stood_in_for_by_all() {
+    let Some(url) = server_url("CACHE_TEST_REDIS_URL") else {
+        return;
+    };
+    for slow_sink in [false, true] {
+        burst(&url, slow_sink).await;
+    }
+}
+
+async fn burst(url: &str, slow_sink: bool) {
+    let channel = random_namespace();
+    let (a, _) = instance(url, &channel).await;
+    let (b, seen_by_b) = instance(url, &channel).await;
+    let published = Arc::new(AtomicBool::new(false));
+    if slow_sink {
+        *seen_by_b.busy_once.lock().unwrap() = Some(published.clone());
+    }
+    let a = Arc::new(a);
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..20 {
+        let a = a.clone();
+        tasks.spawn(async move {
+            for i in 0..150 {
+                let key = vec![format!("ns:{t}:{i}")];
+                a.publish(&ctx(), Invalidated::Keys(&key)).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    // the messages reach the client while a slow sink still holds up the first one
+    tokio::time::sleep(QUIET).await;
+    published.store(true, Ordering::Release);
+    // every message, delivered or counted lost (and stood in for by an `All`)
+    let started = Instant::now();
+    loop {
+        let got = seen_by_b.invalidations();
+        let keys = got.iter().filter(|e| matches!(e, Event::Keys(_))).count() as u64;
+        let alls = got.iter().filter(|e| **e == Event::All).count() as u64;
+        let lost = b.stats().lagged;
+        assert!(
+            (lost == 0) == (alls == 0),
+            "an All stands for lost messages: {alls} All, {lost} lost"
+        );
+        if keys + lost == 3000 {
+            println!("FIGURE: {keys} of 3000 delivered, {lost} lost in {alls} lags");
+            if slow_sink {
+                assert!(lost > 0, "a sink that holds up 3000 messages loses some");
+            }
+            break;
+        }
+        assert!(
+            keys + lost < 3000 && started.elapsed() < PATIENCE,
+            "{keys} delivered, {lost} lost of 3000"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(a.stats().published, 3000);
+    assert_eq!(b.stats().malformed, 0);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
 }
