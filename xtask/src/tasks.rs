@@ -264,13 +264,14 @@ pub(crate) fn fmt() -> Result {
 }
 
 /// The crates published to crates.io, whose pages docs.rs builds.
-const PUBLISHED: [&str; 7] = [
+const PUBLISHED: [&str; 8] = [
     "cache-core",
     "cache-macros",
     "cache-memory",
     "cache-redis",
     "cache-memcached",
     "cache-serde",
+    "cache-tiered",
     "stratacache",
 ];
 

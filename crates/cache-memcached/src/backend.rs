@@ -593,30 +593,51 @@ impl Inner {
         }
     }
 
-    async fn get_group(
+    /// A multi-key read: one batch per server, servers at once, answers in the order of
+    /// `keys` (values or entries, by `T`).
+    async fn multi_read<T: ReadMany>(
         &self,
-        deadline: Option<Deadline>,
-        s: usize,
-        positions: Vec<usize>,
-        wires: &[Cow<'_, str>],
-    ) -> ServerAnswers<Bytes> {
-        let batch: Vec<&str> = positions.iter().map(|&i| &*wires[i]).collect();
-        let r = self
-            .timed(deadline, self.get_many(&self.servers[s], &batch))
-            .await;
-        (s, positions, r)
+        ctx: &CallContext<'_>,
+        keys: &[String],
+    ) -> Result<Vec<Option<T>>> {
+        let inner = self;
+        inner.check_open()?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wires = match inner.wire_keys(keys, ctx.deadline()).await {
+            Ok(w) => w,
+            Err(u) => return inner.read_failed(u.server, u.error, misses(keys.len())),
+        };
+        if inner.servers.len() == 1 {
+            let server = &inner.servers[0];
+            return match inner
+                .timed(ctx.deadline(), T::read_many(inner, server, &wires))
+                .await
+            {
+                Ok(v) => Ok(v),
+                Err(e) => inner.read_failed(server, e, misses(keys.len())),
+            };
+        }
+        let calls: Vec<_> = inner
+            .split(keys)
+            .into_iter()
+            .map(|(s, positions)| inner.read_group(ctx.deadline(), s, positions, &wires))
+            .collect();
+        inner.gather(keys.len(), join_all(calls).await)
     }
 
-    async fn entries_group(
+    /// One server's share of a multi-key read: `T::read_many` of the keys at `positions`.
+    async fn read_group<T: ReadMany>(
         &self,
         deadline: Option<Deadline>,
         s: usize,
         positions: Vec<usize>,
         wires: &[Cow<'_, str>],
-    ) -> ServerAnswers<Entry> {
+    ) -> ServerAnswers<T> {
         let batch: Vec<&str> = positions.iter().map(|&i| &*wires[i]).collect();
         let r = self
-            .timed(deadline, self.get_entries(&self.servers[s], &batch))
+            .timed(deadline, T::read_many(self, &self.servers[s], &batch))
             .await;
         (s, positions, r)
     }
@@ -846,6 +867,42 @@ impl Inner {
 
 /// One server's part of a multi-key read: its index, the positions of its keys among the keys
 /// asked, and its answers to them in that order.
+/// What a multi-key read answers per key: the value (`multi_get`) or the value with its
+/// lifetime (`multi_get_with_ttl`), and how one server is asked for a batch of keys.
+trait ReadMany: Sized + Send {
+    /// The answers of `server` for `keys`, in their order.
+    fn read_many<'a, K: AsRef<str> + Sync>(
+        inner: &'a Inner,
+        server: &'a Server,
+        keys: &'a [K],
+    ) -> impl std::future::Future<Output = Result<Vec<Option<Self>>, McError>> + Send + 'a;
+}
+
+impl ReadMany for Bytes {
+    fn read_many<'a, K: AsRef<str> + Sync>(
+        inner: &'a Inner,
+        server: &'a Server,
+        keys: &'a [K],
+    ) -> impl std::future::Future<Output = Result<Vec<Option<Self>>, McError>> + Send + 'a {
+        inner.get_many(server, keys)
+    }
+}
+
+impl ReadMany for Entry {
+    fn read_many<'a, K: AsRef<str> + Sync>(
+        inner: &'a Inner,
+        server: &'a Server,
+        keys: &'a [K],
+    ) -> impl std::future::Future<Output = Result<Vec<Option<Self>>, McError>> + Send + 'a {
+        inner.get_entries(server, keys)
+    }
+}
+
+/// `n` misses.
+fn misses<T>(n: usize) -> Vec<Option<T>> {
+    std::iter::repeat_with(|| None).take(n).collect()
+}
+
 type ServerAnswers<T> = (usize, Vec<usize>, Result<Vec<Option<T>>, McError>);
 
 /// A namespace generation that could not be read, and the server that holds its counter.
@@ -955,31 +1012,7 @@ impl Backend for MemcachedBackend {
         ctx: &CallContext<'_>,
         keys: &[String],
     ) -> Result<Vec<Option<Entry>>> {
-        let inner = &*self.inner;
-        inner.check_open()?;
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let wires = match inner.wire_keys(keys, ctx.deadline()).await {
-            Ok(w) => w,
-            Err(u) => return inner.read_failed(u.server, u.error, vec![None; keys.len()]),
-        };
-        if inner.servers.len() == 1 {
-            let server = &inner.servers[0];
-            return match inner
-                .timed(ctx.deadline(), inner.get_entries(server, &wires))
-                .await
-            {
-                Ok(v) => Ok(v),
-                Err(e) => inner.read_failed(server, e, vec![None; keys.len()]),
-            };
-        }
-        let calls: Vec<_> = inner
-            .split(keys)
-            .into_iter()
-            .map(|(s, positions)| inner.entries_group(ctx.deadline(), s, positions, &wires))
-            .collect();
-        inner.gather(keys.len(), join_all(calls).await)
+        self.inner.multi_read(ctx, keys).await
     }
 
     async fn multi_get(
@@ -987,31 +1020,7 @@ impl Backend for MemcachedBackend {
         ctx: &CallContext<'_>,
         keys: &[String],
     ) -> Result<Vec<Option<Bytes>>> {
-        let inner = &*self.inner;
-        inner.check_open()?;
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let wires = match inner.wire_keys(keys, ctx.deadline()).await {
-            Ok(w) => w,
-            Err(u) => return inner.read_failed(u.server, u.error, vec![None; keys.len()]),
-        };
-        if inner.servers.len() == 1 {
-            let server = &inner.servers[0];
-            return match inner
-                .timed(ctx.deadline(), inner.get_many(server, &wires))
-                .await
-            {
-                Ok(v) => Ok(v),
-                Err(e) => inner.read_failed(server, e, vec![None; keys.len()]),
-            };
-        }
-        let calls: Vec<_> = inner
-            .split(keys)
-            .into_iter()
-            .map(|(s, positions)| inner.get_group(ctx.deadline(), s, positions, &wires))
-            .collect();
-        inner.gather(keys.len(), join_all(calls).await)
+        self.inner.multi_read(ctx, keys).await
     }
 
     async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {

@@ -74,6 +74,32 @@ impl Tiered {
         }
     }
 
+    /// Settles a write that the remote level may refuse (`add`, compare-and-set/-delete):
+    /// done, the local copy becomes `copy` (none: dropped) and the other instances are told;
+    /// refused, only this instance's copy is dropped (the stored value is not the one it
+    /// expected, which the copy may be); failed, the copy is dropped and the others told (the
+    /// write may have landed).
+    async fn settle_conditional(
+        &self,
+        ctx: &CallContext<'_>,
+        key: &str,
+        ticket: Option<Ticket<'_>>,
+        answer: &Result<bool>,
+        copy: Option<(&Bytes, Option<Duration>)>,
+    ) {
+        match answer {
+            Ok(true) => self.written(ticket, copy),
+            Ok(false) => {
+                if let Some(t) = ticket {
+                    self.local.finish(t, None);
+                }
+                return;
+            }
+            Err(_) => self.written(ticket, None),
+        }
+        self.publish_key(ctx, key).await;
+    }
+
     /// A read of `key` from the remote level that leaves a copy.
     async fn read_through(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
         let ticket = self.local.ticket(key);
@@ -250,19 +276,9 @@ impl Backend for Tiered {
         }
         let ticket = self.ticket(key);
         let answer = self.remote.add(ctx, key, value.clone(), op).await;
-        match answer {
-            Ok(true) => self.written(ticket, Some((&value, op.ttl))),
-            // the key holds a value this instance may not have a copy of: drop ours
-            Ok(false) => {
-                if let Some(t) = ticket {
-                    self.local.finish(t, None);
-                }
-            }
-            Err(_) => self.written(ticket, None),
-        }
-        if !matches!(answer, Ok(false)) {
-            self.publish_key(ctx, key).await;
-        }
+        // refused: the key holds a value this instance may not have a copy of
+        self.settle_conditional(ctx, key, ticket, &answer, Some((&value, op.ttl)))
+            .await;
         answer
     }
 
@@ -384,20 +400,9 @@ impl Backend for Tiered {
             .remote
             .compare_and_set(ctx, key, expected, new.clone(), op)
             .await;
-        match answer {
-            Ok(true) => self.written(ticket, Some((&new, op.ttl))),
-            // not written: the stored value is not the expected one, which this instance's
-            // copy may be; drop it
-            Ok(false) => {
-                if let Some(t) = ticket {
-                    self.local.finish(t, None);
-                }
-            }
-            Err(_) => self.written(ticket, None),
-        }
-        if !matches!(answer, Ok(false)) {
-            self.publish_key(ctx, key).await;
-        }
+        // refused: the stored value is not the expected one, which this instance's copy may be
+        self.settle_conditional(ctx, key, ticket, &answer, Some((&new, op.ttl)))
+            .await;
         answer
     }
 
@@ -409,17 +414,8 @@ impl Backend for Tiered {
     ) -> Result<bool> {
         let ticket = self.ticket(key);
         let answer = self.remote.compare_and_delete(ctx, key, expected).await;
-        match answer {
-            Ok(false) => {
-                if let Some(t) = ticket {
-                    self.local.finish(t, None);
-                }
-            }
-            _ => self.written(ticket, None),
-        }
-        if !matches!(answer, Ok(false)) {
-            self.publish_key(ctx, key).await;
-        }
+        self.settle_conditional(ctx, key, ticket, &answer, None)
+            .await;
         answer
     }
 

@@ -22,6 +22,23 @@ fn parse_counter(bytes: &[u8]) -> Result<i64> {
 }
 
 impl<S: Serializer> Scoped<'_, S> {
+    /// The stored bytes of `built` (the user's `key`), the read-through envelope taken off
+    /// when the cache reads it: `None` on a miss or a logically expired entry.
+    async fn read_one(
+        &self,
+        ctx: &CallContext<'_>,
+        key: &str,
+        built: &str,
+    ) -> Result<Option<Bytes>> {
+        let Some(bytes) = self.stack().get(ctx, built).await? else {
+            return Ok(None);
+        };
+        if !self.inner.reads_envelope() {
+            return Ok(Some(bytes));
+        }
+        fresh_payload(bytes).map_err(|e| e.with_context_once("key", key))
+    }
+
     /// The value stored at `key`, or `None` on a miss. A stored `null` comes back as a value:
     /// `get::<Option<T>>` gives `Some(None)`.
     ///
@@ -58,16 +75,8 @@ impl<S: Serializer> Scoped<'_, S> {
         let keys = [key];
         let memo = Memo::new(std::any::TypeId::of::<(S, V)>());
         let ctx = self.ctx(Command::Get, ns, &keys).with_memo(&memo);
-        let Some(bytes) = self.stack().get(&ctx, &built).await? else {
+        let Some(bytes) = self.read_one(&ctx, key, &built).await? else {
             return Ok(None);
-        };
-        let bytes = if self.inner.reads_envelope() {
-            match fresh_payload(bytes).map_err(|e| e.with_context_once("key", key))? {
-                Some(payload) => payload,
-                None => return Ok(None),
-            }
-        } else {
-            bytes
         };
         if let Some(found) = memo.found()
             && let Ok(value) = std::sync::Arc::clone(found).downcast::<V>()
@@ -106,16 +115,8 @@ impl<S: Serializer> Scoped<'_, S> {
         let (ns, built) = self.prepare(key)?;
         let keys = [key];
         let ctx = self.ctx(Command::Get, ns, &keys);
-        let Some(bytes) = self.stack().get(&ctx, &built).await? else {
+        let Some(bytes) = self.read_one(&ctx, key, &built).await? else {
             return Ok(None);
-        };
-        let bytes = if self.inner.reads_envelope() {
-            match fresh_payload(bytes).map_err(|e| e.with_context_once("key", key))? {
-                Some(payload) => payload,
-                None => return Ok(None),
-            }
-        } else {
-            bytes
         };
         decode(&bytes)
             .map(Some)

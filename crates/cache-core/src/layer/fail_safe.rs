@@ -206,6 +206,11 @@ fn answer_of(bytes: &Bytes) -> Option<Option<Bytes>> {
 /// there is, so a tier above never keeps a stale answer as if it were fresh.
 const STALE_TTL: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// A kept value answered through [`Backend::get_with_ttl`].
+fn stale_entry(value: Bytes) -> Entry {
+    Entry::new(value, Some(STALE_TTL))
+}
+
 fn may_answer(e: &Error) -> bool {
     e.is_temporary() || e.kind() == ErrorKind::Timeout
 }
@@ -229,6 +234,73 @@ struct FailSafe {
 }
 
 impl FailSafe {
+    /// Keeps what a read found, forgets what it did not, and answers a failed read from
+    /// the values kept (`stale` makes an answer of a kept value).
+    fn read<T>(
+        &self,
+        ctx: &CallContext<'_>,
+        key: &str,
+        answer: Result<Option<T>>,
+        value: impl Fn(&T) -> &Bytes,
+        stale: impl Fn(Bytes) -> T,
+    ) -> Result<Option<T>> {
+        match answer {
+            Ok(found) => {
+                match &found {
+                    Some(v) => self.kept.note(key, value(v)),
+                    None => self.kept.forget(key),
+                }
+                Ok(found)
+            }
+            Err(e) if may_answer(&e) => match self.kept.servable(key, envelope::now_ms()) {
+                Some(kept) => {
+                    self.kept.served.fetch_add(1, Ordering::Relaxed);
+                    log_served(ctx, &e, 1);
+                    Ok(Some(stale(kept)))
+                }
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`read`](Self::read) of many keys: a failed read is answered when any key was kept.
+    fn read_many<T>(
+        &self,
+        ctx: &CallContext<'_>,
+        keys: &[String],
+        answer: Result<Vec<Option<T>>>,
+        value: impl Fn(&T) -> &Bytes,
+        stale: impl Fn(Bytes) -> T,
+    ) -> Result<Vec<Option<T>>> {
+        match answer {
+            Ok(found) => {
+                for (key, v) in keys.iter().zip(&found) {
+                    match v {
+                        Some(v) => self.kept.note(key, value(v)),
+                        None => self.kept.forget(key),
+                    }
+                }
+                Ok(found)
+            }
+            Err(e) if may_answer(&e) => {
+                let now = envelope::now_ms();
+                let answer: Vec<Option<T>> = keys
+                    .iter()
+                    .map(|k| self.kept.servable(k, now).map(&stale))
+                    .collect();
+                let served = answer.iter().filter(|v| v.is_some()).count();
+                if served == 0 {
+                    return Err(e);
+                }
+                self.kept.served.fetch_add(1, Ordering::Relaxed);
+                log_served(ctx, &e, served);
+                Ok(answer)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn after_write(&self, key: &str, value: &Bytes, answer: &Result<bool>) {
         match answer {
             Ok(true) => self.kept.note(key, value),
@@ -243,25 +315,8 @@ impl Backend for FailSafe {
     forward_backend!(inner: name, capability, endpoint, exists, expire, ttl, raw);
 
     async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
-        match self.inner.get(ctx, key).await {
-            Ok(Some(value)) => {
-                self.kept.note(key, &value);
-                Ok(Some(value))
-            }
-            Ok(None) => {
-                self.kept.forget(key);
-                Ok(None)
-            }
-            Err(e) if may_answer(&e) => match self.kept.servable(key, envelope::now_ms()) {
-                Some(value) => {
-                    self.kept.served.fetch_add(1, Ordering::Relaxed);
-                    log_served(ctx, &e, 1);
-                    Ok(Some(value))
-                }
-                None => Err(e),
-            },
-            Err(e) => Err(e),
-        }
+        let answer = self.inner.get(ctx, key).await;
+        self.read(ctx, key, answer, |v| v, |v| v)
     }
 
     async fn multi_get(
@@ -269,52 +324,13 @@ impl Backend for FailSafe {
         ctx: &CallContext<'_>,
         keys: &[String],
     ) -> Result<Vec<Option<Bytes>>> {
-        match self.inner.multi_get(ctx, keys).await {
-            Ok(values) => {
-                for (key, value) in keys.iter().zip(&values) {
-                    match value {
-                        Some(v) => self.kept.note(key, v),
-                        None => self.kept.forget(key),
-                    }
-                }
-                Ok(values)
-            }
-            Err(e) if may_answer(&e) => {
-                let now = envelope::now_ms();
-                let answer: Vec<Option<Bytes>> =
-                    keys.iter().map(|k| self.kept.servable(k, now)).collect();
-                let found = answer.iter().filter(|v| v.is_some()).count();
-                if found == 0 {
-                    return Err(e);
-                }
-                self.kept.served.fetch_add(1, Ordering::Relaxed);
-                log_served(ctx, &e, found);
-                Ok(answer)
-            }
-            Err(e) => Err(e),
-        }
+        let answer = self.inner.multi_get(ctx, keys).await;
+        self.read_many(ctx, keys, answer, |v| v, |v| v)
     }
 
     async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
-        match self.inner.get_with_ttl(ctx, key).await {
-            Ok(Some(entry)) => {
-                self.kept.note(key, &entry.value);
-                Ok(Some(entry))
-            }
-            Ok(None) => {
-                self.kept.forget(key);
-                Ok(None)
-            }
-            Err(e) if may_answer(&e) => match self.kept.servable(key, envelope::now_ms()) {
-                Some(value) => {
-                    self.kept.served.fetch_add(1, Ordering::Relaxed);
-                    log_served(ctx, &e, 1);
-                    Ok(Some(Entry::new(value, Some(STALE_TTL))))
-                }
-                None => Err(e),
-            },
-            Err(e) => Err(e),
-        }
+        let answer = self.inner.get_with_ttl(ctx, key).await;
+        self.read(ctx, key, answer, |e| &e.value, stale_entry)
     }
 
     async fn multi_get_with_ttl(
@@ -322,36 +338,8 @@ impl Backend for FailSafe {
         ctx: &CallContext<'_>,
         keys: &[String],
     ) -> Result<Vec<Option<Entry>>> {
-        match self.inner.multi_get_with_ttl(ctx, keys).await {
-            Ok(entries) => {
-                for (key, entry) in keys.iter().zip(&entries) {
-                    match entry {
-                        Some(e) => self.kept.note(key, &e.value),
-                        None => self.kept.forget(key),
-                    }
-                }
-                Ok(entries)
-            }
-            Err(e) if may_answer(&e) => {
-                let now = envelope::now_ms();
-                let answer: Vec<Option<Entry>> = keys
-                    .iter()
-                    .map(|k| {
-                        self.kept
-                            .servable(k, now)
-                            .map(|v| Entry::new(v, Some(STALE_TTL)))
-                    })
-                    .collect();
-                let found = answer.iter().filter(|v| v.is_some()).count();
-                if found == 0 {
-                    return Err(e);
-                }
-                self.kept.served.fetch_add(1, Ordering::Relaxed);
-                log_served(ctx, &e, found);
-                Ok(answer)
-            }
-            Err(e) => Err(e),
-        }
+        let answer = self.inner.multi_get_with_ttl(ctx, keys).await;
+        self.read_many(ctx, keys, answer, |e| &e.value, stale_entry)
     }
 
     async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
