@@ -225,7 +225,7 @@ pub(crate) mod build {
     use std::sync::Arc;
 
     use cache_core::tier::Invalidator;
-    use cache_core::{AiocacheFlavor, Backend, Error, KeyBuilder, Result};
+    use cache_core::{AiocacheFlavor, Backend, Error, Result};
     use cache_tiered::TierLayer;
 
     use super::{InvalidationName, TierConfig};
@@ -237,6 +237,7 @@ pub(crate) mod build {
         pub(crate) tier: &'a TierConfig,
         pub(crate) entry: &'static Entry,
         pub(crate) backend_url: &'a str,
+        #[cfg_attr(not(feature = "redis"), allow(dead_code))]
         pub(crate) namespace: Option<&'a str>,
         pub(crate) key_format: KeyFormat,
     }
@@ -290,6 +291,7 @@ pub(crate) mod build {
         AiocacheFlavor,
         Option<Arc<dyn Invalidator>>,
     )> {
+        use cache_core::KeyBuilder;
         use cache_core::url::UrlConfig;
         use cache_redis::RedisConfig;
 
