@@ -8,11 +8,11 @@
 //! - **reset**: every connection is reset; the sink is told `disconnected`, then, after the
 //!   reconnect and a new subscription, `connected`, and deliveries go on.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::testkit::random_namespace;
-use cache_core::tier::{Invalidated, InvalidationSink, Invalidator};
+use cache_core::testkit::{RecordingSink, SinkEvent as Event, random_namespace};
+use cache_core::tier::{Invalidated, Invalidator};
 use cache_core::{CallContext, Command};
 use cache_redis::RedisPubSub;
 use stratacache_tests::{FaultProxy, Kind};
@@ -24,73 +24,15 @@ const SLACK: Duration = Duration::from_millis(700);
 /// Waiting longer than this means it never happens (a failure bound, not a speed requirement).
 const PATIENCE: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Event {
-    Keys(Vec<String>),
-    Prefix(String),
-    All,
-    Connected,
-    Disconnected,
-}
+type Recorder = RecordingSink;
 
-#[derive(Debug, Default)]
-struct Recorder {
-    events: Mutex<Vec<(Instant, Event)>>,
-}
-
-impl Recorder {
-    fn push(&self, event: Event) {
-        self.events.lock().unwrap().push((Instant::now(), event));
-    }
-
-    fn events(&self) -> Vec<Event> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, e)| e.clone())
-            .collect()
-    }
-
-    /// When `event` was first recorded after `since`; panics after [`PATIENCE`].
-    async fn wait_for(&self, event: &Event, since: Instant) -> Instant {
-        loop {
-            let found = self
-                .events
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(at, e)| *at >= since && e == event)
-                .map(|(at, _)| *at);
-            if let Some(at) = found {
-                return at;
-            }
-            assert!(
-                since.elapsed() < PATIENCE,
-                "waited for {event:?}, got {:?}",
-                self.events()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-impl InvalidationSink for Recorder {
-    fn invalidate(&self, what: Invalidated<'_>) {
-        self.push(match what {
-            Invalidated::Keys(keys) => Event::Keys(keys.to_vec()),
-            Invalidated::Prefix(prefix) => Event::Prefix(prefix.to_owned()),
-            Invalidated::All => Event::All,
-        });
-    }
-
-    fn connected(&self) {
-        self.push(Event::Connected);
-    }
-
-    fn disconnected(&self) {
-        self.push(Event::Disconnected);
-    }
+/// When `event` was first recorded after `since`; panics after [`PATIENCE`].
+async fn wait_for(sink: &Recorder, event: &Event, since: Instant) -> Instant {
+    let arrived = sink
+        .wait_until(PATIENCE, |_| sink.first_since(event, since).is_some())
+        .await;
+    assert!(arrived, "waited for {event:?}, got {:?}", sink.events());
+    sink.first_since(event, since).expect("checked")
 }
 
 /// An instance through `proxy` and one straight to the server, on a fresh channel; `None`
@@ -135,7 +77,7 @@ async fn delivered(from: &RedisPubSub, to: &Recorder, key: &str) {
     from.publish(&CallContext::new(Command::Delete), Invalidated::Keys(&keys))
         .await
         .unwrap();
-    to.wait_for(&Event::Keys(keys), since).await;
+    wait_for(to, &Event::Keys(keys), since).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +89,7 @@ async fn a_stalled_subscription_is_reported_lost_then_back() {
 
     let stalled = Instant::now();
     proxy.stall();
-    let lost = seen.wait_for(&Event::Disconnected, stalled).await;
+    let lost = wait_for(&seen, &Event::Disconnected, stalled).await;
     let took = lost - stalled;
     println!("FIGURE: stall noticed after {took:?}");
     assert!(
@@ -161,7 +103,7 @@ async fn a_stalled_subscription_is_reported_lost_then_back() {
 
     let resumed = Instant::now();
     proxy.pass_through();
-    let back = seen.wait_for(&Event::Connected, resumed).await;
+    let back = wait_for(&seen, &Event::Connected, resumed).await;
     println!("FIGURE: connected again after {:?}", back - resumed);
     delivered(&direct, &seen, "after").await;
     assert_eq!(proxied.stats().disconnects, 1, "{:?}", seen.events());
@@ -182,8 +124,8 @@ async fn a_reset_connection_subscribes_again() {
         proxy.reset_all() >= 2,
         "both connections go through the proxy"
     );
-    seen.wait_for(&Event::Disconnected, reset).await;
-    let back = seen.wait_for(&Event::Connected, reset).await;
+    wait_for(&seen, &Event::Disconnected, reset).await;
+    let back = wait_for(&seen, &Event::Connected, reset).await;
     println!("FIGURE: subscribed again after {:?}", back - reset);
     // only a new subscription can deliver this
     delivered(&direct, &seen, "after").await;

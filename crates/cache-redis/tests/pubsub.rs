@@ -2,12 +2,12 @@
 //! (`CACHE_TEST_REDIS_URL`): two instances on one channel, each with a sink that records what
 //! it is told. Every test uses channels of its own.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cache_core::testkit::{random_namespace, server_url};
-use cache_core::tier::{Invalidated, InvalidationSink, Invalidator};
+use cache_core::testkit::{RecordingSink, SinkEvent as Event, random_namespace, server_url};
+use cache_core::tier::{Invalidated, Invalidator};
 use cache_core::{CallContext, Command, ErrorKind};
 use cache_redis::fred::interfaces::{ClientLike, PubsubInterface};
 use cache_redis::fred::prelude::{Builder, Config};
@@ -18,78 +18,16 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// How long to wait before concluding that nothing more arrives.
 const QUIET: Duration = Duration::from_millis(300);
 
-/// What a sink was told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Event {
-    Keys(Vec<String>),
-    Prefix(String),
-    All,
-    Connected,
-    Disconnected,
-}
+type Recorder = RecordingSink;
 
-#[derive(Debug, Default)]
-struct Recorder {
-    events: Mutex<Vec<Event>>,
-    /// When set, the first invalidation keeps the sink busy until the flag is raised (a slow
-    /// sink).
-    busy_once: Mutex<Option<Arc<AtomicBool>>>,
-}
-
-impl InvalidationSink for Recorder {
-    fn invalidate(&self, what: Invalidated<'_>) {
-        let busy = self.busy_once.lock().unwrap().take();
-        if let Some(done) = busy {
-            let started = Instant::now();
-            while !done.load(Ordering::Acquire) && started.elapsed() < PATIENCE {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        let event = match what {
-            Invalidated::Keys(keys) => Event::Keys(keys.to_vec()),
-            Invalidated::Prefix(prefix) => Event::Prefix(prefix.to_owned()),
-            Invalidated::All => Event::All,
-        };
-        self.events.lock().unwrap().push(event);
-    }
-
-    fn connected(&self) {
-        self.events.lock().unwrap().push(Event::Connected);
-    }
-
-    fn disconnected(&self) {
-        self.events.lock().unwrap().push(Event::Disconnected);
-    }
-}
-
-impl Recorder {
-    fn events(&self) -> Vec<Event> {
-        self.events.lock().unwrap().clone()
-    }
-
-    /// The invalidations received so far (not the connection events).
-    fn invalidations(&self) -> Vec<Event> {
-        self.events()
-            .into_iter()
-            .filter(|e| !matches!(e, Event::Connected | Event::Disconnected))
-            .collect()
-    }
-
-    /// Waits until `n` invalidations arrived; panics after [`PATIENCE`].
-    async fn wait_for(&self, n: usize) -> Vec<Event> {
-        let started = Instant::now();
-        loop {
-            let got = self.invalidations();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                started.elapsed() < PATIENCE,
-                "waited for {n} invalidations, got {got:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
+/// Waits until `n` invalidations arrived; panics after [`PATIENCE`].
+async fn wait_for(sink: &Recorder, n: usize) -> Vec<Event> {
+    let arrived = sink
+        .wait_until(PATIENCE, |_| sink.invalidations().len() >= n)
+        .await;
+    let got = sink.invalidations();
+    assert!(arrived, "waited for {n} invalidations, got {got:?}");
+    got
 }
 
 fn ctx() -> CallContext<'static> {
@@ -129,7 +67,7 @@ async fn keys_prefix_and_all_reach_the_others_and_never_the_sender() {
     // an empty batch sends nothing
     a.publish(&ctx(), Invalidated::Keys(&[])).await.unwrap();
     assert_eq!(
-        seen_by_b.wait_for(3).await,
+        wait_for(&seen_by_b, 3).await,
         vec![
             Event::Keys(batch.clone()),
             Event::Prefix("ns:".into()),
@@ -140,7 +78,7 @@ async fn keys_prefix_and_all_reach_the_others_and_never_the_sender() {
         .await
         .unwrap();
     assert_eq!(
-        seen_by_a.wait_for(1).await,
+        wait_for(&seen_by_a, 1).await,
         vec![Event::Keys(keys(&["ns:4"]))],
         "a skipped its own three messages and got b's"
     );
@@ -172,7 +110,7 @@ async fn channels_of_different_names_are_isolated() {
     a.publish(&ctx(), Invalidated::Prefix("orders:"))
         .await
         .unwrap();
-    seen_by_b.wait_for(1).await;
+    wait_for(&seen_by_b, 1).await;
     tokio::time::sleep(QUIET).await;
     assert_eq!(seen_by_c.invalidations(), vec![]);
     assert_eq!(c.stats().received + c.stats().malformed, 0);
@@ -204,7 +142,7 @@ async fn keys_of_any_bytes_and_large_batches_round_trip() {
         .await
         .unwrap();
     assert_eq!(
-        seen_by_b.wait_for(3).await,
+        wait_for(&seen_by_b, 3).await,
         vec![
             Event::Keys(odd),
             Event::Keys(many),
@@ -246,7 +184,7 @@ async fn a_message_of_another_format_is_all_and_counted() {
     for message in junk {
         let _: i64 = plain.publish(channel.as_str(), message).await.unwrap();
     }
-    assert_eq!(seen_by_a.wait_for(5).await, vec![Event::All; 5]);
+    assert_eq!(wait_for(&seen_by_a, 5).await, vec![Event::All; 5]);
     assert_eq!(a.stats().malformed, 5);
     assert_eq!(a.stats().received, 0);
 
@@ -255,7 +193,7 @@ async fn a_message_of_another_format_is_all_and_counted() {
         .await
         .unwrap();
     assert_eq!(
-        seen_by_a.wait_for(6).await[5],
+        wait_for(&seen_by_a, 6).await[5],
         Event::Keys(keys(&["ns:after"]))
     );
     plain.quit().await.unwrap();
@@ -360,7 +298,7 @@ async fn start_once_close_idempotent_and_nothing_after_close() {
     c.start(seen_by_c.clone()).await.unwrap();
     c.publish(&ctx(), Invalidated::Prefix("p:")).await.unwrap();
     assert_eq!(
-        seen_by_b.wait_for(1).await,
+        wait_for(&seen_by_b, 1).await,
         vec![Event::Prefix("p:".into())]
     );
     tokio::time::sleep(QUIET).await;
@@ -381,7 +319,7 @@ async fn deliveries_cross_a_cluster() {
     let (b, seen_by_b) = instance(&url, &channel).await;
     let batch = keys(&["{a}1", "b2", "c3"]);
     a.publish(&ctx(), Invalidated::Keys(&batch)).await.unwrap();
-    assert_eq!(seen_by_b.wait_for(1).await, vec![Event::Keys(batch)]);
+    assert_eq!(wait_for(&seen_by_b, 1).await, vec![Event::Keys(batch)]);
     // heartbeats keep the subscription counted as alive
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(b.stats().disconnects, 0);
@@ -414,7 +352,7 @@ async fn an_idle_subscription_stays_connected() {
         assert_eq!(seen_by_a.events(), vec![Event::Connected], "{url}");
         let (b, _) = instance(&url, &channel).await;
         b.publish(&ctx(), Invalidated::All).await.unwrap();
-        assert_eq!(seen_by_a.wait_for(1).await, vec![Event::All], "{url}");
+        assert_eq!(wait_for(&seen_by_a, 1).await, vec![Event::All], "{url}");
         a.close().await.unwrap();
         b.close().await.unwrap();
     }
@@ -437,7 +375,7 @@ async fn deliveries_with_a_password_and_a_wrong_one_refused() {
         .await
         .unwrap();
     assert_eq!(
-        seen_by_b.wait_for(1).await,
+        wait_for(&seen_by_b, 1).await,
         vec![Event::Prefix("orders:".into())]
     );
     a.close().await.unwrap();
@@ -476,7 +414,7 @@ async fn deliveries_over_tls() {
     assert!(a.server().starts_with("rediss://"), "{}", a.server());
     let batch = keys(&["orders:1", "orders:2"]);
     a.publish(&ctx(), Invalidated::Keys(&batch)).await.unwrap();
-    assert_eq!(seen_by_b.wait_for(1).await, vec![Event::Keys(batch)]);
+    assert_eq!(wait_for(&seen_by_b, 1).await, vec![Event::Keys(batch)]);
     // heartbeats are answered over TLS too
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(b.stats().disconnects, 0);
@@ -503,7 +441,7 @@ async fn burst(url: &str, slow_sink: bool) {
     let (b, seen_by_b) = instance(url, &channel).await;
     let published = Arc::new(AtomicBool::new(false));
     if slow_sink {
-        *seen_by_b.busy_once.lock().unwrap() = Some(published.clone());
+        seen_by_b.hold_next_invalidation(published.clone(), PATIENCE);
     }
     let a = Arc::new(a);
     let mut tasks = tokio::task::JoinSet::new();

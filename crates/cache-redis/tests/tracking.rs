@@ -2,11 +2,11 @@
 //! (`CACHE_TEST_REDIS_URL`) for writes, deletes, expiry and the build errors, and private
 //! `redis-server` processes for a flush, eviction under `maxmemory` and a restart.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cache_core::testkit::server_url;
-use cache_core::tier::{Invalidated, InvalidationSink, Invalidator};
+use cache_core::testkit::{RecordingSink, SinkEvent as Event, server_url};
+use cache_core::tier::{Invalidated, Invalidator};
 use cache_core::{Backend, CallContext, Command, ErrorKind, OpSet};
 use cache_redis::fred::prelude::{Builder, ClientLike, Config, Expiration, KeysInterface, Value};
 use cache_redis::fred::types::{ClusterHash, CustomCommand};
@@ -16,81 +16,12 @@ use cache_test_fixtures::{Server, ServerKind};
 /// How long a test waits for an event the server should send.
 const WAIT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Event {
-    Keys(Vec<String>),
-    Prefix(String),
-    All,
-    Connected,
-    Disconnected,
-}
+type Recorder = RecordingSink;
 
-/// A sink that records what it is told.
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<Event>>,
-}
-
-impl InvalidationSink for Recorder {
-    fn invalidate(&self, what: Invalidated<'_>) {
-        let event = match what {
-            Invalidated::Keys(keys) => Event::Keys(keys.to_vec()),
-            Invalidated::Prefix(p) => Event::Prefix(p.to_owned()),
-            Invalidated::All => Event::All,
-        };
-        self.events.lock().unwrap().push(event);
-    }
-
-    fn connected(&self) {
-        self.events.lock().unwrap().push(Event::Connected);
-    }
-
-    fn disconnected(&self) {
-        self.events.lock().unwrap().push(Event::Disconnected);
-    }
-}
-
-impl Recorder {
-    fn events(&self) -> Vec<Event> {
-        self.events.lock().unwrap().clone()
-    }
-
-    fn clear(&self) {
-        self.events.lock().unwrap().clear();
-    }
-
-    /// Times `key` was invalidated.
-    fn count(&self, key: &str) -> usize {
-        self.events()
-            .iter()
-            .filter(|e| matches!(e, Event::Keys(keys) if keys.iter().any(|k| k == key)))
-            .count()
-    }
-
-    /// Waits until `pred` holds for the events, up to `within`.
-    async fn wait_for(&self, within: Duration, pred: impl Fn(&[Event]) -> bool) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if pred(&self.events()) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn wait_key(&self, key: &str, times: usize) -> bool {
-        self.wait_for(WAIT, |events| {
-            events
-                .iter()
-                .filter(|e| matches!(e, Event::Keys(keys) if keys.iter().any(|k| k == key)))
-                .count()
-                >= times
-        })
+/// Waits until `key` was invalidated `times` times, up to [`WAIT`].
+async fn wait_key(sink: &Recorder, key: &str, times: usize) -> bool {
+    sink.wait_until(WAIT, |_| sink.count_key(key) >= times)
         .await
-    }
 }
 
 /// A prefix no other test uses.
@@ -151,18 +82,22 @@ async fn another_clients_set_delete_and_expire_reach_the_sink() {
     let key = format!("{prefix}k");
 
     let _: () = other.set(&key, "v1", None, None, false).await.unwrap();
-    assert!(sink.wait_key(&key, 1).await, "SET: {:?}", sink.events());
+    assert!(wait_key(&sink, &key, 1).await, "SET: {:?}", sink.events());
     let _: i64 = other.expire(&key, 100, None).await.unwrap();
-    assert!(sink.wait_key(&key, 2).await, "EXPIRE: {:?}", sink.events());
+    assert!(
+        wait_key(&sink, &key, 2).await,
+        "EXPIRE: {:?}",
+        sink.events()
+    );
     let _: i64 = other.del(&key).await.unwrap();
-    assert!(sink.wait_key(&key, 3).await, "DEL: {:?}", sink.events());
+    assert!(wait_key(&sink, &key, 3).await, "DEL: {:?}", sink.events());
 
     // a key under no tracked prefix: nothing (the prefix's own keys still arrive, later)
     let outside = format!("{}k", unique("outside"));
     let _: () = other.set(&outside, "v", None, None, false).await.unwrap();
     let _: () = other.set(&key, "last", None, None, false).await.unwrap();
-    assert!(sink.wait_key(&key, 4).await, "{:?}", sink.events());
-    assert_eq!(sink.count(&outside), 0, "{:?}", sink.events());
+    assert!(wait_key(&sink, &key, 4).await, "{:?}", sink.events());
+    assert_eq!(sink.count_key(&outside), 0, "{:?}", sink.events());
     assert!(!sink.events().contains(&Event::All), "{:?}", sink.events());
 
     let stats = tracking.stats();
@@ -189,12 +124,12 @@ async fn the_backends_own_write_is_reported() {
         .set(&ctx, &key, "v".into(), OpSet::default())
         .await
         .unwrap();
-    assert!(sink.wait_key(&key, 1).await, "{:?}", sink.events());
+    assert!(wait_key(&sink, &key, 1).await, "{:?}", sink.events());
     backend
         .delete(&CallContext::new(Command::Delete), &key)
         .await
         .unwrap();
-    assert!(sink.wait_key(&key, 2).await, "{:?}", sink.events());
+    assert!(wait_key(&sink, &key, 2).await, "{:?}", sink.events());
     tracking.close().await.unwrap();
 }
 
@@ -212,10 +147,14 @@ async fn a_key_expiring_is_reported() {
         .set(&key, "v", Some(Expiration::PX(50)), None, false)
         .await
         .unwrap();
-    assert!(sink.wait_key(&key, 1).await, "the SET: {:?}", sink.events());
+    assert!(
+        wait_key(&sink, &key, 1).await,
+        "the SET: {:?}",
+        sink.events()
+    );
     // the server's expiry cycle finds the key without anyone reading it
     assert!(
-        sink.wait_key(&key, 2).await,
+        wait_key(&sink, &key, 2).await,
         "the expiry: {:?}",
         sink.events()
     );
@@ -319,10 +258,10 @@ async fn a_flush_invalidates_everything() {
     let other = other_client(&url).await;
     let key = format!("{prefix}k");
     let _: () = other.set(&key, "v", None, None, false).await.unwrap();
-    assert!(sink.wait_key(&key, 1).await, "{:?}", sink.events());
+    assert!(wait_key(&sink, &key, 1).await, "{:?}", sink.events());
     run(&other, "FLUSHDB").await;
     assert!(
-        sink.wait_for(WAIT, |e| e.contains(&Event::All)).await,
+        sink.wait_until(WAIT, |e| e.contains(&Event::All)).await,
         "{:?}",
         sink.events()
     );
@@ -330,10 +269,10 @@ async fn a_flush_invalidates_everything() {
     // and tracking goes on
     sink.clear();
     let _: () = other.set(&key, "v2", None, None, false).await.unwrap();
-    assert!(sink.wait_key(&key, 1).await, "{:?}", sink.events());
+    assert!(wait_key(&sink, &key, 1).await, "{:?}", sink.events());
     run(&other, "FLUSHALL").await;
     assert!(
-        sink.wait_for(WAIT, |e| e.contains(&Event::All)).await,
+        sink.wait_until(WAIT, |e| e.contains(&Event::All)).await,
         "{:?}",
         sink.events()
     );
@@ -370,11 +309,11 @@ async fn an_eviction_under_maxmemory_is_reported() {
     }
     assert!(!evicted.is_empty(), "nothing was evicted");
     let last = keys.last().unwrap();
-    assert!(sink.wait_key(last, 1).await, "the last SET arrives");
+    assert!(wait_key(&sink, last, 1).await, "the last SET arrives");
     let reported = sink
-        .wait_for(WAIT, |_| evicted.iter().all(|k| sink.count(k) >= 2))
+        .wait_until(WAIT, |_| evicted.iter().all(|k| sink.count_key(k) >= 2))
         .await;
-    let missing: Vec<&String> = evicted.iter().filter(|k| sink.count(k) < 2).collect();
+    let missing: Vec<&String> = evicted.iter().filter(|k| sink.count_key(k) < 2).collect();
     assert!(
         reported,
         "{} of {} evicted keys were not reported as evicted: {:?}",
@@ -412,13 +351,13 @@ async fn restart_with(pool_size: usize) {
     {
         let other = other_client(&url).await;
         let _: () = other.set(&key, "v", None, None, false).await.unwrap();
-        assert!(sink.wait_key(&key, 1).await, "{:?}", sink.events());
+        assert!(wait_key(&sink, &key, 1).await, "{:?}", sink.events());
         let _ = other.quit().await;
     }
 
     server.kill();
     assert!(
-        sink.wait_for(WAIT, |e| e.contains(&Event::Disconnected))
+        sink.wait_until(WAIT, |e| e.contains(&Event::Disconnected))
             .await,
         "{:?}",
         sink.events()
@@ -427,7 +366,7 @@ async fn restart_with(pool_size: usize) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     tokio::task::block_in_place(|| server.restart());
     assert!(
-        sink.wait_for(WAIT, |e| {
+        sink.wait_until(WAIT, |e| {
             e.iter()
                 .position(|x| *x == Event::Disconnected)
                 .is_some_and(|d| e[d..].contains(&Event::Connected))
@@ -443,7 +382,11 @@ async fn restart_with(pool_size: usize) {
     sink.clear();
     let other = other_client(&url).await;
     let _: () = other.set(&key, "after", None, None, false).await.unwrap();
-    assert!(sink.wait_key(&key, pool_size).await, "{:?}", sink.events());
+    assert!(
+        wait_key(&sink, &key, pool_size).await,
+        "{:?}",
+        sink.events()
+    );
     tracking.close().await.unwrap();
     assert_eq!(sink.events().last(), Some(&Event::Disconnected));
 }
@@ -465,7 +408,7 @@ async fn every_connection_of_a_pool_is_tracked() {
     let other = other_client(&url).await;
     let key = format!("{prefix}k");
     let _: () = other.set(&key, "v", None, None, false).await.unwrap();
-    assert!(sink.wait_key(&key, 3).await, "{:?}", sink.events());
+    assert!(wait_key(&sink, &key, 3).await, "{:?}", sink.events());
     let stats = tracking.stats();
     assert!(stats.messages >= 3 && stats.keys >= 3, "{stats:?}");
     let _: i64 = other.del(&key).await.unwrap();
@@ -484,8 +427,8 @@ async fn with_no_prefix_every_key_is_tracked() {
     let other = other_client(&url).await;
     let _: () = other.set("any:key", "v", None, None, false).await.unwrap();
     let _: () = other.set("another", "v", None, None, false).await.unwrap();
-    assert!(sink.wait_key("any:key", 1).await, "{:?}", sink.events());
-    assert!(sink.wait_key("another", 1).await, "{:?}", sink.events());
+    assert!(wait_key(&sink, "any:key", 1).await, "{:?}", sink.events());
+    assert!(wait_key(&sink, "another", 1).await, "{:?}", sink.events());
     // a few heartbeats after the marker was written (and reported by the server)
     tokio::time::sleep(Duration::from_millis(300)).await;
     let events = sink.events();
@@ -512,7 +455,7 @@ async fn closing_the_backend_disconnects_the_sink() {
         .await
         .unwrap();
     assert!(
-        sink.wait_for(WAIT, |e| e.contains(&Event::Disconnected))
+        sink.wait_until(WAIT, |e| e.contains(&Event::Disconnected))
             .await,
         "{:?}",
         sink.events()
@@ -559,7 +502,7 @@ async fn a_silent_server_disconnects_until_it_answers_again() {
         .await
         .unwrap();
     assert!(
-        sink.wait_for(WAIT, |e| e.contains(&Event::Disconnected))
+        sink.wait_until(WAIT, |e| e.contains(&Event::Disconnected))
             .await,
         "{:?}",
         sink.events()
@@ -571,7 +514,7 @@ async fn a_silent_server_disconnects_until_it_answers_again() {
     );
     assert!(!tracking.is_connected());
     assert!(
-        sink.wait_for(WAIT, |e| e.ends_with(&[Event::Connected]))
+        sink.wait_until(WAIT, |e| e.ends_with(&[Event::Connected]))
             .await,
         "{:?}",
         sink.events()
@@ -585,7 +528,7 @@ async fn a_silent_server_disconnects_until_it_answers_again() {
     sink.clear();
     let key = format!("{prefix}k");
     let _: () = other.set(&key, "v", None, None, false).await.unwrap();
-    assert!(sink.wait_key(&key, 1).await, "{:?}", sink.events());
+    assert!(wait_key(&sink, &key, 1).await, "{:?}", sink.events());
     assert_eq!(tracking.stats().disconnects, 1, "{:?}", tracking.stats());
     tracking.close().await.unwrap();
 }

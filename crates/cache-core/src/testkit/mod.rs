@@ -22,11 +22,13 @@
 pub mod cases;
 mod map_backend;
 pub mod reliability;
+mod sink;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::map_backend::MapBackend;
+pub use self::sink::{RecordingSink, SinkEvent};
 use crate::{Backend, Cache, CacheBuilder, Capability, IntoBackend, Json};
 
 /// One conformance case's view of the backend under test.
