@@ -45,9 +45,7 @@ async fn main() -> Result<(), BoxError> {
             let mut builder = Cache::builder(backend)
                 .serializer(RawBytes)
                 .namespace("mixprofile");
-            if who != "ours-layers" {
-                builder = builder.timeout(Duration::from_secs(5));
-            }
+            builder = builder.timeout((who != "ours-layers").then_some(Duration::from_secs(5)));
             if who == "ours-coalesced" {
                 builder = builder.layer(cache_core::layer::CoalesceLayer::new());
             }

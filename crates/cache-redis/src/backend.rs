@@ -303,7 +303,9 @@ impl RedisBackend {
         let client = &self.clients[index];
         let result = match &self.detour {
             None => op(client.with_options(&Options::default())).await,
-            Some(detour) => detour.read(index, client, key, op).await,
+            // boxed: the race of two reads is three times the size of one, and every call's
+            // future is moved into a box by the `Backend` trait
+            Some(detour) => Box::pin(detour.read(index, client, key, op)).await,
         };
         result.map_err(|e| self.fail(e))
     }
@@ -441,20 +443,25 @@ impl RedisBackend {
         if !self.clustered {
             return self.mget(client, keys.iter().map(String::as_str)).await;
         }
-        match &self.detour {
-            None => self.cluster_multi_get(client, keys).await,
-            // while the routing is rebuilt: straight to the slots' primaries
-            Some(detour) => {
-                detour
-                    .race(index, self.cluster_multi_get(client, keys), || async {
-                        detour
-                            .multi_get(client, keys)
-                            .await
-                            .map_err(|e| self.fail(e))
-                    })
-                    .await
+        // boxed: a cluster's reads per slot (and their detour) would make every call's
+        // future several times larger, and the `Backend` trait moves each into a box
+        Box::pin(async move {
+            match &self.detour {
+                None => self.cluster_multi_get(client, keys).await,
+                // while the routing is rebuilt: straight to the slots' primaries
+                Some(detour) => {
+                    detour
+                        .race(index, self.cluster_multi_get(client, keys), || async {
+                            detour
+                                .multi_get(client, keys)
+                                .await
+                                .map_err(|e| self.fail(e))
+                        })
+                        .await
+                }
             }
-        }
+        })
+        .await
     }
 
     /// `multi_get_with_ttl` without generations: one script run, or one per hash slot on a

@@ -20,6 +20,7 @@
 //! `tests/reliability.rs`.
 
 pub mod cases;
+mod future_size;
 mod map_backend;
 pub mod reliability;
 mod sink;
@@ -27,6 +28,7 @@ mod sink;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::future_size::command_future_sizes;
 pub use self::map_backend::MapBackend;
 pub use self::sink::{RecordingSink, SinkEvent};
 use crate::{Backend, Cache, CacheBuilder, Capability, IntoBackend, Json};
