@@ -6,10 +6,10 @@
 //! records. The raw contender does by hand what an application on the client alone does for
 //! typed values (`serde_json` both ways) but gets its keys pre-built. The main workloads also
 //! run without JSON on either side, in the same rounds: `Cache<RawBytes>` on the same backend
-//! with the records' bytes as `Bytes`, against the raw client sending and answering bytes. Each round runs every
-//! workload for ours and raw back to back (alternating which goes first), then one aiocache
-//! process runs the same workloads; ratios are medians of the per-round ratios, so drift of the
-//! machine between rounds cancels out.
+//! with the records' bytes as `Bytes`, against the raw client sending and answering bytes.
+//! Each round runs every workload for ours and raw back to back (alternating which goes
+//! first), then one aiocache process runs the same workloads; ratios are medians of the
+//! per-round ratios, so drift of the machine between rounds cancels out.
 //!
 //! This file runs the rounds and writes the report; the workloads, their data and the
 //! contenders are in [`crate::workloads`], the coalescing measurement in [`crate::coalesce`].
@@ -175,9 +175,9 @@ fn what_is_sent(server: Server) -> String {
             sends the same `MSET` (`mset`); `increment` — `INCRBY <key> 1` from both."
             .to_owned(),
         Server::Memcached => format!(
-            "What goes on the wire: `multi_get` — raw async-memcached sends one \
-             `get k1 … k100` (`get_multi`) on one connection of its pool and puts the answers \
-             back in request order; `multi_set` — the benchmark writes without a TTL, so \
+            "What goes on the wire: `multi_get` — one `get k1 … k100` from both \
+             (`MemcachedBackend`, and raw async-memcached's `get_multi`), on one connection of \
+             each pool, the answers put back in request order; `multi_set` — the benchmark writes without a TTL, so \
              stratacache's `MemcachedBackend` sends one pipeline of 100 quiet meta sets \
              (`ms <key> <len> T0 k q`) ending in `mn` on one connection of its pool of \
              {POOL_SIZE}, and raw async-memcached sends the same pipeline with \
