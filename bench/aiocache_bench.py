@@ -3,7 +3,7 @@
 Runs the same workloads as crates/cache-bench/src/net.rs against the same server, keys
 (`{namespace}:k{i}`, counters `{namespace}:c{i}`) and JSON records, which the Rust side has
 already written, and prints one JSON object: {"aiocache": version, "python": version,
-"rates": {workload: operations (or multi_get calls) per second}}.
+"rates": {workload: operations (or multi_get / multi_set calls) per second}}.
 
 Usage: python aiocache_bench.py --server redis|memcached --host H --port P --namespace NS ...
 (cargo x bench passes every option; see `--help`).
@@ -55,6 +55,7 @@ async def main():
     p.add_argument("--per-task", type=int, default=100)
     p.add_argument("--multi-10", type=int, default=200)
     p.add_argument("--multi-100", type=int, default=100)
+    p.add_argument("--multi-set-100", type=int, default=100)
     p.add_argument("--increments", type=int, default=1_000)
     a = p.parse_args()
 
@@ -100,6 +101,11 @@ async def main():
             if len(values) != n:
                 raise RuntimeError("multi_get answered the wrong number of values")
 
+    async def multi_set(n, calls):
+        for _ in range(calls):
+            # no TTL, as every write of the benchmark: MSET on Redis, one set per key on memcached
+            await cache.multi_set([(keys[i], record(i)) for i in rng.sample(range(a.keys), n)])
+
     async def increments(n):
         for _ in range(n):
             await cache.increment(counters[rng.randrange(a.counters)], 1)
@@ -125,6 +131,7 @@ async def main():
         "mix_zipf": await timed(a.tasks * a.per_task, mixed("zipf")),
         "multi_get_10": await timed(a.multi_10, multi_get(10, a.multi_10)),
         "multi_get_100": await timed(a.multi_100, multi_get(100, a.multi_100)),
+        "multi_set_100": await timed(a.multi_set_100, multi_set(100, a.multi_set_100)),
         "increment": await timed(a.increments, increments(a.increments)),
     }
     await cache.close()

@@ -134,6 +134,7 @@ impl Python {
                     .args(["--per-task", &s.per_task.to_string()])
                     .args(["--multi-10", &s.multi_10.to_string()])
                     .args(["--multi-100", &s.multi_100.to_string()])
+                    .args(["--multi-set-100", &s.multi_set.to_string()])
                     .args(["--increments", &s.incr.to_string()]),
                 "bench/aiocache_bench.py",
             )

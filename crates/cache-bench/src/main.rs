@@ -147,7 +147,7 @@ fn server_section(report: &mut Report, server: Server, quick: bool, python: &Pyt
                 Server::Memcached => "Memcached",
             }
         ),
-        axis: "operations (multi_get: calls) per second, log scale",
+        axis: "operations (multi_get, multi_set: calls) per second, log scale",
         groups: section.groups,
         log: true,
     });

@@ -4,10 +4,12 @@
 //!
 //! Every contender reads and writes the same keys (`{namespace}:k{i}`) and the same JSON
 //! records. The raw contender does by hand what an application on the client alone does for
-//! typed values (`serde_json` both ways) but gets its keys pre-built. Each round runs every
-//! workload for ours and raw back to back (alternating which goes first), then one aiocache
-//! process runs the same workloads; ratios are medians of the per-round ratios, so drift of the
-//! machine between rounds cancels out.
+//! typed values (`serde_json` both ways) but gets its keys pre-built. The main workloads also
+//! run without JSON on either side, in the same rounds: `Cache<RawBytes>` on the same backend
+//! with the records' bytes as `Bytes`, against the raw client sending and answering bytes.
+//! Each round runs every workload for ours and raw back to back (alternating which goes
+//! first), then one aiocache process runs the same workloads; ratios are medians of the
+//! per-round ratios, so drift of the machine between rounds cancels out.
 //!
 //! This file runs the rounds and writes the report; the workloads, their data and the
 //! contenders are in [`crate::workloads`], the coalescing measurement in [`crate::coalesce`].
@@ -16,13 +18,14 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::Cache;
+use cache_core::{Cache, RawBytes};
 
 use crate::aiocache::Python;
 use crate::chart::{Bar, Group};
 use crate::harness::{Stats, Target, cell, machine, paired, ratio_cell};
 use crate::workloads::{
-    BoxError, Contender, Data, KEYS, Server, Sizes, TASKS, Workload, contenders, host_port, record,
+    BoxError, Contender, Data, KEYS, Mode, POOL_SIZE, Server, Sizes, TASKS, Workload, contenders,
+    host_port, record,
 };
 
 /// A finished server section: markdown, targets, chart data.
@@ -43,6 +46,163 @@ struct Samples {
     py: Vec<f64>,
     /// Our rate in the rounds that have an aiocache figure, for the paired ratio.
     ours_with_py: Vec<f64>,
+    /// `Cache<RawBytes>`, for the workloads that also run in [`Mode::Bytes`].
+    ours_bytes: Vec<f64>,
+    /// The raw client on bytes, in the same rounds.
+    raw_bytes: Vec<f64>,
+}
+
+/// "1.012× (rounds 0.987–1.034)".
+fn ratio_with_rounds(r: Stats) -> String {
+    format!("{:.3}× (rounds {:.3}–{:.3})", r.median, r.min, r.max)
+}
+
+/// The target "stratacache time per op / raw ≤ goal" of one workload in one mode.
+fn time_target(what: String, ours: &[f64], raw: &[f64], goal: f64) -> Target {
+    // time per op ours / raw = raw rate / our rate
+    let r = paired(raw, ours);
+    Target {
+        what,
+        goal: format!("≤ {goal:.2}×"),
+        measured: ratio_with_rounds(r),
+        met: r.median <= goal,
+    }
+}
+
+/// The target "stratacache throughput / raw ≥ goal" of one workload in one mode.
+fn throughput_target(what: String, ours: &[f64], raw: &[f64], goal: f64) -> Target {
+    let r = paired(ours, raw);
+    Target {
+        what,
+        goal: format!("≥ {goal:.2}×"),
+        measured: ratio_with_rounds(r),
+        met: r.median >= goal,
+    }
+}
+
+/// How a comparison is named in the headline: the two sides in `mode`, with what the raw
+/// client sends (`op`, e.g. `` `MGET` ``) where that needs saying.
+fn sides(server: Server, mode: Mode, op: &str) -> String {
+    let raw = server.raw_name();
+    let op = if op.is_empty() {
+        String::new()
+    } else {
+        format!(" {op}")
+    };
+    match mode {
+        Mode::Json => format!("`Cache<Json>` vs {raw}{op} + `serde_json`"),
+        Mode::Bytes => format!("`Cache<RawBytes>` vs {raw}{op}, bytes on both sides (no JSON)"),
+    }
+}
+
+/// The targets of workload `w` against the raw client, in both modes where it has them.
+fn raw_targets(server: Server, w: Workload, s: &Samples) -> Vec<Target> {
+    let title = server.title();
+    let mut out = Vec::new();
+    let modes = [
+        (Mode::Json, &s.ours, &s.raw),
+        (Mode::Bytes, &s.ours_bytes, &s.raw_bytes),
+    ];
+    for (mode, ours, raw) in modes {
+        if ours.is_empty() {
+            continue;
+        }
+        match w {
+            Workload::SeqGet | Workload::SeqSet => out.push(time_target(
+                format!(
+                    "{title} {}, {}: time per op",
+                    w.label(),
+                    sides(server, mode, "")
+                ),
+                ours,
+                raw,
+                1.03,
+            )),
+            Workload::MixUniform | Workload::MixZipf => {
+                let (how, goal) = match server {
+                    Server::Redis => ("one auto-pipelined connection each".to_owned(), 0.97),
+                    Server::Memcached => (format!("a pool of {POOL_SIZE} connections each"), 1.0),
+                };
+                out.push(throughput_target(
+                    format!(
+                        "{title} {}, {}, {how}: throughput",
+                        w.label(),
+                        sides(server, mode, "")
+                    ),
+                    ours,
+                    raw,
+                    goal,
+                ));
+            }
+            Workload::MultiGet100 | Workload::MultiSet100 => out.push(throughput_target(
+                format!(
+                    "{title} `{}` of 100 keys, {}: throughput",
+                    if w == Workload::MultiGet100 {
+                        "multi_get"
+                    } else {
+                        "multi_set"
+                    },
+                    sides(server, mode, raw_sends(server, w)),
+                ),
+                ours,
+                raw,
+                0.95,
+            )),
+            Workload::Incr if server == Server::Memcached => out.push(time_target(
+                format!(
+                    "{title} sequential `increment` ({} counters), stratacache vs {} {}: time \
+                     per op",
+                    crate::workloads::COUNTERS,
+                    server.raw_name(),
+                    raw_sends(server, w),
+                ),
+                ours,
+                raw,
+                1.10,
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What each side sends for `multi_get` and `multi_set` of 100 keys, and for `increment`.
+fn what_is_sent(server: Server) -> String {
+    match server {
+        Server::Redis => "What goes on the wire: `multi_get` — one `MGET` of the 100 keys from \
+            stratacache and from raw fred (`mget`); `multi_set` — the benchmark writes without a \
+            TTL, so stratacache's `RedisBackend` sends one `MSET` of the 100 pairs, and raw fred \
+            sends the same `MSET` (`mset`); `increment` — `INCRBY <key> 1` from both."
+            .to_owned(),
+        Server::Memcached => format!(
+            "What goes on the wire: `multi_get` — one `get k1 … k100` from both \
+             (`MemcachedBackend`, and raw async-memcached's `get_multi`), on one connection of \
+             each pool, the answers put back in request order; `multi_set` — the benchmark writes without a TTL, so \
+             stratacache's `MemcachedBackend` sends one pipeline of 100 quiet meta sets \
+             (`ms <key> <len> T0 k q`) ending in `mn` on one connection of its pool of \
+             {POOL_SIZE}, and raw async-memcached sends the same pipeline with \
+             `meta_set_multi` (`ms <key> <len> k q` per key, then `mn`: no `T` flag, which is \
+             the same no expiry as `T0`) on one connection of its pool; `increment` — raw \
+             async-memcached sends one `incr <key> 1` (`increment`), stratacache's \
+             `MemcachedBackend` a meta get of the value, its CAS unique and TTL \
+             (`mg <key> v c t`), then a meta arithmetic with that CAS (`ma <key> C<cas> v`): \
+             two round trips where raw has one."
+        ),
+    }
+}
+
+/// What the raw client sends for the workloads whose targets say it.
+fn raw_sends(server: Server, w: Workload) -> &'static str {
+    match (server, w) {
+        (Server::Redis, Workload::MultiGet100) => "`MGET`",
+        (Server::Redis, Workload::MultiSet100) => "`MSET`",
+        (Server::Memcached, Workload::MultiGet100) => "`get_multi` (one `get k1 … k100`)",
+        (Server::Memcached, Workload::MultiSet100) => {
+            "`meta_set_multi` (100 pipelined quiet `ms`, then `mn`)"
+        }
+        (Server::Memcached, Workload::Incr) => "`increment` (one `incr <key> 1`)",
+        _ => "",
+    }
 }
 
 /// The figures of the uncontended lock measurement.
@@ -135,6 +295,15 @@ pub async fn run(
         cache.increment(k, 0).await?;
     }
     let ours = Contender::Ours(cache.clone());
+    // the same backend (same connections), namespace and deadline, values as bytes
+    let ours_bytes = Contender::OursBytes(
+        Cache::builder(cache.backend().clone())
+            .namespace(&ns)
+            .timeout(Duration::from_secs(5))
+            .serializer(RawBytes)
+            .build(),
+    );
+    let raw_bytes = raw.in_mode(Mode::Bytes);
     // warm-up: connections, allocator, branch predictors
     let warm = Sizes {
         sequential: 300,
@@ -143,19 +312,35 @@ pub async fn run(
     for w in Workload::ALL {
         ours.run(&data, w, &warm).await?;
         raw.run(&data, w, &warm).await?;
+        if w.has_bytes() {
+            ours_bytes.run(&data, w, &warm).await?;
+            raw_bytes.run(&data, w, &warm).await?;
+        }
     }
 
     let mut samples: Vec<Samples> = Workload::ALL.iter().map(|_| Samples::default()).collect();
     let mut py_error: Option<String> = None;
     for round in 0..sizes.rounds {
         for (w, s) in Workload::ALL.iter().zip(samples.iter_mut()) {
-            // alternate which contender goes first, so neither always runs on a warmer machine
-            if round % 2 == 0 {
-                s.ours.push(ours.run(&data, *w, &sizes).await?);
-                s.raw.push(raw.run(&data, *w, &sizes).await?);
-            } else {
-                s.raw.push(raw.run(&data, *w, &sizes).await?);
-                s.ours.push(ours.run(&data, *w, &sizes).await?);
+            // alternate which mode and which contender go first, so that none always runs on
+            // a warmer machine: odd rounds run the even rounds' order backwards
+            let modes: &[Mode] = match (w.has_bytes(), round % 2 == 0) {
+                (false, _) => &[Mode::Json],
+                (true, true) => &[Mode::Json, Mode::Bytes],
+                (true, false) => &[Mode::Bytes, Mode::Json],
+            };
+            for &mode in modes {
+                let (o, r, so, sr) = match mode {
+                    Mode::Json => (&ours, &raw, &mut s.ours, &mut s.raw),
+                    Mode::Bytes => (&ours_bytes, &raw_bytes, &mut s.ours_bytes, &mut s.raw_bytes),
+                };
+                if round % 2 == 0 {
+                    so.push(o.run(&data, *w, &sizes).await?);
+                    sr.push(r.run(&data, *w, &sizes).await?);
+                } else {
+                    sr.push(r.run(&data, *w, &sizes).await?);
+                    so.push(o.run(&data, *w, &sizes).await?);
+                }
             }
         }
         if py_error.is_none() {
@@ -233,14 +418,15 @@ pub async fn run(
         sizes.rounds,
         server.raw_name(),
     );
+    let raw_name = server.raw_name();
     let _ = writeln!(
         out,
-        "| workload | stratacache | {} | aiocache | time per op vs {} | throughput vs aiocache |\n|---|---|---|---|---|---|",
-        server.raw_name(),
-        server.raw_name()
+        "| workload | stratacache | {raw_name} | aiocache | time per op vs {raw_name} | \
+         throughput vs {raw_name} | throughput vs aiocache |\n|---|---|---|---|---|---|---|",
     );
     let mut targets = Vec::new();
     let mut groups = Vec::new();
+    let mut bytes_rows = String::new();
     for (w, s) in Workload::ALL.iter().zip(&samples) {
         let unit = w.unit();
         // time per op ours / raw = raw rate / our rate
@@ -248,45 +434,42 @@ pub async fn run(
         let vs_py = (!s.py.is_empty()).then(|| paired(&s.ours_with_py, &s.py));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             w.label(),
             cell(&s.ours, unit),
             cell(&s.raw, unit),
             cell(&s.py, unit),
             ratio_cell(vs_raw),
+            ratio_cell(paired(&s.ours, &s.raw)),
             vs_py.map_or("—".into(), ratio_cell),
         );
-        if matches!(w, Workload::SeqGet | Workload::SeqSet) {
-            targets.push(Target {
-                what: format!(
-                    "{} {}: stratacache time per op / {}",
-                    server.title(),
-                    w.label(),
-                    server.raw_name()
-                ),
-                goal: "≤ 1.05×".into(),
-                measured: format!("{:.3}×", vs_raw.median),
-                met: vs_raw.median <= 1.05,
-            });
+        if !s.ours_bytes.is_empty() {
+            let _ = writeln!(
+                bytes_rows,
+                "| {} | {} | {} | {} | {} |",
+                w.label(),
+                cell(&s.ours_bytes, unit),
+                cell(&s.raw_bytes, unit),
+                ratio_cell(paired(&s.raw_bytes, &s.ours_bytes)),
+                ratio_cell(paired(&s.ours_bytes, &s.raw_bytes)),
+            );
         }
+        targets.extend(raw_targets(server, *w, s));
         if matches!(w, Workload::MixUniform | Workload::MixZipf) {
+            let what = format!(
+                "{} {}: stratacache throughput / aiocache",
+                server.title(),
+                w.label()
+            );
             targets.push(match vs_py {
                 Some(r) => Target {
-                    what: format!(
-                        "{} {}: stratacache throughput / aiocache",
-                        server.title(),
-                        w.label()
-                    ),
+                    what,
                     goal: "≥ 20×".into(),
                     measured: format!("{:.1}×", r.median),
                     met: r.median >= 20.0,
                 },
                 None => Target {
-                    what: format!(
-                        "{} {}: stratacache throughput / aiocache",
-                        server.title(),
-                        w.label()
-                    ),
+                    what,
                     goal: "≥ 20×".into(),
                     measured: "no aiocache figures".into(),
                     met: false,
@@ -308,7 +491,7 @@ pub async fn run(
             label: format!("{} ({unit})", w.short()),
             bars: [
                 bar("stratacache", &s.ours),
-                bar(server.raw_name(), &s.raw),
+                bar(raw_name, &s.raw),
                 bar("aiocache", &s.py),
             ]
             .into_iter()
@@ -318,23 +501,37 @@ pub async fn run(
     }
     let _ = writeln!(
         out,
-        "\nOperations per round: stratacache and {}: {} sequential get / set, {} × {} mixed, {} \
-         multi_get of 10, {} of 100, {} increments; aiocache: {} / {} × {} / {} / {} / {} (its \
-         rates are per second all the same). \"Time per op vs raw\" below 1.000 means ours is \
-         faster.\n",
-        server.raw_name(),
+        "\nOperations per round: stratacache and {raw_name}: {} sequential get / set, {} × {} \
+         mixed, {} multi_get of 10, {} of 100, {} multi_set of 100, {} increments; aiocache: {} \
+         / {} × {} / {} / {} / {} / {} (its rates are per second all the same). \"Time per op vs \
+         raw\" below 1.000 means ours is faster.\n",
         sizes.sequential,
         TASKS,
         sizes.per_task,
         sizes.multi_10,
         sizes.multi_100,
+        sizes.multi_set,
         sizes.incr,
         py_sizes.sequential,
         TASKS,
         py_sizes.per_task,
         py_sizes.multi_10,
         py_sizes.multi_100,
+        py_sizes.multi_set,
         py_sizes.incr,
+    );
+    let _ = writeln!(out, "{}\n", what_is_sent(server));
+    let _ = writeln!(
+        out,
+        "**Without JSON.** The workloads below also run with the values as bytes on both sides, \
+         in the same rounds as the table above (the two modes alternate which goes first, as \
+         the contenders do): **stratacache** = `Cache<RawBytes>` over the same backend (same \
+         connections, namespace and deadline) with `bytes::Bytes` values, the records' JSON \
+         bytes; **{raw_name}** = the same client and keys, sending those bytes and answering \
+         the bytes it reads, nothing decoded. Same operations per round. What is left is the \
+         facade's own cost.\n\n| workload, bytes | stratacache `Cache<RawBytes>` | {raw_name} \
+         on bytes | time per op vs {raw_name} | throughput vs {raw_name} |\n|---|---|---|---|---|\n\
+         {bytes_rows}"
     );
     let _ = writeln!(
         out,

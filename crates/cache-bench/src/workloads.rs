@@ -7,12 +7,13 @@ use std::error::Error;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_memcached::AsciiProtocol;
+use async_memcached::{AsciiProtocol, MetaProtocol};
 use bytes::Bytes;
-use cache_core::{Backend, Cache};
+use cache_core::{Backend, Cache, RawBytes};
 use cache_memcached::MemcachedConfig;
 use cache_redis::{RedisConfig, RespProtocol};
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface, ServerConfig, TcpConfig};
+use fred::types::{Key, Value};
 use rand::{RngExt, SeedableRng};
 use rand_distr::Distribution;
 use serde::{Deserialize, Serialize};
@@ -108,20 +109,46 @@ pub enum Workload {
     MultiGet10,
     /// Sequential `multi_get` of 100 keys.
     MultiGet100,
+    /// Sequential `multi_set` of 100 keys.
+    MultiSet100,
     /// Sequential `increment` by 1 of 100 counters.
     Incr,
 }
 
+/// What the values are on both sides of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Records through `serde_json`: `Cache<Json>`, and the raw client with `serde_json` by
+    /// hand.
+    Json,
+    /// The records' JSON bytes as they are: `Cache<RawBytes>` with `Bytes` values, and the raw
+    /// client sending and answering bytes.
+    Bytes,
+}
+
 impl Workload {
-    pub(crate) const ALL: [Workload; 7] = [
+    pub(crate) const ALL: [Workload; 8] = [
         Workload::SeqGet,
         Workload::SeqSet,
         Workload::MixUniform,
         Workload::MixZipf,
         Workload::MultiGet10,
         Workload::MultiGet100,
+        Workload::MultiSet100,
         Workload::Incr,
     ];
+
+    /// Whether the workload also runs in [`Mode::Bytes`].
+    pub(crate) fn has_bytes(self) -> bool {
+        matches!(
+            self,
+            Workload::SeqGet
+                | Workload::SeqSet
+                | Workload::MixUniform
+                | Workload::MultiGet100
+                | Workload::MultiSet100
+        )
+    }
 
     /// The name in aiocache_bench.py's JSON output.
     pub(crate) fn id(self) -> &'static str {
@@ -132,6 +159,7 @@ impl Workload {
             Workload::MixZipf => "mix_zipf",
             Workload::MultiGet10 => "multi_get_10",
             Workload::MultiGet100 => "multi_get_100",
+            Workload::MultiSet100 => "multi_set_100",
             Workload::Incr => "increment",
         }
     }
@@ -144,6 +172,7 @@ impl Workload {
             Workload::MixZipf => format!("{TASKS} tasks, 90/10 get/set, Zipf s={ZIPF_S} keys"),
             Workload::MultiGet10 => "multi_get of 10 keys".into(),
             Workload::MultiGet100 => "multi_get of 100 keys".into(),
+            Workload::MultiSet100 => "multi_set of 100 keys".into(),
             Workload::Incr => format!("sequential increment ({COUNTERS} counters)"),
         }
     }
@@ -156,13 +185,14 @@ impl Workload {
             Workload::MixZipf => "mix Zipf",
             Workload::MultiGet10 => "multi_get 10",
             Workload::MultiGet100 => "multi_get 100",
+            Workload::MultiSet100 => "multi_set 100",
             Workload::Incr => "increment",
         }
     }
 
     pub(crate) fn unit(self) -> &'static str {
         match self {
-            Workload::MultiGet10 | Workload::MultiGet100 => "calls/s",
+            Workload::MultiGet10 | Workload::MultiGet100 | Workload::MultiSet100 => "calls/s",
             _ => "ops/s",
         }
     }
@@ -181,6 +211,8 @@ pub struct Sizes {
     pub multi_10: usize,
     /// `multi_get` calls of 100 keys.
     pub multi_100: usize,
+    /// `multi_set` calls of 100 keys.
+    pub multi_set: usize,
     /// Sequential increments.
     pub incr: usize,
 }
@@ -195,6 +227,7 @@ impl Sizes {
                 per_task: 20,
                 multi_10: 100,
                 multi_100: 30,
+                multi_set: 30,
                 incr: 300,
             }
         } else {
@@ -204,6 +237,7 @@ impl Sizes {
                 per_task: 1_000,
                 multi_10: 2_000,
                 multi_100: 500,
+                multi_set: 500,
                 incr: 5_000,
             }
         }
@@ -218,6 +252,7 @@ impl Sizes {
                 per_task: 5,
                 multi_10: 30,
                 multi_100: 10,
+                multi_set: 10,
                 incr: 100,
             }
         } else {
@@ -227,6 +262,7 @@ impl Sizes {
                 per_task: 150,
                 multi_10: 400,
                 multi_100: 150,
+                multi_set: 150,
                 incr: 1_500,
             }
         }
@@ -277,6 +313,8 @@ pub(crate) type MixOp = (u32, bool);
 pub(crate) struct Data {
     pub(crate) user: Vec<String>,
     built: Vec<String>,
+    /// The JSON bytes of `record(i)`, the values of [`Mode::Bytes`].
+    json: Vec<Bytes>,
     pub(crate) counters_user: Vec<String>,
     counters_built: Vec<String>,
     pub(crate) mix_uniform: Vec<Arc<Vec<MixOp>>>,
@@ -316,6 +354,9 @@ impl Data {
         Data {
             user: (0..KEYS).map(|i| format!("k{i}")).collect(),
             built: (0..KEYS).map(|i| format!("{ns}:k{i}")).collect(),
+            json: (0..KEYS)
+                .map(|i| Bytes::from(serde_json::to_vec(&record(i as u64)).expect("a record")))
+                .collect(),
             counters_user: (0..COUNTERS).map(|i| format!("c{i}")).collect(),
             counters_built: (0..COUNTERS).map(|i| format!("{ns}:c{i}")).collect(),
             mix_uniform,
@@ -382,9 +423,14 @@ impl Taken<'_> {
 /// A contender: ours, or a raw client.
 #[derive(Clone)]
 pub(crate) enum Contender {
+    /// `Cache<Json>`, records.
     Ours(Cache),
-    Fred(fred::prelude::Client),
-    Mc(Arc<RawPool>),
+    /// `Cache<RawBytes>` on the same backend, `Bytes` values.
+    OursBytes(Cache<RawBytes>),
+    /// Raw fred, records through `serde_json` or bytes as they are.
+    Fred(fred::prelude::Client, Mode),
+    /// Raw async-memcached, records through `serde_json` or bytes as they are.
+    Mc(Arc<RawPool>, Mode),
 }
 
 fn decode(bytes: &[u8]) -> Result<Record, BoxError> {
@@ -392,6 +438,15 @@ fn decode(bytes: &[u8]) -> Result<Record, BoxError> {
 }
 
 impl Contender {
+    /// The same client in `mode` (raw clients only; ours is chosen by its serializer).
+    pub(crate) fn in_mode(&self, mode: Mode) -> Contender {
+        match self {
+            Contender::Fred(c, _) => Contender::Fred(c.clone(), mode),
+            Contender::Mc(p, _) => Contender::Mc(p.clone(), mode),
+            other => other.clone(),
+        }
+    }
+
     /// One data round trip of the raw client with nothing to decode: a `GET` of an absent
     /// key.
     pub(crate) async fn round_trip(&self) -> Result<(), BoxError> {
@@ -399,11 +454,14 @@ impl Contender {
             Contender::Ours(c) => {
                 c.exists("bench-round-trip").await?;
             }
-            Contender::Fred(c) => {
+            Contender::OursBytes(c) => {
+                c.exists("bench-round-trip").await?;
+            }
+            Contender::Fred(c, _) => {
                 let v: Option<Bytes> = c.get("bench-round-trip-absent").await?;
                 std::hint::black_box(v);
             }
-            Contender::Mc(p) => {
+            Contender::Mc(p, _) => {
                 let mut t = p.take().await;
                 let v = t.client().get("bench-round-trip-absent").await?;
                 std::hint::black_box(v);
@@ -413,36 +471,67 @@ impl Contender {
     }
 
     pub(crate) async fn get(&self, d: &Data, i: usize) -> Result<(), BoxError> {
-        let v: Record = match self {
-            Contender::Ours(c) => c.get(&d.user[i]).await?.ok_or("miss")?,
-            Contender::Fred(c) => {
-                let b: Option<Bytes> = c.get(d.built[i].as_str()).await?;
-                decode(&b.ok_or("miss")?)?
+        match self {
+            Contender::Ours(c) => {
+                let v: Record = c.get(&d.user[i]).await?.ok_or("miss")?;
+                std::hint::black_box(v);
             }
-            Contender::Mc(p) => {
+            Contender::OursBytes(c) => {
+                let v: Bytes = c.get(&d.user[i]).await?.ok_or("miss")?;
+                std::hint::black_box(v);
+            }
+            Contender::Fred(c, mode) => {
+                let b: Option<Bytes> = c.get(d.built[i].as_str()).await?;
+                let b = b.ok_or("miss")?;
+                match mode {
+                    Mode::Json => {
+                        std::hint::black_box(decode(&b)?);
+                    }
+                    Mode::Bytes => {
+                        std::hint::black_box(b);
+                    }
+                }
+            }
+            Contender::Mc(p, mode) => {
                 let mut t = p.take().await;
                 let v = t.client().get(&d.built[i]).await?;
-                decode(&v.and_then(|v| v.data).ok_or("miss")?)?
+                drop(t);
+                let v = v.and_then(|v| v.data).ok_or("miss")?;
+                match mode {
+                    Mode::Json => {
+                        std::hint::black_box(decode(&v)?);
+                    }
+                    Mode::Bytes => {
+                        std::hint::black_box(v);
+                    }
+                }
             }
-        };
-        std::hint::black_box(v);
+        }
         Ok(())
     }
 
     async fn set(&self, d: &Data, i: usize) -> Result<(), BoxError> {
-        let r = record(i as u64);
         match self {
-            Contender::Ours(c) => c.set(&d.user[i], &r).await?,
-            Contender::Fred(c) => {
-                let bytes = serde_json::to_vec(&r)?;
+            Contender::Ours(c) => c.set(&d.user[i], &record(i as u64)).await?,
+            Contender::OursBytes(c) => c.set(&d.user[i], &d.json[i]).await?,
+            Contender::Fred(c, mode) => {
+                let bytes = match mode {
+                    Mode::Json => Bytes::from(serde_json::to_vec(&record(i as u64))?),
+                    Mode::Bytes => d.json[i].clone(),
+                };
                 let () = c.set(d.built[i].as_str(), bytes, None, None, false).await?;
             }
-            Contender::Mc(p) => {
-                let bytes = serde_json::to_vec(&r)?;
+            Contender::Mc(p, mode) => {
+                let encoded;
+                let bytes: &[u8] = match mode {
+                    Mode::Json => {
+                        encoded = serde_json::to_vec(&record(i as u64))?;
+                        &encoded
+                    }
+                    Mode::Bytes => &d.json[i],
+                };
                 let mut t = p.take().await;
-                t.client()
-                    .set(&d.built[i], bytes.as_slice(), None, None)
-                    .await?;
+                t.client().set(&d.built[i], bytes, None, None).await?;
             }
         }
         Ok(())
@@ -456,31 +545,60 @@ impl Contender {
                     .await?;
                 v.len()
             }
-            Contender::Fred(c) => {
-                let keys: Vec<&str> = picks.iter().map(|&i| d.built[i].as_str()).collect();
-                let values: Vec<Option<Bytes>> = c.mget(keys).await?;
-                let v: Vec<Option<Record>> = values
-                    .into_iter()
-                    .map(|b| b.map(|b| decode(&b)).transpose())
-                    .collect::<Result<_, _>>()?;
+            Contender::OursBytes(c) => {
+                let v: Vec<Option<Bytes>> = c
+                    .multi_get(picks.iter().map(|&i| d.user[i].as_str()))
+                    .await?;
                 v.len()
             }
-            Contender::Mc(p) => {
+            Contender::Fred(c, mode) => {
+                let keys: Vec<&str> = picks.iter().map(|&i| d.built[i].as_str()).collect();
+                let values: Vec<Option<Bytes>> = c.mget(keys).await?;
+                match mode {
+                    Mode::Json => {
+                        let v: Vec<Option<Record>> = values
+                            .into_iter()
+                            .map(|b| b.map(|b| decode(&b)).transpose())
+                            .collect::<Result<_, _>>()?;
+                        v.len()
+                    }
+                    Mode::Bytes => std::hint::black_box(values).len(),
+                }
+            }
+            Contender::Mc(p, mode) => {
                 let keys: Vec<&str> = picks.iter().map(|&i| d.built[i].as_str()).collect();
                 let mut t = p.take().await;
                 let values = t.client().get_multi(&keys).await?;
                 drop(t);
                 // answers come for hits only, keyed: put them back in request order
-                let mut by_key: HashMap<Vec<u8>, Record> = HashMap::with_capacity(values.len());
-                for v in values {
-                    if let Some(data) = &v.data {
-                        by_key.insert(v.key, decode(data)?);
+                match mode {
+                    Mode::Json => {
+                        let mut by_key: HashMap<Vec<u8>, Record> =
+                            HashMap::with_capacity(values.len());
+                        for v in values {
+                            if let Some(data) = &v.data {
+                                by_key.insert(v.key, decode(data)?);
+                            }
+                        }
+                        let v: Vec<Option<&Record>> =
+                            keys.iter().map(|k| by_key.get(k.as_bytes())).collect();
+                        std::hint::black_box(&v);
+                        v.len()
+                    }
+                    Mode::Bytes => {
+                        let mut by_key: HashMap<Vec<u8>, Vec<u8>> =
+                            HashMap::with_capacity(values.len());
+                        for v in values {
+                            if let Some(data) = v.data {
+                                by_key.insert(v.key, data);
+                            }
+                        }
+                        let v: Vec<Option<&Vec<u8>>> =
+                            keys.iter().map(|k| by_key.get(k.as_bytes())).collect();
+                        std::hint::black_box(&v);
+                        v.len()
                     }
                 }
-                let v: Vec<Option<&Record>> =
-                    keys.iter().map(|k| by_key.get(k.as_bytes())).collect();
-                std::hint::black_box(&v);
-                v.len()
             }
         };
         if n != picks.len() {
@@ -489,11 +607,75 @@ impl Contender {
         Ok(())
     }
 
+    /// `multi_set` of the keys `picks` with their records (no TTL, as every write of the
+    /// benchmark). Ours sends one `MSET` (Redis) or one pipeline of quiet meta sets ending in
+    /// `mn` (memcached, `ms <key> <len> T0 k q`); the raw clients send the same: fred `MSET`,
+    /// async-memcached `meta_set_multi` (`ms <key> <len> k q` per key, then `mn`).
+    async fn multi_set(&self, d: &Data, picks: &[usize]) -> Result<(), BoxError> {
+        match self {
+            Contender::Ours(c) => {
+                c.multi_set(
+                    picks
+                        .iter()
+                        .map(|&i| (d.user[i].as_str(), record(i as u64))),
+                )
+                .await?;
+            }
+            Contender::OursBytes(c) => {
+                c.multi_set(picks.iter().map(|&i| (d.user[i].as_str(), &d.json[i])))
+                    .await?;
+            }
+            Contender::Fred(c, mode) => {
+                let pairs = picks
+                    .iter()
+                    .map(|&i| {
+                        let bytes = match mode {
+                            Mode::Json => Bytes::from(serde_json::to_vec(&record(i as u64))?),
+                            Mode::Bytes => d.json[i].clone(),
+                        };
+                        Ok((Key::from(d.built[i].as_str()), Value::Bytes(bytes)))
+                    })
+                    .collect::<Result<Vec<(Key, Value)>, BoxError>>()?;
+                let () = c.mset(pairs).await?;
+            }
+            Contender::Mc(p, mode) => {
+                let encoded: Vec<Vec<u8>> = match mode {
+                    Mode::Json => picks
+                        .iter()
+                        .map(|&i| serde_json::to_vec(&record(i as u64)))
+                        .collect::<Result<_, _>>()?,
+                    Mode::Bytes => Vec::new(),
+                };
+                let items: Vec<(&str, &[u8])> = picks
+                    .iter()
+                    .enumerate()
+                    .map(|(n, &i)| {
+                        let value: &[u8] = match mode {
+                            Mode::Json => &encoded[n],
+                            Mode::Bytes => &d.json[i],
+                        };
+                        (d.built[i].as_str(), value)
+                    })
+                    .collect();
+                let mut t = p.take().await;
+                // quiet mode: only the items not stored answer
+                let refused = t.client().meta_set_multi(&items, None).await?;
+                if !refused.is_empty() {
+                    return Err(
+                        format!("{} of {} items not stored", refused.len(), items.len()).into(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn incr(&self, d: &Data, i: usize) -> Result<(), BoxError> {
         let n: i64 = match self {
             Contender::Ours(c) => c.increment(&d.counters_user[i], 1).await?,
-            Contender::Fred(c) => c.incr_by(d.counters_built[i].as_str(), 1).await?,
-            Contender::Mc(p) => {
+            Contender::OursBytes(c) => c.increment(&d.counters_user[i], 1).await?,
+            Contender::Fred(c, _) => c.incr_by(d.counters_built[i].as_str(), 1).await?,
+            Contender::Mc(p, _) => {
                 let mut t = p.take().await;
                 let n = t.client().increment(&d.counters_built[i], 1).await?;
                 i64::try_from(n)?
@@ -540,6 +722,16 @@ impl Contender {
                     self.multi_get(d, &picks).await?;
                 }
                 calls
+            }
+            Workload::MultiSet100 => {
+                let mut picks = vec![0; 100];
+                for _ in 0..s.multi_set {
+                    for p in &mut picks {
+                        *p = rng.below(KEYS);
+                    }
+                    self.multi_set(d, &picks).await?;
+                }
+                s.multi_set
             }
             Workload::MixUniform | Workload::MixZipf => {
                 let seqs = if w == Workload::MixUniform {
@@ -634,7 +826,7 @@ pub(crate) async fn contenders(
                 values through `serde_json` by hand; **aiocache** = `RedisCache` (redis-py \
                 asyncio pool) with its `JsonSerializer`"
                 .to_owned();
-            Ok((cache, Contender::Fred(raw), about))
+            Ok((cache, Contender::Fred(raw, Mode::Json), about))
         }
         Server::Memcached => {
             let mut config = MemcachedConfig::from_url(url)?;
@@ -658,7 +850,7 @@ pub(crate) async fn contenders(
                  hand; **aiocache** = `MemcachedCache` (aiomcache, pool of {POOL_SIZE}) with its \
                  `JsonSerializer`"
             );
-            Ok((cache, Contender::Mc(Arc::new(pool)), about))
+            Ok((cache, Contender::Mc(Arc::new(pool), Mode::Json), about))
         }
     }
 }
