@@ -737,7 +737,14 @@ impl Inner {
         (s, r)
     }
 
+    /// `increment` on one connection. A counter this connection last wrote with memcached's
+    /// arithmetic takes one round trip ([`Inner::increment_remembered`]); otherwise, and
+    /// whenever that shortcut does not apply, a compare-and-swap: read the value, its CAS
+    /// unique and TTL, compute the exact result, write it guarded by the unique.
     async fn increment_on(&self, c: &mut Conn<'_>, key: &str, delta: i64) -> Result<i64, McError> {
+        if let Some(next) = self.increment_remembered(c, key, delta).await? {
+            return Ok(next);
+        }
         for _ in 0..CAS_ATTEMPTS {
             let current = c
                 .meta_get(key.as_bytes(), false, None, Some(&["v", "c", "t"]))
@@ -767,15 +774,19 @@ impl Inner {
             let written = if value >= 0 && delta >= 0 {
                 // memcached's own unsigned arithmetic is exact here (no floor, no wrap) and
                 // keeps the TTL
-                c.meta_increment(
-                    key.as_bytes(),
-                    false,
-                    None,
-                    Some(delta as u64),
-                    Some(&[compare.as_str(), "v"]),
-                )
-                .await
-                .map(|_| ())
+                let answer = c
+                    .meta_increment(
+                        key.as_bytes(),
+                        false,
+                        None,
+                        Some(delta as u64),
+                        Some(&[compare.as_str(), "v", "c"]),
+                    )
+                    .await;
+                if let Ok(Some(answer)) = &answer {
+                    remember(c, key, answer, next);
+                }
+                answer.map(|_| ())
             } else {
                 // negative values are plain text to memcached: write the exact result, with
                 // the remaining TTL the server reported
@@ -801,6 +812,70 @@ impl Inner {
         Err(McError::Conflict(format!(
             "increment lost {CAS_ATTEMPTS} compare-and-swap races in a row"
         )))
+    }
+
+    /// The one-round-trip increment: when `delta >= 0`, this connection remembers the CAS
+    /// unique `u` and value `v` of `key` from memcached's answer to its own last `ma`, and
+    /// `v + delta` is at most `i64::MAX`, one `ma <key> C<u> D<delta> v c`.
+    ///
+    /// Exactness: memcached applies the `ma` only if the item's unique is still `u`, that is,
+    /// only to the very item memcached itself wrote as the decimal text of `v` (a unique names
+    /// one version of one item for the life of the server process, and the memory dies with
+    /// the connection, so never outlives the process). Its arithmetic on `v` is then the exact
+    /// `v + delta`: no wrap (the sum is at most `i64::MAX`). An overflowing result is never
+    /// sent here, so no other client ever sees an out-of-range value. `ma` keeps the TTL, and
+    /// an increment never shortens the text, so memcached adds no padding. Decrements take
+    /// the compare-and-swap path, which writes their exact text (memcached's own `MD` would
+    /// pad a shortened value with spaces and floor at 0). Any other answer about the item
+    /// (changed: `EX`, gone: `NF`) leaves it forgotten and returns `None`: the caller falls
+    /// back to the compare-and-swap path, which parses whatever text is there and refuses
+    /// what it must.
+    async fn increment_remembered(
+        &self,
+        c: &mut Conn<'_>,
+        key: &str,
+        delta: i64,
+    ) -> Result<Option<i64>, McError> {
+        let Some((cas, value)) = c.remembered_counter(key) else {
+            return Ok(None);
+        };
+        if delta < 0 {
+            return Ok(None);
+        }
+        let Some(next) = value.checked_add(delta) else {
+            return Ok(None);
+        };
+        // forgotten until memcached's answer is read to the end
+        c.forget_counter(key);
+        let compare = format!("C{cas}");
+        let flags = [compare.as_str(), "v", "c"];
+        let answer = c
+            .meta_increment(
+                key.as_bytes(),
+                false,
+                None,
+                Some(delta as u64),
+                Some(&flags),
+            )
+            .await;
+        match answer {
+            Ok(Some(answer)) => {
+                if parse_counter(answer.data.as_deref()) != Some(next) {
+                    return Err(McError::Unexpected(format!(
+                        "memcached answered {:?} to adding {delta} to {value} under its CAS \
+                         unique",
+                        String::from_utf8_lossy(answer.data.as_deref().unwrap_or_default())
+                    )));
+                }
+                remember(c, key, &answer, next);
+                Ok(Some(next))
+            }
+            Ok(None) => Err(McError::Unexpected(
+                "a meta arithmetic asked for the value (v flag) answered without it".into(),
+            )),
+            Err(ClientError::Protocol(Status::Exists | Status::NotFound)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn compare_and_set_on(
@@ -909,6 +984,14 @@ type ServerAnswers<T> = (usize, Vec<usize>, Result<Vec<Option<T>>, McError>);
 struct Unread<'s> {
     server: &'s Server,
     error: McError,
+}
+
+/// Remembers the CAS unique of memcached's answer to an `ma` that left `key` holding `value`
+/// (never a unique of 0: a server without CAS would ignore the guard).
+fn remember(c: &mut Conn<'_>, key: &str, answer: &MetaValue, value: i64) {
+    if let Some(cas) = answer.cas.filter(|&u| u != 0) {
+        c.remember_counter(key, cas, value);
+    }
 }
 
 /// The CAS unique of `key` when its value equals `expected`; `None` when the key is missing or
