@@ -20,7 +20,7 @@ use crate::config::MemcachedConfig;
 use crate::error::McError;
 use crate::generations::Generations;
 use crate::keys;
-use crate::pool::{Conn, Server};
+use crate::pool::{Conn, Remembered, Server};
 use crate::ring::Ring;
 use cache_core::generations::{fold, group, initial_generation, is_group};
 
@@ -737,7 +737,22 @@ impl Inner {
         (s, r)
     }
 
-    async fn increment_on(&self, c: &mut Conn<'_>, key: &str, delta: i64) -> Result<i64, McError> {
+    /// `increment` on one connection, holding the memory of the counter (`memory`, locked
+    /// for the whole increment). A counter this pool remembers takes one round trip
+    /// ([`Inner::increment_remembered`]); otherwise, and whenever that shortcut does not
+    /// apply, a compare-and-swap: read the value, its CAS unique and TTL, compute the exact
+    /// result, write it guarded by the unique. Every write of a non-negative result asks for
+    /// the new unique and remembers it.
+    async fn increment_on(
+        &self,
+        c: &mut Conn<'_>,
+        key: &str,
+        delta: i64,
+        memory: &mut Option<Remembered>,
+    ) -> Result<i64, McError> {
+        if let Some(next) = self.increment_remembered(c, key, delta, memory).await? {
+            return Ok(next);
+        }
         for _ in 0..CAS_ATTEMPTS {
             let current = c
                 .meta_get(key.as_bytes(), false, None, Some(&["v", "c", "t"]))
@@ -745,11 +760,22 @@ impl Inner {
             let Some(current) = current else {
                 // missing: create it holding delta, without expiry
                 let text = delta.to_string();
-                match c
-                    .meta_set(key.as_bytes(), text.as_str(), false, None, Some(&["ME"]))
-                    .await
-                {
-                    Ok(_) => return Ok(delta),
+                let epoch = c.epoch_now();
+                let written = stored(
+                    c.meta_set(
+                        key.as_bytes(),
+                        text.as_str(),
+                        false,
+                        None,
+                        Some(&["ME", "c"]),
+                    )
+                    .await,
+                );
+                match written {
+                    Ok(answer) => {
+                        *memory = remembered(answer.as_ref(), delta, epoch);
+                        return Ok(delta);
+                    }
                     Err(ClientError::Protocol(Status::NotStored)) => continue,
                     Err(e) => return Err(e.into()),
                 }
@@ -764,18 +790,19 @@ impl Inner {
                 .cas
                 .ok_or_else(|| McError::Unexpected("no CAS token in a meta get answer".into()))?;
             let compare = format!("C{cas}");
+            let epoch = c.epoch_now();
             let written = if value >= 0 && delta >= 0 {
                 // memcached's own unsigned arithmetic is exact here (no floor, no wrap) and
-                // keeps the TTL
+                // keeps the TTL; its answer is remembered only if it says `next`
                 c.meta_increment(
                     key.as_bytes(),
                     false,
                     None,
                     Some(delta as u64),
-                    Some(&[compare.as_str(), "v"]),
+                    Some(&[compare.as_str(), "v", "c"]),
                 )
                 .await
-                .map(|_| ())
+                .map(|a| a.filter(|a| parse_counter(a.data.as_deref()) == Some(next)))
             } else {
                 // negative values are plain text to memcached: write the exact result, with
                 // the remaining TTL the server reported
@@ -784,16 +811,20 @@ impl Inner {
                     Some(t) if t >= 0 => Some(format!("T{}", server_exptime(t as u64))),
                     _ => None,
                 };
-                let mut flags = vec![compare.as_str()];
+                let mut flags = vec![compare.as_str(), "c"];
                 if let Some(t) = &ttl {
                     flags.push(t.as_str());
                 }
-                c.meta_set(key.as_bytes(), text.as_str(), false, None, Some(&flags))
-                    .await
-                    .map(|_| ())
+                stored(
+                    c.meta_set(key.as_bytes(), text.as_str(), false, None, Some(&flags))
+                        .await,
+                )
             };
             match written {
-                Ok(()) => return Ok(next),
+                Ok(answer) => {
+                    *memory = remembered(answer.as_ref(), next, epoch);
+                    return Ok(next);
+                }
                 Err(ClientError::Protocol(Status::Exists | Status::NotFound)) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -801,6 +832,74 @@ impl Inner {
         Err(McError::Conflict(format!(
             "increment lost {CAS_ATTEMPTS} compare-and-swap races in a row"
         )))
+    }
+
+    /// The one-round-trip increment: when `delta >= 0`, the pool remembers the CAS unique `u`
+    /// and value `v` of `key` from memcached's answer to a write of it, this connection may
+    /// use them ([`Conn::may_use`]: it was opened before that write was sent, so it reaches
+    /// the same life of the server process), and `v + delta` is at most `i64::MAX`: one
+    /// `ma <key> C<u> D<delta> v c`.
+    ///
+    /// Exactness: memcached applies the `ma` only if the item's unique is still `u`, that is,
+    /// only to the very item written as the canonical decimal text of `v ≥ 0` (by memcached's
+    /// arithmetic or by this crate) — a unique names one version of one item for the life of
+    /// the server process. Its arithmetic on `v` is then the exact `v + delta`: no wrap (the
+    /// sum is at most `i64::MAX`). An overflowing result is never sent here, so no other
+    /// client ever sees an out-of-range value. `ma` keeps the TTL, and an increment never
+    /// shortens the text, so memcached adds no padding. Decrements take the compare-and-swap
+    /// path, which writes their exact text (see *Increment* in the crate docs). Any other
+    /// answer about the item (changed: `EX`, gone: `NF`) leaves it forgotten and returns
+    /// `None`: the caller falls back to the compare-and-swap path, which parses whatever text
+    /// is there and refuses what it must.
+    async fn increment_remembered(
+        &self,
+        c: &mut Conn<'_>,
+        key: &str,
+        delta: i64,
+        memory: &mut Option<Remembered>,
+    ) -> Result<Option<i64>, McError> {
+        let Some(known) = *memory else {
+            return Ok(None);
+        };
+        if delta < 0 || !c.may_use(&known) {
+            return Ok(None);
+        }
+        let Some(next) = known.value.checked_add(delta) else {
+            // the compare-and-swap path reads the value and refuses (or adds) exactly
+            return Ok(None);
+        };
+        // forgotten until memcached's answer is read to the end
+        *memory = None;
+        let compare = format!("C{}", known.cas);
+        let flags = [compare.as_str(), "v", "c"];
+        let epoch = c.epoch_now();
+        let answer = c
+            .meta_increment(
+                key.as_bytes(),
+                false,
+                None,
+                Some(delta as u64),
+                Some(&flags),
+            )
+            .await;
+        match answer {
+            Ok(Some(answer)) => {
+                if parse_counter(answer.data.as_deref()) != Some(next) {
+                    return Err(McError::Unexpected(format!(
+                        "memcached answered {:?} to adding {delta} to {} under its CAS unique",
+                        String::from_utf8_lossy(answer.data.as_deref().unwrap_or_default()),
+                        known.value
+                    )));
+                }
+                *memory = remembered(Some(&answer), next, epoch);
+                Ok(Some(next))
+            }
+            Ok(None) => Err(McError::Unexpected(
+                "a meta arithmetic asked for the value (v flag) answered without it".into(),
+            )),
+            Err(ClientError::Protocol(Status::Exists | Status::NotFound)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn compare_and_set_on(
@@ -909,6 +1008,26 @@ type ServerAnswers<T> = (usize, Vec<usize>, Result<Vec<Option<T>>, McError>);
 struct Unread<'s> {
     server: &'s Server,
     error: McError,
+}
+
+/// What to remember of a write that left `value` in an item, sent at `epoch`: its CAS unique,
+/// when memcached answered one (never 0: a server without CAS would ignore the guard) and
+/// `value` is non-negative (memcached's arithmetic cannot add to a negative number).
+fn remembered(answer: Option<&MetaValue>, value: i64, epoch: u64) -> Option<Remembered> {
+    let cas = answer?.cas.filter(|&u| u != 0)?;
+    (value >= 0).then_some(Remembered { cas, value, epoch })
+}
+
+/// A meta set answer asked for flags (`c`) comes back as a value even when nothing was
+/// stored; its status is made an error again, as without flags.
+fn stored(r: Result<Option<MetaValue>, ClientError>) -> Result<Option<MetaValue>, ClientError> {
+    match r {
+        Ok(Some(v)) => match v.status {
+            None | Some(Status::Stored) => Ok(Some(v)),
+            Some(s) => Err(ClientError::Protocol(s)),
+        },
+        r => r,
+    }
 }
 
 /// The CAS unique of `key` when its value equals `expected`; `None` when the key is missing or
@@ -1167,8 +1286,12 @@ impl Backend for MemcachedBackend {
             .map_err(|u| inner.unread(u))?;
         inner
             .timed(ctx.deadline(), async {
+                // the counter's memory first, then a connection: an increment waiting for
+                // another one of the same key holds no connection
+                let slot = server.counter_slot(&wire);
+                let mut memory = slot.lock().await;
                 let mut c = server.conn().await?;
-                inner.increment_on(&mut c, &wire, delta).await
+                inner.increment_on(&mut c, &wire, delta, &mut memory).await
             })
             .await
             .map_err(|e| inner.fail(server, e))
