@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::Cache;
+use cache_core::{Cache, RawBytes};
 use cache_core::layer::CoalesceLayer;
 use cache_memcached::MemcachedConfig;
 use cache_redis::RedisConfig;
@@ -13,12 +13,13 @@ use cache_redis::RedisConfig;
 use crate::harness::{Stats, Target, cell, paired, ratio_cell};
 use crate::workloads::{BoxError, Contender, Data, POOL_SIZE, Server, Sizes, TASKS};
 
-/// A second cache on its own connections, with the coalescing layer.
+/// A second cache on its own connections, with the coalescing layer, and the same with bytes
+/// as values.
 pub(crate) async fn coalesced_cache(
     server: Server,
     url: &str,
     ns: &str,
-) -> Result<(Cache, CoalesceLayer), BoxError> {
+) -> Result<(Cache, Cache<RawBytes>, CoalesceLayer), BoxError> {
     let layer = CoalesceLayer::new();
     let backend: Arc<dyn cache_core::Backend> = match server {
         Server::Redis => Arc::new(RedisConfig::from_url(url)?.into_builder().build().await?),
@@ -29,12 +30,18 @@ pub(crate) async fn coalesced_cache(
             Arc::new(config.into_builder().build().await?)
         }
     };
-    let cache = Cache::builder(backend)
+    let cache = Cache::builder(backend.clone())
         .namespace(ns)
         .timeout(Duration::from_secs(5))
         .layer(layer.clone())
         .build();
-    Ok((cache, layer))
+    let bytes = Cache::builder(backend)
+        .namespace(ns)
+        .timeout(Duration::from_secs(5))
+        .serializer(RawBytes)
+        .layer(layer.clone())
+        .build();
+    Ok((cache, bytes, layer))
 }
 
 /// One run of the get-only workload: operations per second, and each call's latency in
@@ -111,30 +118,52 @@ fn us(v: &[f64]) -> String {
     format!("{:.0} µs ({:.0} – {:.0})", s.median, s.min, s.max)
 }
 
-/// Interleaved rounds of the get-only workload for the three contenders; the markdown and
-/// the target.
+/// The three contenders of one mode: ours, ours with the layer, the raw client.
+pub(crate) struct Trio<'a> {
+    /// The stratacache cache without the layer.
+    pub(crate) plain: &'a Contender,
+    /// The stratacache cache with the layer.
+    pub(crate) coalesced: &'a Contender,
+    /// The raw client.
+    pub(crate) raw: &'a Contender,
+}
+
+#[derive(Default)]
+struct Figures {
+    ours: Series,
+    co: Series,
+    rw: Series,
+}
+
+/// Interleaved rounds of the get-only workload for the three contenders, with JSON records
+/// and with bytes (both modes in every round, the six runs in rotating order); the markdown
+/// and the targets.
 pub(crate) async fn measure(
     server: Server,
-    plain: &Contender,
-    coalesced: &Contender,
+    json: Trio<'_>,
+    bytes: Trio<'_>,
     layer: &CoalesceLayer,
-    raw: &Contender,
     data: &Arc<Data>,
     sizes: &Sizes,
-) -> Result<(String, Option<Target>), BoxError> {
+) -> Result<(String, Vec<Target>), BoxError> {
+    let trios = [&json, &bytes];
     // warm-up
-    for c in [plain, coalesced, raw] {
-        get_only(c, data, 50).await?;
+    for t in trios {
+        for c in [t.plain, t.coalesced, t.raw] {
+            get_only(c, data, 50).await?;
+        }
     }
     let (reads0, batches0) = (layer.reads(), layer.batches());
-    let (mut ours, mut co, mut rw) = (Series::default(), Series::default(), Series::default());
+    let mut figures = [Figures::default(), Figures::default()];
     for round in 0..sizes.rounds {
-        // rotate which contender goes first
-        for i in 0..3 {
-            match (round + i) % 3 {
-                0 => ours.push(get_only(plain, data, sizes.per_task).await?),
-                1 => co.push(get_only(coalesced, data, sizes.per_task).await?),
-                _ => rw.push(get_only(raw, data, sizes.per_task).await?),
+        // rotate which contender and which mode goes first
+        for i in 0..6 {
+            let k = (round + i) % 6;
+            let (t, f) = (trios[k / 3], &mut figures[k / 3]);
+            match k % 3 {
+                0 => f.ours.push(get_only(t.plain, data, sizes.per_task).await?),
+                1 => f.co.push(get_only(t.coalesced, data, sizes.per_task).await?),
+                _ => f.rw.push(get_only(t.raw, data, sizes.per_task).await?),
             }
         }
     }
@@ -143,42 +172,46 @@ pub(crate) async fn measure(
     let _ = writeln!(
         out,
         "Request coalescing: {TASKS} tasks issuing only `get`s (uniform keys, {} each per \
-         round), {} rounds, the three contenders in rotating order. The coalesced cache is a \
-         second `Cache<Json>` on its own connections with `CoalesceLayer::new()` (batches of at \
-         most 128 keys, sent after one scheduler pass); its reads went down in batches of {batch:.1} \
-         keys on average. Latency is per call, median (min – max) over the rounds of each \
-         round's p50 and p99.\n",
+         round), {} rounds, the six runs (three contenders, records through JSON and bytes as \
+         they are) in rotating order. The coalesced caches (`Cache<Json>` and `Cache<RawBytes>`) \
+         share their own connections, with `CoalesceLayer::new()` (batches of at most 128 keys, \
+         sent after one scheduler pass); their reads went down in batches of {batch:.1} keys on \
+         average. Latency is per call, median (min – max) over the rounds of each round's p50 \
+         and p99.\n",
         sizes.per_task, sizes.rounds,
     );
-    let _ = writeln!(
-        out,
-        "| {TASKS} tasks, get only | throughput | p50 | p99 | throughput vs {} |\n|---|---|---|---|---|",
-        server_raw(server)
-    );
-    let _ = writeln!(out, "{}", co.row("stratacache + CoalesceLayer", &rw));
-    let _ = writeln!(out, "{}", ours.row("stratacache", &rw));
-    let _ = writeln!(out, "{}", rw.row(server_raw(server), &rw));
-    let _ = writeln!(out);
-    let target = (server == Server::Redis).then(|| {
-        let r = paired(&co.rate, &rw.rate);
-        Target {
-            what: format!(
-                "Redis {TASKS} tasks, get only, with CoalesceLayer: throughput / raw fred on one \
-                 connection; latency p50 and p99 of both (medians over the rounds)"
-            ),
-            goal: "≥ 1.5×".into(),
-            measured: format!(
-                "{:.2}× (p50 {:.0} µs vs {:.0} µs, p99 {:.0} µs vs {:.0} µs)",
-                r.median,
-                Stats::of(&co.p50).median,
-                Stats::of(&rw.p50).median,
-                Stats::of(&co.p99).median,
-                Stats::of(&rw.p99).median,
-            ),
-            met: r.median >= 1.5,
+    let mut targets = Vec::new();
+    for (f, mode) in figures.iter().zip(["JSON records", "bytes (no JSON)"]) {
+        let _ = writeln!(
+            out,
+            "| {TASKS} tasks, get only, {mode} | throughput | p50 | p99 | throughput vs {} |\n|---|---|---|---|---|",
+            server_raw(server)
+        );
+        let _ = writeln!(out, "{}", f.co.row("stratacache + CoalesceLayer", &f.rw));
+        let _ = writeln!(out, "{}", f.ours.row("stratacache", &f.rw));
+        let _ = writeln!(out, "{}", f.rw.row(server_raw(server), &f.rw));
+        let _ = writeln!(out);
+        if server == Server::Redis {
+            let r = paired(&f.co.rate, &f.rw.rate);
+            targets.push(Target {
+                what: format!(
+                    "Redis {TASKS} tasks, get only, {mode}, with CoalesceLayer: throughput / raw \
+                     fred on one connection; latency p50 and p99 of both (medians over the rounds)"
+                ),
+                goal: "≥ 1.5×".into(),
+                measured: format!(
+                    "{:.2}× (p50 {:.0} µs vs {:.0} µs, p99 {:.0} µs vs {:.0} µs)",
+                    r.median,
+                    Stats::of(&f.co.p50).median,
+                    Stats::of(&f.rw.p50).median,
+                    Stats::of(&f.co.p99).median,
+                    Stats::of(&f.rw.p99).median,
+                ),
+                met: r.median >= 1.5,
+            });
         }
-    });
-    Ok((out, target))
+    }
+    Ok((out, targets))
 }
 
 fn server_raw(server: Server) -> &'static str {

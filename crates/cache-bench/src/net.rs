@@ -379,10 +379,26 @@ pub async fn run(
          (same connections, 5 s deadline);",
     );
 
-    let (co_cache, co_layer) = crate::coalesce::coalesced_cache(server, url, &ns).await?;
-    let coalesced = Contender::Ours(co_cache.clone());
-    let (co_body, co_target) =
-        crate::coalesce::measure(server, &ours, &coalesced, &co_layer, &raw, &data, &sizes).await?;
+    let (co_cache, co_bytes, co_layer) =
+        crate::coalesce::coalesced_cache(server, url, &ns).await?;
+    let (coalesced, coalesced_bytes) = (
+        Contender::Ours(co_cache.clone()),
+        Contender::OursBytes(co_bytes),
+    );
+    let trio = |plain, coalesced, raw| crate::coalesce::Trio {
+        plain,
+        coalesced,
+        raw,
+    };
+    let (co_body, co_targets) = crate::coalesce::measure(
+        server,
+        trio(&ours, &coalesced, &raw),
+        trio(&ours_bytes, &coalesced_bytes, &raw_bytes),
+        &co_layer,
+        &data,
+        &sizes,
+    )
+    .await?;
     co_cache.close().await?;
 
     // leave the server as we found it
@@ -557,7 +573,7 @@ pub async fn run(
     out.push_str(&hit_body);
     targets.push(hit_target);
     out.push_str(&co_body);
-    targets.extend(co_target);
+    targets.extend(co_targets);
     if server == Server::Redis {
         targets.push(Target {
             what: "Redis uncontended lock acquire + release / one round trip".into(),
