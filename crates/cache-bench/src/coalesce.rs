@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::{Cache, RawBytes};
 use cache_core::layer::CoalesceLayer;
+use cache_core::{Cache, RawBytes};
 use cache_memcached::MemcachedConfig;
 use cache_redis::RedisConfig;
 
@@ -162,7 +162,9 @@ pub(crate) async fn measure(
             let (t, f) = (trios[k / 3], &mut figures[k / 3]);
             match k % 3 {
                 0 => f.ours.push(get_only(t.plain, data, sizes.per_task).await?),
-                1 => f.co.push(get_only(t.coalesced, data, sizes.per_task).await?),
+                1 => {
+                    f.co.push(get_only(t.coalesced, data, sizes.per_task).await?)
+                }
                 _ => f.rw.push(get_only(t.raw, data, sizes.per_task).await?),
             }
         }

@@ -13,6 +13,7 @@ mod harness;
 mod memory;
 mod net;
 mod outage;
+mod profile;
 mod read_through;
 mod serde_bench;
 mod stampede;
@@ -30,7 +31,7 @@ use chart::Group;
 use harness::{Target, machine, tool_version};
 use workloads::Server;
 
-const WORKLOADS: [&str; 10] = [
+const WORKLOADS: [&str; 11] = [
     "memory",
     "tags",
     "tiered",
@@ -38,6 +39,7 @@ const WORKLOADS: [&str; 10] = [
     "decorators",
     "redis",
     "memcached",
+    "profile",
     "serde",
     "stampede",
     "all",
@@ -45,7 +47,7 @@ const WORKLOADS: [&str; 10] = [
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cache-bench <memory|tags|tiered|generations|decorators|redis|memcached|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
+        "usage: cache-bench <memory|tags|tiered|generations|decorators|redis|memcached|profile|serde|stampede|all> [--quick] [--no-write]\n       cache-bench footprint <store> <entries>\n\n--quick: small sizes, a smoke test of the harness; writes target/bench-quick/ instead of docs/"
     );
     std::process::exit(2)
 }
@@ -192,6 +194,7 @@ fn setup_section(what: &str, quick: bool, python: Option<&Python>, took: Duratio
          | `cargo x bench generations` | a `get` with namespace generations vs a plain `get` (memory, Redis), and `clear()` among five million keys on a private Redis, with and without generations |\n\
          | `cargo x bench redis` | Redis: stratacache vs raw fred vs aiocache |\n\
          | `cargo x bench memcached` | Memcached: stratacache vs raw async-memcached vs aiocache |\n\
+         | `cargo x bench profile` | instructions per operation under callgrind, stratacache vs raw fred, step by step (needs `valgrind`) |\n\
          | `cargo x bench stampede` | `get_or_set` with 1,000 concurrent callers per cold key, every backend, and across 4 processes × 250 callers on Redis and Memcached (`ReadThrough::lease`); `get_or_set` with fail-safe through a 5 s outage of a private Redis and Memcached |\n\
          | `cargo x bench serde` | serializer size and speed (no server) |\n\
          | `cargo x bench all --quick` | smoke test of the harness with tiny sizes; writes `target/bench-quick/`, never this page |\n\n\
@@ -359,6 +362,16 @@ fn main() {
             server_section(&mut report, server, quick, py);
             eprintln!("{name} done after {:.0} s", started.elapsed().as_secs_f64());
         }
+    }
+
+    if (all && !quick) || what == "profile" {
+        report
+            .sections
+            .push(("profile", profile::section(&redis_url())));
+        eprintln!(
+            "profile done after {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
     }
 
     if all || what == "stampede" {

@@ -379,8 +379,7 @@ pub async fn run(
          (same connections, 5 s deadline);",
     );
 
-    let (co_cache, co_bytes, co_layer) =
-        crate::coalesce::coalesced_cache(server, url, &ns).await?;
+    let (co_cache, co_bytes, co_layer) = crate::coalesce::coalesced_cache(server, url, &ns).await?;
     let (coalesced, coalesced_bytes) = (
         Contender::Ours(co_cache.clone()),
         Contender::OursBytes(co_bytes),

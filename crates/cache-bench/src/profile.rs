@@ -1,0 +1,197 @@
+//! Instructions per operation, stratacache against the raw client, and where the difference
+//! goes: each contender of `examples/mix_profile.rs` (Redis) alone in its process under
+//! callgrind, at two operation counts; the difference of the two totals divided by the
+//! difference of the counts is the cost of one more operation (start-up and connection set-up
+//! cancel out). Instruction counts do not move with the load of the machine, so the
+//! contenders can be set side by side step by step: each row adds one thing to the one
+//! before.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::aiocache::workspace_root;
+
+/// Operation counts of the two runs of each contender.
+const FEW: usize = 20_000;
+const MANY: usize = 60_000;
+
+/// One contender: its argument to `mix_profile`, the protocol in the URL, gets only or the
+/// 90/10 mix, and what it is.
+struct Step {
+    who: &'static str,
+    protocol: &'static str,
+    gets_only: bool,
+    what: &'static str,
+}
+
+const MIX: [Step; 4] = [
+    Step {
+        who: "raw",
+        protocol: "resp2",
+        gets_only: false,
+        what: "raw fred `Client` (RESP2, its default), keys pre-built",
+    },
+    Step {
+        who: "ours-layers",
+        protocol: "resp2",
+        gets_only: false,
+        what: "`Cache<RawBytes>` over `RedisBackend`, RESP2, no deadline: key building, the \
+               layer pipeline, the `dyn Backend` calls (each future boxed)",
+    },
+    Step {
+        who: "ours",
+        protocol: "resp2",
+        gets_only: false,
+        what: "+ the 5 s deadline (one Tokio timer armed and dropped per call)",
+    },
+    Step {
+        who: "ours",
+        protocol: "resp3",
+        gets_only: false,
+        what: "+ RESP3, the backend's default protocol (what the throughput tables run)",
+    },
+];
+
+const GETS: [Step; 3] = [
+    Step {
+        who: "raw",
+        protocol: "resp2",
+        gets_only: true,
+        what: "raw fred `Client` (RESP2), `GET`s",
+    },
+    Step {
+        who: "ours",
+        protocol: "resp3",
+        gets_only: true,
+        what: "`Cache<RawBytes>` (defaults, 5 s deadline), `GET`s",
+    },
+    Step {
+        who: "ours-coalesced",
+        protocol: "resp3",
+        gets_only: true,
+        what: "+ `CoalesceLayer`: concurrent reads sent as `MGET`s",
+    },
+];
+
+/// Total instructions of one run, from callgrind's summary line.
+fn instructions(binary: &PathBuf, url: &str, step: &Step, ops: usize) -> Result<u64, String> {
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(binary)
+        .arg(step.who)
+        .arg(ops.to_string());
+    if step.gets_only {
+        cmd.arg("gets");
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    cmd.env(
+        "CACHE_TEST_REDIS_URL",
+        format!("{url}{sep}protocol={}", step.protocol),
+    );
+    let out = cmd.output().map_err(|e| format!("valgrind: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("{} {ops}: {}", step.who, stderr.trim()));
+    }
+    stderr
+        .lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("no instruction count in: {}", stderr.trim()))
+}
+
+/// Instructions per operation of `step`: its two runs at once (two cores), then the slope.
+fn per_op(binary: &PathBuf, url: &str, step: &Step) -> Result<f64, String> {
+    let (few, many) = std::thread::scope(|s| {
+        let few = s.spawn(|| instructions(binary, url, step, FEW));
+        let many = s.spawn(|| instructions(binary, url, step, MANY));
+        (few.join(), many.join())
+    });
+    let few = few.map_err(|_| "a callgrind run panicked".to_owned())??;
+    let many = many.map_err(|_| "a callgrind run panicked".to_owned())??;
+    // mix_profile runs 64 tasks of ops / 64 each
+    let done = |n: usize| (n / 64 * 64) as f64;
+    Ok((many as f64 - few as f64) / (done(MANY) - done(FEW)))
+}
+
+fn table(out: &mut String, title: &str, steps: &[Step], figures: &[f64]) {
+    let _ = writeln!(
+        out,
+        "| {title} | instructions per op | vs the row above | vs raw |\n|---|---|---|---|"
+    );
+    for (i, (step, n)) in steps.iter().zip(figures).enumerate() {
+        let step_delta = if i == 0 {
+            "—".to_owned()
+        } else {
+            format!("{:+.0}", n - figures[i - 1])
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {n:.0} | {step_delta} | {:.2}× |",
+            step.what,
+            n / figures[0]
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// Builds `mix_profile`, runs every contender under callgrind and returns the section.
+pub(crate) fn section(redis_url: &str) -> String {
+    let mut out = String::from(
+        "## Instructions per operation (Redis)\n\nCommand: `cargo x bench profile` (needs \
+         `valgrind`). Each contender of `crates/cache-bench/examples/mix_profile.rs` runs alone \
+         in its process under callgrind: 64 tasks on a 2-worker runtime, 1,000 keys of 100-byte \
+         values, values as bytes on both sides (no JSON), against the benchmark's redis-server. \
+         Instructions per operation = (instructions of a run of 60,000 operations − those of a \
+         run of 20,000) / 40,000: start-up and connecting cancel out. Callgrind runs the \
+         threads one at a time, so the batches of auto-pipelining and coalescing differ from a \
+         free run; the counts are the CPU work per operation, not throughput. Each row adds one \
+         thing to the row above.\n\n",
+    );
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        let _ = writeln!(
+            out,
+            "Not measured: `valgrind` is not installed (`apt install valgrind`)."
+        );
+        return out;
+    }
+    let root = workspace_root();
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "cache-bench",
+            "--example",
+            "mix_profile",
+        ])
+        .status();
+    if !matches!(build, Ok(s) if s.success()) {
+        let _ = writeln!(out, "Not measured: `mix_profile` did not build.");
+        return out;
+    }
+    let binary = root
+        .join("target")
+        .join("release")
+        .join("examples")
+        .join("mix_profile");
+    let run = |steps: &[Step]| -> Result<Vec<f64>, String> {
+        steps
+            .iter()
+            .map(|s| per_op(&binary, redis_url, s))
+            .collect()
+    };
+    match (run(&MIX), run(&GETS)) {
+        (Ok(mix), Ok(gets)) => {
+            table(&mut out, "90 % `get` / 10 % `set`", &MIX, &mix);
+            table(&mut out, "`get` only", &GETS, &gets);
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = writeln!(out, "Not measured: {e}");
+        }
+    }
+    out
+}
