@@ -24,6 +24,7 @@ use crate::config::{RedisConfig, RedisMode};
 use crate::detour::{self, Detour};
 use crate::error;
 use crate::generations::RedisGenerations;
+use crate::keys::shared_keys;
 use crate::raw::{check_raw, raw_arg, raw_reply};
 use crate::scripts::{self, CAD, CAS, ENTRIES, PERSIST, SET_MANY_PX, Script};
 
@@ -422,9 +423,9 @@ impl RedisBackend {
     pub(crate) async fn mget<'k>(
         &self,
         client: &Client,
-        keys: impl Iterator<Item = &'k str>,
+        keys: impl Iterator<Item = &'k str> + Clone,
     ) -> Result<Vec<Option<Bytes>>> {
-        let keys: MultipleKeys = keys.collect();
+        let keys: MultipleKeys = shared_keys(keys).into();
         let n = keys.len();
         let values: Vec<Option<Bytes>> = client.mget(keys).await.map_err(|e| self.fail(e))?;
         if values.len() != n {
@@ -503,9 +504,9 @@ impl RedisBackend {
     pub(crate) async fn slot_entries<'k, C: ClientLike>(
         &self,
         client: &C,
-        keys: impl Iterator<Item = &'k str>,
+        keys: impl Iterator<Item = &'k str> + Clone,
     ) -> Result<Vec<Option<Entry>>> {
-        let keys: Vec<Key> = keys.map(Key::from).collect();
+        let keys: Vec<Key> = shared_keys(keys);
         let n = keys.len();
         let reply: Value = scripts::run(client, &ENTRIES, keys, Vec::new())
             .await
@@ -604,20 +605,19 @@ impl RedisBackend {
                     .map_err(|e| self.fail(e))
             }
             (_, None) => {
-                let pairs: Vec<(Key, Value)> = entries
-                    .iter()
-                    .map(|(k, v)| (Key::from(k.as_str()), Value::Bytes(v.clone())))
+                let keys = shared_keys(entries.iter().map(|(k, _)| k.as_str()));
+                let pairs: Vec<(Key, Value)> = keys
+                    .into_iter()
+                    .zip(entries)
+                    .map(|(k, (_, v))| (k, Value::Bytes(v.clone())))
                     .collect();
                 client.mset(pairs).await.map_err(|e| self.fail(e))
             }
             (n, Some(ttl)) => {
-                let mut keys = Vec::with_capacity(n);
+                let keys = shared_keys(entries.iter().map(|(k, _)| k.as_str()));
                 let mut args = Vec::with_capacity(n + 1);
                 args.push(Value::Integer(millis(ttl)));
-                for (k, v) in entries {
-                    keys.push(Key::from(k.as_str()));
-                    args.push(Value::Bytes(v.clone()));
-                }
+                args.extend(entries.iter().map(|(_, v)| Value::Bytes(v.clone())));
                 let _: Value = self.eval(client, &SET_MANY_PX, keys, args).await?;
                 Ok(())
             }
@@ -855,7 +855,7 @@ impl Backend for RedisBackend {
             return self.gen_delete(ctx, &keys).await;
         }
         let client = self.client_for(&keys[0])?;
-        self.unlink(client, keys.iter().map(|k| Key::from(k.as_str())).collect())
+        self.unlink(client, shared_keys(keys.iter().map(String::as_str)))
             .await
     }
 

@@ -15,6 +15,7 @@ use fred::util::redis_keyslot;
 
 use crate::backend::{RedisBackend, millis, px};
 use crate::error;
+use crate::keys::shared_keys;
 use crate::scripts::{SET_MANY_PX_LUA, script_args, script_command};
 
 impl RedisBackend {
@@ -48,7 +49,7 @@ impl RedisBackend {
         }
         let pipeline = client.pipeline();
         for group in &groups {
-            let keys: MultipleKeys = group.iter().map(|&i| keys[i].as_str()).collect();
+            let keys: MultipleKeys = shared_keys(group.iter().map(|&i| keys[i].as_str())).into();
             let () = pipeline.mget(keys).await.map_err(|e| self.fail(e))?;
         }
         let answers = pipeline.try_all::<Vec<Option<Bytes>>>().await;

@@ -13,6 +13,7 @@ mod config;
 mod detour;
 mod error;
 mod generations;
+mod keys;
 mod pubsub;
 mod raw;
 mod scripts;

@@ -259,7 +259,7 @@ impl Shared {
 
 /// `keys` without repeats, and for each key of `keys` its index in them — `None` when no key
 /// repeats (the common case: `keys` is sent as it is, no map built).
-fn dedupe(keys: Vec<String>) -> (Vec<String>, Option<Vec<usize>>) {
+fn dedupe(mut keys: Vec<String>) -> (Vec<String>, Option<Vec<usize>>) {
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_unstable_by(|&a, &b| keys[a].cmp(&keys[b]));
     if !order.windows(2).any(|w| keys[w[0]] == keys[w[1]]) {
@@ -267,14 +267,10 @@ fn dedupe(keys: Vec<String>) -> (Vec<String>, Option<Vec<usize>>) {
     }
     let mut slot = vec![0; keys.len()];
     let mut unique: Vec<String> = Vec::with_capacity(keys.len());
-    let mut first_of_run: Option<usize> = None;
     for &i in &order {
-        match first_of_run {
-            Some(f) if keys[f] == keys[i] => {}
-            _ => {
-                first_of_run = Some(i);
-                unique.push(keys[i].clone());
-            }
+        // in sorted order a repeat follows the key it repeats: moved, not copied
+        if unique.last() != Some(&keys[i]) {
+            unique.push(std::mem::take(&mut keys[i]));
         }
         slot[i] = unique.len() - 1;
     }
@@ -375,10 +371,10 @@ mod tests {
 
     #[test]
     fn repeated_keys_are_sent_once_and_each_reader_finds_its_own() {
-        let keys = strings(&["b", "a", "b", "c", "a", "b"]);
+        let keys = strings(&["b", "a", "b", "", "c", "a", "", "b"]);
         let (unique, slot) = dedupe(keys.clone());
         let slot = slot.expect("repeats");
-        assert_eq!(unique.len(), 3);
+        assert_eq!(unique.len(), 4);
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(&unique[slot[i]], key, "reader {i}");
         }
