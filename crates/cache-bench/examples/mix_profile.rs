@@ -31,8 +31,11 @@ async fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let who = args.next().unwrap_or_else(|| "ours".into());
     let ops: usize = args.next().map_or(Ok(200_000), |s| s.parse())?;
-    // `gets`: only reads; otherwise one write in ten
-    let sets = args.next().as_deref() != Some("gets");
+    // `gets`: only reads; `mget` / `mset`: one task, calls of 100 keys (`ops` keys in all);
+    // otherwise one write in ten
+    let mode = args.next().unwrap_or_default();
+    let sets = mode != "gets";
+    let multi = matches!(mode.as_str(), "mget" | "mset").then_some(mode.as_str());
     let url =
         std::env::var("CACHE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let config = RedisConfig::from_url(&url)?;
@@ -55,6 +58,18 @@ async fn main() -> Result<(), BoxError> {
                 cache.set(k, &value).await?;
             }
             started = Instant::now();
+            if let Some(multi) = multi {
+                for call in 0..ops / 100 {
+                    let window = &keys[(call * 100) % KEYS..(call * 100) % KEYS + 100];
+                    if multi == "mget" {
+                        let v: Vec<Option<Bytes>> = cache.multi_get(window).await?;
+                        std::hint::black_box(v);
+                    } else {
+                        cache.multi_set(window.iter().map(|k| (k, &value))).await?;
+                    }
+                }
+                return report(&who, ops / 100 * 100, started);
+            }
             let mut tasks = tokio::task::JoinSet::new();
             for t in 0..TASKS {
                 let (cache, keys, value) = (cache.clone(), keys.clone(), value.clone());
@@ -90,6 +105,21 @@ async fn main() -> Result<(), BoxError> {
                     .await?;
             }
             started = Instant::now();
+            if let Some(multi) = multi {
+                for call in 0..ops / 100 {
+                    let window = &keys[(call * 100) % KEYS..(call * 100) % KEYS + 100];
+                    if multi == "mget" {
+                        let names: Vec<&str> = window.iter().map(String::as_str).collect();
+                        let v: Vec<Option<Bytes>> = client.mget(names).await?;
+                        std::hint::black_box(v);
+                    } else {
+                        let pairs: Vec<(&str, Bytes)> =
+                            window.iter().map(|k| (k.as_str(), value.clone())).collect();
+                        let () = client.mset(pairs).await?;
+                    }
+                }
+                return report(&who, ops / 100 * 100, started);
+            }
             let mut tasks = tokio::task::JoinSet::new();
             for t in 0..TASKS {
                 let (client, keys, value) = (client.clone(), keys.clone(), value.clone());
@@ -112,8 +142,11 @@ async fn main() -> Result<(), BoxError> {
         }
         other => return Err(format!("unknown contender {other}: ours, ours-layers or raw").into()),
     }
+    report(&who, per_task * TASKS, started)
+}
+
+fn report(who: &str, done: usize, started: Instant) -> Result<(), BoxError> {
     let elapsed = started.elapsed();
-    let done = per_task * TASKS;
     println!(
         "{who}: {done} ops in {:.3} s = {:.0} ops/s",
         elapsed.as_secs_f64(),

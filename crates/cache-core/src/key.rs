@@ -48,7 +48,8 @@ pub trait KeyBuilder: Send + Sync + Debug + 'static {
 pub struct DefaultKeyBuilder;
 
 fn escape_namespace(ns: &str) -> Cow<'_, str> {
-    if !ns.contains([':', '%']) {
+    // bytes, not chars: both are ASCII, and this runs for every key a cache builds
+    if !ns.bytes().any(|b| b == b':' || b == b'%') {
         return Cow::Borrowed(ns);
     }
     let mut out = String::with_capacity(ns.len() + 8);
