@@ -143,6 +143,7 @@ pub async fn stack(
             let backend = RedisConfig::from_url(&url)
                 .expect("a redis:// URL")
                 .into_builder()
+                .protocol(cache_redis::RespProtocol::Resp3)
                 .build()
                 .await
                 .unwrap_or_else(|e| panic!("redis: {e}"));

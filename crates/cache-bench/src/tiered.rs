@@ -169,7 +169,12 @@ async fn instance(
     fleet: Fleet,
     ns: &str,
 ) -> Result<(Cache, Option<cache_tiered::TierStatsHandle>), BoxError> {
-    let backend = RedisConfig::from_url(url)?.into_builder().build().await?;
+    let mut config = RedisConfig::from_url(url)?;
+    if fleet == Fleet::Tracking {
+        // client tracking pushes its invalidations over RESP3
+        config.protocol = cache_redis::RespProtocol::Resp3;
+    }
+    let backend = config.into_builder().build().await?;
     let channel: Option<Arc<dyn Invalidator>> = match fleet {
         Fleet::Plain => None,
         Fleet::Tracking => Some(Arc::new(

@@ -51,7 +51,8 @@ impl RedisBackend {
     /// Client tracking on this backend's connections, for an in-process tier in front of
     /// it: the server reports every change of a key under the tracked prefixes on the very
     /// connections that read, so a reply and the invalidation that follows it cannot
-    /// overtake each other. See [`RedisTracking`].
+    /// overtake each other. The backend must speak RESP3 (`protocol=resp3`; RESP2 is the
+    /// default): [`build`](RedisTrackingBuilder::build) refuses RESP2. See [`RedisTracking`].
     pub fn tracking(&self) -> RedisTrackingBuilder {
         RedisTrackingBuilder {
             clients: self.clients().to_vec(),
@@ -302,7 +303,10 @@ enum State {
 /// use std::time::Duration;
 /// use cache_redis::RedisBuilder;
 ///
-/// let backend = RedisBuilder::from_url("redis://127.0.0.1:6379")?.build().await?;
+/// // invalidations are pushed over RESP3
+/// let backend = RedisBuilder::from_url("redis://127.0.0.1:6379?protocol=resp3")?
+///     .build()
+///     .await?;
 /// let tracking = backend
 ///     .tracking()
 ///     .prefixes(["users:", "orders:"])

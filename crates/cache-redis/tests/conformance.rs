@@ -1,5 +1,5 @@
 //! The conformance suite against a standalone redis-server (`CACHE_TEST_REDIS_URL`), once
-//! with the defaults (RESP3, one connection) and once over RESP2 with a pool of two and no
+//! with the defaults (RESP2, one connection) and once over RESP3 with a pool of two and no
 //! client-side command timeout, once through the request-coalescing layer, once over fred
 //! clients built by the program (`RedisBackend::from_clients`), and with namespace
 //! generations (also through the coalescing layer, with the sweep on).
@@ -93,9 +93,9 @@ mod generations_coalesced {
     });
 }
 
-mod resp2_pool {
+mod resp3_pool {
     cache_core::conformance_tests!(super::backend_with(
-        "protocol=resp2&pool_size=2&command_timeout=0"
+        "protocol=resp3&pool_size=2&command_timeout=0"
     ));
 }
 

@@ -337,7 +337,7 @@ async fn an_idle_subscription_stays_connected() {
         return;
     };
     let sep = if url.contains('?') { '&' } else { '?' };
-    for url in [url.clone(), format!("{url}{sep}protocol=resp2")] {
+    for url in [format!("{url}{sep}protocol=resp3"), url.clone()] {
         let channel = random_namespace();
         let a = RedisPubSub::builder(&url)
             .channel(&channel)

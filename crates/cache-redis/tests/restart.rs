@@ -173,12 +173,12 @@ async fn killed_and_restarted_server_recovers_and_never_mixes_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recovery_with_a_pool_resp2_and_no_client_deadline() {
+async fn recovery_with_a_pool_resp3_and_no_client_deadline() {
     let Some(mut server) = Server::start(ServerKind::Redis, &[]) else {
         return;
     };
     let url = format!(
-        "{}?pool_size=3&protocol=resp2&command_timeout=0",
+        "{}?pool_size=3&protocol=resp3&command_timeout=0",
         server.url()
     );
     let builder = RedisConfig::from_url(&url).unwrap().into_builder();

@@ -36,6 +36,7 @@ fn unique(tag: &str) -> String {
 async fn backend(url: &str) -> RedisBackend {
     RedisBuilder::from_url(url)
         .unwrap()
+        .protocol(RespProtocol::Resp3)
         .build()
         .await
         .expect("connect")
@@ -342,6 +343,7 @@ async fn restart_with(pool_size: usize) {
     let prefix = unique("restart");
     let backend = RedisBuilder::from_url(&url)
         .unwrap()
+        .protocol(RespProtocol::Resp3)
         .pool_size(pool_size)
         .build()
         .await
@@ -400,6 +402,7 @@ async fn every_connection_of_a_pool_is_tracked() {
     let prefix = unique("pool");
     let backend = RedisBuilder::from_url(&url)
         .unwrap()
+        .protocol(RespProtocol::Resp3)
         .pool_size(3)
         .build()
         .await

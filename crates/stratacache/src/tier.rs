@@ -301,9 +301,14 @@ pub(crate) mod build {
                  feature); use pubsub with a `backplane` for other backends",
             ));
         }
-        let config = RedisConfig::from_url(parts.backend_url)?;
+        let mut config = RedisConfig::from_url(parts.backend_url)?;
         if parts.key_format == KeyFormat::Aiocache {
             config.check_aiocache_keys()?;
+        }
+        // client tracking pushes its invalidations over RESP3: the URL's own `protocol`
+        // stands (RESP2 is then refused with its reason), its absence means RESP3
+        if !crate::tier::url_sets(parts.backend_url, "protocol") {
+            config.protocol = cache_redis::RespProtocol::Resp3;
         }
         let backend = config.into_builder().build().await?;
         let prefixes: Vec<String> = match &parts.tier.prefixes {
@@ -384,4 +389,14 @@ pub(crate) mod build {
              backplane is a Redis)",
         ))
     }
+}
+
+/// Whether the query of `url` sets `param`.
+#[cfg(feature = "redis")]
+fn url_sets(url: &str, param: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.split_once('=').map_or(pair, |(k, _)| k) == param)
+    })
 }

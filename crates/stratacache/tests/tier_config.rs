@@ -153,3 +153,24 @@ async fn redis_urls_with_tracking_and_pubsub_keep_two_caches_coherent() {
         b.clear().await.unwrap();
     }
 }
+
+/// Client tracking needs RESP3: a URL that does not name a protocol gets it for the tier's
+/// backend, one that asks for RESP2 is refused with the reason.
+#[tokio::test]
+async fn tracking_from_a_url_speaks_resp3_unless_told_otherwise() {
+    let Some(base) = server_url("CACHE_TEST_REDIS_URL") else {
+        return;
+    };
+    let ns = cache_core::testkit::random_namespace();
+    let cache = from_url(&format!("{base}?namespace={ns}&tier=tracking"))
+        .await
+        .expect("tracking over the default protocol");
+    cache.set("k", &1).await.unwrap();
+    assert_eq!(cache.get::<i32>("k").await.unwrap(), Some(1));
+    cache.clear().await.unwrap();
+    refused(
+        &format!("{base}?namespace={ns}&protocol=resp2&tier=tracking"),
+        "RESP3",
+    )
+    .await;
+}
