@@ -16,12 +16,12 @@ use crate::aiocache::workspace_root;
 const FEW: usize = 20_000;
 const MANY: usize = 60_000;
 
-/// One contender: its argument to `mix_profile`, the protocol in the URL, gets only or the
-/// 90/10 mix, and what it is.
+/// One contender: its argument to `mix_profile`, the protocol in the URL, the workload
+/// (`""`: the 90/10 mix, `gets`, `mget`, `mset`), and what it is.
 struct Step {
     who: &'static str,
     protocol: &'static str,
-    gets_only: bool,
+    mode: &'static str,
     what: &'static str,
 }
 
@@ -29,27 +29,28 @@ const MIX: [Step; 4] = [
     Step {
         who: "raw",
         protocol: "resp2",
-        gets_only: false,
+        mode: "",
         what: "raw fred `Client` (RESP2, its default), keys pre-built",
     },
     Step {
         who: "ours-layers",
         protocol: "resp2",
-        gets_only: false,
-        what: "`Cache<RawBytes>` over `RedisBackend`, RESP2, no deadline: key building, the \
-               layer pipeline, the `dyn Backend` calls (each future boxed)",
+        mode: "",
+        what: "`Cache<RawBytes>` over `RedisBackend`, no deadline: key building, the layer \
+               pipeline, the `dyn Backend` calls (each future boxed)",
     },
     Step {
         who: "ours",
         protocol: "resp2",
-        gets_only: false,
-        what: "+ the 5 s deadline (one Tokio timer armed and dropped per call)",
+        mode: "",
+        what: "+ the 5 s deadline (one Tokio timer armed and dropped per call): the defaults, \
+               what the throughput tables run",
     },
     Step {
         who: "ours",
         protocol: "resp3",
-        gets_only: false,
-        what: "+ RESP3, the backend's default protocol (what the throughput tables run)",
+        mode: "",
+        what: "the same over RESP3 (`protocol=resp3`, needed for client tracking)",
     },
 ];
 
@@ -57,20 +58,59 @@ const GETS: [Step; 3] = [
     Step {
         who: "raw",
         protocol: "resp2",
-        gets_only: true,
-        what: "raw fred `Client` (RESP2), `GET`s",
+        mode: "gets",
+        what: "raw fred `Client`, `GET`s",
     },
     Step {
         who: "ours",
-        protocol: "resp3",
-        gets_only: true,
+        protocol: "resp2",
+        mode: "gets",
         what: "`Cache<RawBytes>` (defaults, 5 s deadline), `GET`s",
     },
     Step {
         who: "ours-coalesced",
-        protocol: "resp3",
-        gets_only: true,
+        protocol: "resp2",
+        mode: "gets",
         what: "+ `CoalesceLayer`: concurrent reads sent as `MGET`s",
+    },
+];
+
+const MULTI: [Step; 6] = [
+    Step {
+        who: "raw",
+        protocol: "resp2",
+        mode: "mget",
+        what: "raw fred `MGET` of 100 keys",
+    },
+    Step {
+        who: "ours",
+        protocol: "resp2",
+        mode: "mget",
+        what: "`Cache<RawBytes>::multi_get` of 100 keys (defaults)",
+    },
+    Step {
+        who: "ours",
+        protocol: "resp3",
+        mode: "mget",
+        what: "the same over RESP3",
+    },
+    Step {
+        who: "raw",
+        protocol: "resp2",
+        mode: "mset",
+        what: "raw fred `MSET` of 100 keys",
+    },
+    Step {
+        who: "ours",
+        protocol: "resp2",
+        mode: "mset",
+        what: "`Cache<RawBytes>::multi_set` of 100 keys (defaults)",
+    },
+    Step {
+        who: "ours",
+        protocol: "resp3",
+        mode: "mset",
+        what: "the same over RESP3",
     },
 ];
 
@@ -81,8 +121,8 @@ fn instructions(binary: &PathBuf, url: &str, step: &Step, ops: usize) -> Result<
         .arg(binary)
         .arg(step.who)
         .arg(ops.to_string());
-    if step.gets_only {
-        cmd.arg("gets");
+    if !step.mode.is_empty() {
+        cmd.arg(step.mode);
     }
     let sep = if url.contains('?') { '&' } else { '?' };
     cmd.env(
@@ -110,18 +150,26 @@ fn per_op(binary: &PathBuf, url: &str, step: &Step) -> Result<f64, String> {
     });
     let few = few.map_err(|_| "a callgrind run panicked".to_owned())??;
     let many = many.map_err(|_| "a callgrind run panicked".to_owned())??;
-    // mix_profile runs 64 tasks of ops / 64 each
-    let done = |n: usize| (n / 64 * 64) as f64;
+    // mix_profile runs 64 tasks of ops / 64 each, or ops / 100 calls of 100 keys; a
+    // multi-key call is counted as one operation
+    let done = |n: usize| match step.mode {
+        "mget" | "mset" => (n / 100) as f64,
+        _ => (n / 64 * 64) as f64,
+    };
     Ok((many as f64 - few as f64) / (done(MANY) - done(FEW)))
 }
 
-fn table(out: &mut String, title: &str, steps: &[Step], figures: &[f64]) {
+/// A table of `steps`, each against the row above and against the raw client of its group
+/// (the last row whose contender is `raw`).
+fn table(out: &mut String, title: &str, unit: &str, steps: &[Step], figures: &[f64]) {
     let _ = writeln!(
         out,
-        "| {title} | instructions per op | vs the row above | vs raw |\n|---|---|---|---|"
+        "| {title} | instructions per {unit} | vs the row above | vs raw |\n|---|---|---|---|"
     );
+    let mut raw = figures[0];
     for (i, (step, n)) in steps.iter().zip(figures).enumerate() {
-        let step_delta = if i == 0 {
+        let step_delta = if i == 0 || step.who == "raw" {
+            raw = *n;
             "—".to_owned()
         } else {
             format!("{:+.0}", n - figures[i - 1])
@@ -130,7 +178,7 @@ fn table(out: &mut String, title: &str, steps: &[Step], figures: &[f64]) {
             out,
             "| {} | {n:.0} | {step_delta} | {:.2}× |",
             step.what,
-            n / figures[0]
+            n / raw
         );
     }
     let _ = writeln!(out);
@@ -141,10 +189,11 @@ pub(crate) fn section(redis_url: &str) -> String {
     let mut out = String::from(
         "## Instructions per operation (Redis)\n\nCommand: `cargo x bench profile` (needs \
          `valgrind`). Each contender of `crates/cache-bench/examples/mix_profile.rs` runs alone \
-         in its process under callgrind: 64 tasks on a 2-worker runtime, 1,000 keys of 100-byte \
-         values, values as bytes on both sides (no JSON), against the benchmark's redis-server. \
-         Instructions per operation = (instructions of a run of 60,000 operations − those of a \
-         run of 20,000) / 40,000: start-up and connecting cancel out. Callgrind runs the \
+         in its process under callgrind: 64 tasks (or one, for the calls of 100 keys) on a \
+         2-worker runtime, 1,000 keys of 100-byte values, values as bytes on both sides (no \
+         JSON), against the benchmark's redis-server. Instructions per operation = \
+         (instructions of a run of 60,000 operations (keys) − those of a run of 20,000) / \
+         40,000 (/ 400 calls): start-up and connecting cancel out. Callgrind runs the \
          threads one at a time, so the batches of auto-pipelining and coalescing differ from a \
          free run; the counts are the CPU work per operation, not throughput. Each row adds one \
          thing to the row above.\n\n",
@@ -184,12 +233,25 @@ pub(crate) fn section(redis_url: &str) -> String {
             .map(|s| per_op(&binary, redis_url, s))
             .collect()
     };
-    match (run(&MIX), run(&GETS)) {
-        (Ok(mix), Ok(gets)) => {
-            table(&mut out, "90 % `get` / 10 % `set`", &MIX, &mix);
-            table(&mut out, "`get` only", &GETS, &gets);
+    match (run(&MIX), run(&GETS), run(&MULTI)) {
+        (Ok(mix), Ok(gets), Ok(multi)) => {
+            table(
+                &mut out,
+                "64 tasks, 90 % `get` / 10 % `set`",
+                "op",
+                &MIX,
+                &mix,
+            );
+            table(&mut out, "64 tasks, `get` only", "op", &GETS, &gets);
+            table(
+                &mut out,
+                "one task, 100 keys per call",
+                "call",
+                &MULTI,
+                &multi,
+            );
         }
-        (Err(e), _) | (_, Err(e)) => {
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             let _ = writeln!(out, "Not measured: {e}");
         }
     }
