@@ -38,19 +38,27 @@ fn is_plain(bytes: &[u8]) -> bool {
 #[inline]
 pub(crate) fn encode(key: &str) -> Cow<'_, str> {
     let bytes = key.as_bytes();
-    if bytes.len() <= MAX_KEY_LEN && is_plain(bytes) && !rest_is_marked(key) {
+    if bytes.len() > MAX_KEY_LEN {
+        return Cow::Owned(hashed(key));
+    }
+    // one pass over the bytes, without early exits (the loop vectorizes): every byte
+    // printable, and whether any is a `#`
+    let (mut plain, mut marks) = (true, false);
+    for &b in bytes {
+        plain &= b.wrapping_sub(0x21) <= 0x7e - 0x21;
+        marks |= b == b'#';
+    }
+    if plain && !(marks && rest_is_marked(key)) {
         Cow::Borrowed(key)
     } else {
         Cow::Owned(hashed(key))
     }
 }
 
-/// Whether the key's rest starts with `#` (reserved for encoded and internal keys).
+/// Whether the key's rest starts with `#` (reserved for encoded and internal keys); asked only
+/// of keys that hold a `#`.
 #[inline]
 fn rest_is_marked(key: &str) -> bool {
-    if !key.as_bytes().contains(&b'#') {
-        return false;
-    }
     let rest = match key.find(':') {
         Some(i) => &key[i + 1..],
         None => key,
