@@ -18,7 +18,10 @@
 //!
 //! Contenders, as `cargo x bench memcached` builds them: `ours` (`Cache<RawBytes>` or
 //! `Cache<Json>` over `MemcachedBackend`, one server, pool of 8, 5 s timeout), `raw`
-//! (async-memcached `Client`s behind a semaphore pool of 8, keys pre-built).
+//! (async-memcached `Client`s behind a semaphore pool of 8, keys pre-built), `backend` (the
+//! same `MemcachedBackend` called through the `Backend` trait with built keys and no deadline,
+//! values as bytes: the backend's own cost without the cache above it; its `mget` / `mset`
+//! also build the `String` keys, and the entries, that the trait takes).
 //!
 //! Workloads: `get` / `set` (sequential, one key each), `mget` (`multi_get` of 100 keys),
 //! `mset` (`multi_set` of 100 keys), `mix` (64 tasks, 90 % get / 10 % set).
@@ -29,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use async_memcached::{AsciiProtocol, MetaProtocol};
 use bytes::Bytes;
-use cache_core::{Cache, Json, RawBytes};
-use cache_memcached::MemcachedConfig;
+use cache_core::{Backend, Cache, CallContext, Command, Json, OpSet, RawBytes};
+use cache_memcached::{MemcachedBackend, MemcachedConfig};
 use tokio::sync::Semaphore;
 
 const KEYS: usize = 1000;
@@ -90,6 +93,9 @@ enum Who {
     Bytes(Cache<RawBytes>),
     Json(Cache<Json>),
     Raw(Arc<RawPool>, bool),
+    /// `MemcachedBackend` called through the `Backend` trait with built keys: the backend's
+    /// own cost, without the cache above it.
+    Backend(MemcachedBackend),
 }
 
 struct Data {
@@ -118,6 +124,11 @@ impl Who {
                     std::hint::black_box(v);
                 }
             }
+            Who::Backend(b) => {
+                let ctx = CallContext::new(Command::Get);
+                let v = b.get(&ctx, &d.built[i]).await?.ok_or("miss")?;
+                std::hint::black_box(v);
+            }
         }
         Ok(())
     }
@@ -136,6 +147,11 @@ impl Who {
                 };
                 p.with(async |c| c.set(&d.built[i], bytes, None, None).await)
                     .await??;
+            }
+            Who::Backend(b) => {
+                let ctx = CallContext::new(Command::Set);
+                b.set(&ctx, &d.built[i], d.json[i].clone(), OpSet::new(None))
+                    .await?;
             }
         }
         Ok(())
@@ -181,6 +197,12 @@ impl Who {
                     std::hint::black_box(&v).len()
                 }
             }
+            Who::Backend(b) => {
+                let ctx = CallContext::new(Command::MultiGet);
+                let keys: Vec<String> = picks.iter().map(|&i| d.built[i].clone()).collect();
+                let v = b.multi_get(&ctx, &keys).await?;
+                std::hint::black_box(&v).len()
+            }
         };
         if n != picks.len() {
             return Err("multi_get answered the wrong number of values".into());
@@ -225,6 +247,14 @@ impl Who {
                 if !refused.is_empty() {
                     return Err("items not stored".into());
                 }
+            }
+            Who::Backend(b) => {
+                let ctx = CallContext::new(Command::MultiSet);
+                let entries: Vec<(String, Bytes)> = picks
+                    .iter()
+                    .map(|&i| (d.built[i].clone(), d.json[i].clone()))
+                    .collect();
+                b.multi_set(&ctx, &entries, OpSet::new(None)).await?;
             }
         }
         Ok(())
@@ -295,7 +325,8 @@ async fn run() -> Result<(), BoxError> {
                 json,
             )
         }
-        other => return Err(format!("unknown contender {other}: ours or raw").into()),
+        "backend" => Who::Backend(config.into_builder().build().await?),
+        other => return Err(format!("unknown contender {other}: ours, raw or backend").into()),
     };
     // every key present, with the same bytes for both contenders
     for i in 0..KEYS {
