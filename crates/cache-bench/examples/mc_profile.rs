@@ -1,7 +1,7 @@
 //! One contender of the memcached workloads, alone in its process, for profilers: run it at
-//! two operation counts under `valgrind --tool=callgrind` (or `perf stat -e instructions:u`)
-//! and divide the difference by the difference in operations to get instructions per
-//! operation; `callgrind_annotate` tells where they go.
+//! two operation counts under `valgrind --tool=callgrind` (or `perf stat -e instructions:u`
+//! where the CPU counters are available) and divide the difference by the difference in
+//! operations to get instructions per operation; `callgrind_annotate` tells where they go.
 //!
 //! ```sh
 //! cargo build --release -p cache-bench --example mc_profile
