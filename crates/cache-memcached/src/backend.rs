@@ -170,7 +170,7 @@ fn not_a_counter() -> McError {
 /// misses as `None`. Memcached answers a `get k1 k2 …` and a pipeline of quiet meta gets in
 /// request order and skips misses, so one forward pass matches them; a hash map is the
 /// fallback should a server ever answer out of order.
-fn align<K: AsRef<str>, T: Clone>(
+fn align<K: AsRef<[u8]>, T: Clone>(
     keys: &[K],
     answers: impl IntoIterator<Item = (Vec<u8>, T)>,
 ) -> Vec<Option<T>> {
@@ -178,7 +178,7 @@ fn align<K: AsRef<str>, T: Clone>(
     let mut answers = answers.into_iter().peekable();
     for k in keys {
         match answers.peek() {
-            Some((key, _)) if key.as_slice() == k.as_ref().as_bytes() => {
+            Some((key, _)) if key.as_slice() == k.as_ref() => {
                 out.push(answers.next().map(|(_, v)| v));
             }
             _ => out.push(None),
@@ -192,7 +192,7 @@ fn align<K: AsRef<str>, T: Clone>(
     let by_key: std::collections::HashMap<Vec<u8>, T> = rest.into_iter().collect();
     for (slot, k) in out.iter_mut().zip(keys) {
         if slot.is_none() {
-            *slot = by_key.get(k.as_ref().as_bytes()).cloned();
+            *slot = by_key.get(k.as_ref()).cloned();
         }
     }
     out
@@ -453,13 +453,16 @@ impl Inner {
         &self,
         keys: &'k [K],
         deadline: Option<Deadline>,
-    ) -> Result<Vec<Cow<'k, str>>, Unread<'_>> {
+    ) -> Result<Vec<Wire<'k>>, Unread<'_>> {
         if self.generations.is_none() {
-            return Ok(keys.iter().map(|k| keys::encode(k.as_ref())).collect());
+            return Ok(keys
+                .iter()
+                .map(|k| Wire(keys::encode(k.as_ref())))
+                .collect());
         }
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            out.push(self.wire_key(k.as_ref(), deadline).await?);
+            out.push(Wire(self.wire_key(k.as_ref(), deadline).await?));
         }
         Ok(out)
     }
@@ -520,14 +523,13 @@ impl Inner {
     }
 
     /// `get k1 k2 …` on one server, answers in the order of `keys`.
-    async fn get_many<K: AsRef<str>>(
+    async fn get_many<K: AsRef<[u8]>>(
         &self,
         server: &Server,
         keys: &[K],
     ) -> Result<Vec<Option<Bytes>>, McError> {
-        let wire: Vec<&[u8]> = keys.iter().map(|k| k.as_ref().as_bytes()).collect();
         let mut c = server.conn().await?;
-        match c.get_multi(wire).await {
+        match c.get_multi(keys).await {
             Ok(values) => Ok(align(
                 keys,
                 values
@@ -541,14 +543,13 @@ impl Inner {
 
     /// Pipelined quiet meta gets `mg <key> v t k q`, one per key, then `mn`, on one server:
     /// one round trip for every key, entries in the order of `keys`.
-    async fn get_entries<K: AsRef<str>>(
+    async fn get_entries<K: AsRef<[u8]>>(
         &self,
         server: &Server,
         keys: &[K],
     ) -> Result<Vec<Option<Entry>>, McError> {
-        let wire: Vec<&[u8]> = keys.iter().map(|k| k.as_ref().as_bytes()).collect();
         let mut c = server.conn().await?;
-        let values = c.meta_get_multi(&wire, Some(VALUE_AND_TTL)).await?;
+        let values = c.meta_get_multi(keys, Some(VALUE_AND_TTL)).await?;
         let hits = values
             .into_iter()
             .map(|mut v| {
@@ -633,7 +634,7 @@ impl Inner {
         deadline: Option<Deadline>,
         s: usize,
         positions: Vec<usize>,
-        wires: &[Cow<'_, str>],
+        wires: &[Wire<'_>],
     ) -> ServerAnswers<T> {
         let batch: Vec<&str> = positions.iter().map(|&i| &*wires[i]).collect();
         let r = self
@@ -673,28 +674,16 @@ impl Inner {
         deadline: Option<Deadline>,
         s: usize,
         positions: Vec<usize>,
-        wires: &[Cow<'_, str>],
+        wires: &[Wire<'_>],
         entries: &[(String, Bytes)],
-        ttl: &str,
+        flags: Option<&[&str]>,
     ) -> (usize, Result<(), McError>) {
         let items: Vec<(&str, &[u8])> = positions
             .iter()
             .map(|&i| (&*wires[i], &entries[i].1[..]))
             .collect();
         let r = self
-            .timed(deadline, async {
-                let mut c = self.servers[s].conn().await?;
-                let refused = c.meta_set_multi(&items, Some(&[ttl])).await?;
-                if refused.is_empty() {
-                    Ok(())
-                } else {
-                    Err(McError::Unexpected(format!(
-                        "{} of {} items not stored",
-                        refused.len(),
-                        items.len()
-                    )))
-                }
-            })
+            .timed(deadline, set_items(&self.servers[s], &items, flags))
             .await;
         (s, r)
     }
@@ -704,7 +693,7 @@ impl Inner {
         deadline: Option<Deadline>,
         s: usize,
         positions: Vec<usize>,
-        wires: &[Cow<'_, str>],
+        wires: &[Wire<'_>],
     ) -> (usize, Result<u64, McError>) {
         let r = self
             .timed(deadline, async {
@@ -970,7 +959,7 @@ impl Inner {
 /// lifetime (`multi_get_with_ttl`), and how one server is asked for a batch of keys.
 trait ReadMany: Sized + Send {
     /// The answers of `server` for `keys`, in their order.
-    fn read_many<'a, K: AsRef<str> + Sync>(
+    fn read_many<'a, K: AsRef<[u8]> + Sync>(
         inner: &'a Inner,
         server: &'a Server,
         keys: &'a [K],
@@ -978,7 +967,7 @@ trait ReadMany: Sized + Send {
 }
 
 impl ReadMany for Bytes {
-    fn read_many<'a, K: AsRef<str> + Sync>(
+    fn read_many<'a, K: AsRef<[u8]> + Sync>(
         inner: &'a Inner,
         server: &'a Server,
         keys: &'a [K],
@@ -988,12 +977,32 @@ impl ReadMany for Bytes {
 }
 
 impl ReadMany for Entry {
-    fn read_many<'a, K: AsRef<str> + Sync>(
+    fn read_many<'a, K: AsRef<[u8]> + Sync>(
         inner: &'a Inner,
         server: &'a Server,
         keys: &'a [K],
     ) -> impl std::future::Future<Output = Result<Vec<Option<Self>>, McError>> + Send + 'a {
         inner.get_entries(server, keys)
+    }
+}
+
+/// Quiet meta sets of `items` (`ms <key> <len> [flags] k q` each, then `mn`) on one
+/// connection of `server`: one round trip.
+async fn set_items<K: AsRef<[u8]>>(
+    server: &Server,
+    items: &[(K, &[u8])],
+    flags: Option<&[&str]>,
+) -> Result<(), McError> {
+    let mut c = server.conn().await?;
+    let refused = c.meta_set_multi(items, flags).await?;
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(McError::Unexpected(format!(
+            "{} of {} items not stored",
+            refused.len(),
+            items.len()
+        )))
     }
 }
 
@@ -1003,6 +1012,26 @@ fn misses<T>(n: usize) -> Vec<Option<T>> {
 }
 
 type ServerAnswers<T> = (usize, Vec<usize>, Result<Vec<Option<T>>, McError>);
+
+/// A key as memcached stores it ([`Inner::wire_key`]), handed to the client as it is: one per
+/// key of a multi-key call, borrowed from the built key unless it had to be encoded.
+struct Wire<'k>(Cow<'k, str>);
+
+impl AsRef<[u8]> for Wire<'_> {
+    #[inline]
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::ops::Deref for Wire<'_> {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 /// A namespace generation that could not be read, and the server that holds its counter.
 struct Unread<'s> {
@@ -1197,7 +1226,23 @@ impl Backend for MemcachedBackend {
         if entries.is_empty() {
             return Ok(());
         }
-        let ttl = format!("T{}", exptime(op.ttl));
+        // no `T` flag without a TTL: `ms` then stores with exptime 0 (no expiry), as `T0`
+        // would, and sends two writes less per item
+        let ttl = op.ttl.map(|_| format!("T{}", exptime(op.ttl)));
+        let flag = [ttl.as_deref().unwrap_or_default()];
+        let flags = ttl.is_some().then_some(&flag[..]);
+        if inner.servers.len() == 1 && inner.generations.is_none() {
+            // one server, keys known without I/O: one pipeline, no grouping
+            let items: Vec<(Wire<'_>, &[u8])> = entries
+                .iter()
+                .map(|(k, v)| (Wire(keys::encode(k)), &v[..]))
+                .collect();
+            let server = &inner.servers[0];
+            return inner
+                .timed(ctx.deadline(), set_items(server, &items, flags))
+                .await
+                .map_err(|e| inner.fail(server, e));
+        }
         let built: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
         let wires = inner
             .wire_keys(&built, ctx.deadline())
@@ -1207,7 +1252,7 @@ impl Backend for MemcachedBackend {
         let calls: Vec<_> = groups
             .into_iter()
             .map(|(s, positions)| {
-                inner.set_group(ctx.deadline(), s, positions, &wires, entries, &ttl)
+                inner.set_group(ctx.deadline(), s, positions, &wires, entries, flags)
             })
             .collect();
         inner.first_error(join_all(calls).await).map(|_| ())

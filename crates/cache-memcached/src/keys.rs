@@ -38,19 +38,72 @@ fn is_plain(bytes: &[u8]) -> bool {
 #[inline]
 pub(crate) fn encode(key: &str) -> Cow<'_, str> {
     let bytes = key.as_bytes();
-    if bytes.len() <= MAX_KEY_LEN && is_plain(bytes) && !rest_is_marked(key) {
+    if bytes.len() > MAX_KEY_LEN {
+        return Cow::Owned(hashed(key));
+    }
+    let (plain, marks) = scan(bytes);
+    if plain && !(marks && rest_is_marked(key)) {
         Cow::Borrowed(key)
     } else {
         Cow::Owned(hashed(key))
     }
 }
 
-/// Whether the key's rest starts with `#` (reserved for encoded and internal keys).
+/// `0x01` in every byte of a word.
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+/// `0x80` in every byte of a word.
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Whether any byte of `w` is below `0x21` (control, space) or above `0x7e` (DEL, non-ASCII),
+/// and whether any is `#`, eight bytes at a time. Exact: the high bit of a byte of each mask
+/// is set only by a byte of `w` with the property (no borrow or carry crosses into a byte
+/// whose high bit is then read, because bytes with their own high bit set are caught first).
+#[inline]
+fn word_flags(w: u64) -> (u64, u64) {
+    // a byte below 0x21: subtracting 0x21 borrows, and the byte had no high bit
+    let low = w.wrapping_sub(ONES * 0x21) & !w & HIGHS;
+    // a byte above 0x7e: adding 1 reaches 0x80, or the byte had its high bit already
+    let high = (w.wrapping_add(ONES) | w) & HIGHS;
+    // a `#`: the byte xor 0x23 is zero
+    let x = w ^ (ONES * b'#' as u64);
+    let hash = x.wrapping_sub(ONES) & !x & HIGHS;
+    (low | high, hash)
+}
+
+/// `(every byte is printable ASCII other than space, some byte is '#')`: [`is_plain`] and a
+/// search for `#` in one pass, a word at a time.
+#[inline]
+fn scan(bytes: &[u8]) -> (bool, bool) {
+    let (mut bad, mut hash) = (0u64, 0u64);
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let (b, h) = word_flags(u64::from_ne_bytes(w.try_into().expect("8 bytes")));
+        bad |= b;
+        hash |= h;
+    }
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        let last = match bytes.len().checked_sub(8) {
+            // the last eight bytes, overlapping the words already read
+            Some(start) => u64::from_ne_bytes(bytes[start..].try_into().expect("8 bytes")),
+            None => {
+                // pad with a printable byte that is not `#`
+                let mut last = [b'a'; 8];
+                last[..tail.len()].copy_from_slice(tail);
+                u64::from_ne_bytes(last)
+            }
+        };
+        let (b, h) = word_flags(last);
+        bad |= b;
+        hash |= h;
+    }
+    (bad == 0, hash != 0)
+}
+
+/// Whether the key's rest starts with `#` (reserved for encoded and internal keys); asked only
+/// of keys that hold a `#`.
 #[inline]
 fn rest_is_marked(key: &str) -> bool {
-    if !key.as_bytes().contains(&b'#') {
-        return false;
-    }
     let rest = match key.find(':') {
         Some(i) => &key[i + 1..],
         None => key,
@@ -112,6 +165,35 @@ mod tests {
 
     fn valid_memcached_key(k: &str) -> bool {
         !k.is_empty() && k.len() <= MAX_KEY_LEN && is_plain(k.as_bytes())
+    }
+
+    #[test]
+    fn the_word_scan_agrees_with_a_byte_loop() {
+        let by_bytes = |b: &[u8]| (is_plain(b), b.contains(&b'#'));
+        // every byte value, at every place of keys of 1 to 17 bytes, among printable bytes
+        for len in 1..=17 {
+            for at in 0..len {
+                for v in 0..=255u8 {
+                    let mut key = vec![b'k'; len];
+                    key[at] = v;
+                    assert_eq!(scan(&key), by_bytes(&key), "{key:?}");
+                    // next to bytes that borrow or carry
+                    for n in [0x00, 0x20, 0x21, 0x22, 0x23, 0x24, 0x7e, 0x7f, 0x80, 0xff] {
+                        if at + 1 < len {
+                            key[at + 1] = n;
+                            assert_eq!(scan(&key), by_bytes(&key), "{key:?}");
+                            key[at + 1] = b'k';
+                        }
+                        if at > 0 {
+                            key[at - 1] = n;
+                            assert_eq!(scan(&key), by_bytes(&key), "{key:?}");
+                            key[at - 1] = b'k';
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(scan(b""), (true, false));
     }
 
     #[test]

@@ -50,8 +50,9 @@ pub(crate) struct Server {
     /// One permit per connection that may exist.
     permits: Semaphore,
     /// Idle open connections with their place in the opening order, most recently returned
-    /// last.
-    idle: Mutex<Vec<(Client, u64)>>,
+    /// last. Boxed: a checkout and its return move a pointer, not the client, and a command's
+    /// future holding a checked-out connection stays smaller.
+    idle: Mutex<Vec<(Box<Client>, u64)>>,
     /// Connections that exist (idle or checked out).
     open: AtomicUsize,
     /// `now_ms()` until which connects fail fast; 0 when the server is up.
@@ -80,7 +81,7 @@ impl fmt::Debug for Server {
 /// closed one; the slot is free again either way.
 pub(crate) struct Conn<'a> {
     server: &'a Server,
-    client: Option<Client>,
+    client: Option<Box<Client>>,
     /// The connection's place in the opening order: [`Server::epoch`] just after it opened.
     opened: u64,
     _permit: SemaphorePermit<'a>,
@@ -178,7 +179,7 @@ impl Server {
         &self.address
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<(Client, u64)>> {
+    fn idle(&self) -> MutexGuard<'_, Vec<(Box<Client>, u64)>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -227,7 +228,15 @@ impl Server {
     /// hold; a connection being opened is dropped.
     #[inline]
     pub(crate) async fn conn(&self) -> Result<Conn<'_>, McError> {
-        let permit = self.permits.acquire().await.map_err(|_| McError::Closed)?;
+        // a free permit without the waiting future and its scheduler bookkeeping; permits are
+        // handed to queued waiters first, so this never overtakes one
+        let permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(McError::Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                self.permits.acquire().await.map_err(|_| McError::Closed)?
+            }
+        };
         loop {
             let reused = self.idle().pop();
             match reused {
@@ -256,7 +265,7 @@ impl Server {
         })
     }
 
-    fn connect(&self) -> Pin<Box<dyn Future<Output = Result<Client, McError>> + Send + '_>> {
+    fn connect(&self) -> Pin<Box<dyn Future<Output = Result<Box<Client>, McError>> + Send + '_>> {
         Box::pin(async move {
             if let Some(wait) = self.down_for() {
                 return Err(McError::Down(wait));
@@ -265,7 +274,7 @@ impl Server {
                 Ok(Ok(client)) => {
                     self.mark(true);
                     self.counters.connected();
-                    Ok(client)
+                    Ok(Box::new(client))
                 }
                 Ok(Err(e)) => {
                     self.mark(false);
@@ -281,7 +290,7 @@ impl Server {
         })
     }
 
-    fn put_back(&self, client: Client, opened: u64) {
+    fn put_back(&self, client: Box<Client>, opened: u64) {
         if client.is_closed() && !self.closed.load(Ordering::Acquire) {
             self.counters.lost();
         }
@@ -292,7 +301,7 @@ impl Server {
         }
     }
 
-    fn forget(&self, client: Client) {
+    fn forget(&self, client: Box<Client>) {
         drop(client);
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
@@ -317,7 +326,7 @@ impl Server {
 
     /// Drops every idle connection (after an I/O error they are likely dead too).
     pub(crate) fn discard_idle(&self) {
-        let idle: Vec<(Client, u64)> = std::mem::take(&mut *self.idle());
+        let idle: Vec<(Box<Client>, u64)> = std::mem::take(&mut *self.idle());
         self.open.fetch_sub(idle.len(), Ordering::Relaxed);
     }
 
