@@ -179,14 +179,14 @@ fn what_is_sent(server: Server) -> String {
              (`MemcachedBackend`, and raw async-memcached's `get_multi`), on one connection of \
              each pool, the answers put back in request order; `multi_set` — the benchmark writes without a TTL, so \
              stratacache's `MemcachedBackend` sends one pipeline of 100 quiet meta sets \
-             (`ms <key> <len> T0 k q`) ending in `mn` on one connection of its pool of \
-             {POOL_SIZE}, and raw async-memcached sends the same pipeline with \
-             `meta_set_multi` (`ms <key> <len> k q` per key, then `mn`: no `T` flag, which is \
-             the same no expiry as `T0`) on one connection of its pool; `increment` — raw \
-             async-memcached sends one `incr <key> 1` (`increment`), stratacache's \
-             `MemcachedBackend` a meta get of the value, its CAS unique and TTL \
-             (`mg <key> v c t`), then a meta arithmetic with that CAS (`ma <key> C<cas> v`): \
-             two round trips where raw has one."
+             ending in `mn` on one connection of its pool of {POOL_SIZE}, and raw \
+             async-memcached sends the same pipeline with `meta_set_multi` (`ms <key> <len> k \
+             q` per key, then `mn`) on one connection of its pool; `increment` — raw \
+             async-memcached sends one `incr <key> 1` (`increment`); stratacache's \
+             `MemcachedBackend`, once it wrote the counter, one meta arithmetic guarded by the \
+             CAS unique it remembers (`ma <key> C<cas> D1 v c`): one round trip, as raw (a \
+             counter it never wrote, or one another client changed, takes a meta get of the \
+             value and its CAS unique first)."
         ),
     }
 }

@@ -609,7 +609,7 @@ impl Contender {
 
     /// `multi_set` of the keys `picks` with their records (no TTL, as every write of the
     /// benchmark). Ours sends one `MSET` (Redis) or one pipeline of quiet meta sets ending in
-    /// `mn` (memcached, `ms <key> <len> T0 k q`); the raw clients send the same: fred `MSET`,
+    /// `mn` (memcached); the raw clients send the same: fred `MSET`,
     /// async-memcached `meta_set_multi` (`ms <key> <len> k q` per key, then `mn`).
     async fn multi_set(&self, d: &Data, picks: &[usize]) -> Result<(), BoxError> {
         match self {
