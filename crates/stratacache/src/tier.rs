@@ -392,7 +392,7 @@ pub(crate) mod build {
 }
 
 /// Whether the query of `url` sets `param`.
-#[cfg(feature = "redis")]
+#[cfg(all(feature = "tiered", feature = "redis"))]
 fn url_sets(url: &str, param: &str) -> bool {
     url.split_once('?').is_some_and(|(_, query)| {
         query
