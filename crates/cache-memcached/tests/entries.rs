@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use async_memcached::{AsciiProtocol, Client};
 use bytes::Bytes;
+use cache_core::testkit::LineProxy;
 use cache_core::{
     Backend, CallContext, Command, DefaultKeyBuilder, Entry, ErrorKind, KeyBuilder, OpSet,
 };
 use cache_memcached::{MemcachedBackend, MemcachedBuilder, MemcachedConfig};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 
 const ONE: &str = "CACHE_TEST_MEMCACHED_URL";
 const CLUSTER: &str = "CACHE_TEST_MEMCACHED_CLUSTER_URL";
@@ -292,7 +293,7 @@ impl Lines {
     }
 }
 
-/// A TCP proxy in front of one memcached server that counts the lines going up (the data
+/// A proxy in front of one memcached server that counts the lines going up (the data
 /// blocks of writes too: the counts are compared around reads only).
 struct Proxy {
     address: String,
@@ -301,51 +302,13 @@ struct Proxy {
 
 impl Proxy {
     async fn start(upstream: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
         let lines = Arc::new(Lines::default());
         let counted = lines.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(&upstream).await else {
-                    continue;
-                };
-                let counted = counted.clone();
-                tokio::spawn(async move {
-                    let (client_read, mut client_write) = client.into_split();
-                    let (mut server_read, mut server_write) = server.into_split();
-                    let up = async move {
-                        let mut reader = BufReader::new(client_read);
-                        let mut line = Vec::new();
-                        loop {
-                            line.clear();
-                            match reader.read_until(b'\n', &mut line).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(_) => counted.count(&line),
-                            }
-                            if server_write.write_all(&line).await.is_err() {
-                                break;
-                            }
-                        }
-                    };
-                    let down = async move {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            match server_read.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => {
-                                    if client_write.write_all(&buf[..n]).await.is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                    };
-                    tokio::join!(up, down);
-                });
-            }
-        });
-        Proxy { address, lines }
+        let proxy = LineProxy::start(upstream, move |line| counted.count(line)).await;
+        Proxy {
+            address: proxy.address().to_owned(),
+            lines,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Every call through `dyn Backend` moves its future into a box: the hot commands' futures
 //! stay small, on one server and on several.
 
-use cache_core::testkit::{command_future_sizes, server_url};
+use cache_core::testkit::{assert_command_futures_within, server_url};
 use cache_memcached::MemcachedConfig;
 
 /// The largest, `increment`, is about 2.6 KiB.
@@ -15,13 +15,7 @@ async fn assert_small(var: &str) {
         .build()
         .await
         .expect("connect");
-    let sizes = command_future_sizes(&backend);
-    eprintln!("{var}: {sizes:?}");
-    let large: Vec<_> = sizes.iter().filter(|(_, n)| *n > BOUND).collect();
-    assert!(
-        large.is_empty(),
-        "futures above {BOUND} bytes: {large:?} (all: {sizes:?})"
-    );
+    assert_command_futures_within(&backend, BOUND);
 }
 
 #[tokio::test]

@@ -12,11 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use cache_core::testkit::LineProxy;
 use cache_core::{Backend, CallContext, Command, DefaultKeyBuilder, ErrorKind, KeyBuilder, OpSet};
 use cache_memcached::{MemcachedBackend, MemcachedBuilder, MemcachedConfig};
 use cache_test_fixtures::{Server, ServerKind};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
 
 const ONE: &str = "CACHE_TEST_MEMCACHED_URL";
 
@@ -48,7 +47,7 @@ impl Lines {
     }
 }
 
-/// A TCP proxy in front of one memcached server that counts the lines going up.
+/// A proxy in front of one memcached server that counts the lines going up.
 struct Proxy {
     address: String,
     lines: Arc<Lines>,
@@ -56,51 +55,13 @@ struct Proxy {
 
 impl Proxy {
     async fn start(upstream: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
         let lines = Arc::new(Lines::default());
         let counted = lines.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(&upstream).await else {
-                    continue;
-                };
-                let counted = counted.clone();
-                tokio::spawn(async move {
-                    let (client_read, mut client_write) = client.into_split();
-                    let (mut server_read, mut server_write) = server.into_split();
-                    let up = async move {
-                        let mut reader = BufReader::new(client_read);
-                        let mut line = Vec::new();
-                        loop {
-                            line.clear();
-                            match reader.read_until(b'\n', &mut line).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(_) => counted.count(&line),
-                            }
-                            if server_write.write_all(&line).await.is_err() {
-                                break;
-                            }
-                        }
-                    };
-                    let down = async move {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            match server_read.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => {
-                                    if client_write.write_all(&buf[..n]).await.is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                    };
-                    tokio::join!(up, down);
-                });
-            }
-        });
-        Proxy { address, lines }
+        let proxy = LineProxy::start(upstream, move |line| counted.count(line)).await;
+        Proxy {
+            address: proxy.address().to_owned(),
+            lines,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! stay a little above fred's own (about 5 KiB), with the cluster detour and the per-slot
 //! reads behind boxes of their own, on every topology the backend serves.
 
-use cache_core::testkit::{command_future_sizes, server_url};
+use cache_core::testkit::{assert_command_futures_within, server_url};
 use cache_redis::RedisConfig;
 
 /// fred's `GET` future alone is about 5 KiB optimized, 7 KiB in a debug build.
@@ -16,13 +16,7 @@ async fn assert_small(var: &str) {
         .build()
         .await
         .expect("connect");
-    let sizes = command_future_sizes(&backend);
-    eprintln!("{var}: {sizes:?}");
-    let large: Vec<_> = sizes.iter().filter(|(_, n)| *n > BOUND).collect();
-    assert!(
-        large.is_empty(),
-        "futures above {BOUND} bytes: {large:?} (all: {sizes:?})"
-    );
+    assert_command_futures_within(&backend, BOUND);
 }
 
 #[tokio::test]

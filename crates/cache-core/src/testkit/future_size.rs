@@ -53,3 +53,14 @@ pub fn command_future_sizes(backend: &dyn Backend) -> Vec<(&'static str, usize)>
         ("expire", size_of_boxed(backend.expire(&ctx, key, None))),
     ]
 }
+
+/// Panics, naming them, when the future of any hot command of `backend` is larger than
+/// `bound` bytes (see [`command_future_sizes`]).
+pub fn assert_command_futures_within(backend: &dyn Backend, bound: usize) {
+    let sizes = command_future_sizes(backend);
+    let large: Vec<_> = sizes.iter().filter(|(_, n)| *n > bound).collect();
+    assert!(
+        large.is_empty(),
+        "futures above {bound} bytes: {large:?} (all: {sizes:?})"
+    );
+}

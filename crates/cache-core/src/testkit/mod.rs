@@ -21,6 +21,7 @@
 
 pub mod cases;
 mod future_size;
+mod line_proxy;
 mod map_backend;
 pub mod reliability;
 mod sink;
@@ -28,7 +29,8 @@ mod sink;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::future_size::command_future_sizes;
+pub use self::future_size::{assert_command_futures_within, command_future_sizes};
+pub use self::line_proxy::LineProxy;
 pub use self::map_backend::MapBackend;
 pub use self::sink::{RecordingSink, SinkEvent};
 use crate::{Backend, Cache, CacheBuilder, Capability, IntoBackend, Json};
