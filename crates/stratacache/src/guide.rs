@@ -33,6 +33,10 @@ pub mod tags {}
 #[doc = include_str!("../guide/tiered.md")]
 pub mod tiered {}
 
+#[cfg(feature = "memory")]
+#[doc = include_str!("../guide/performance.md")]
+pub mod performance {}
+
 #[doc = include_str!("../guide/locks.md")]
 pub mod locks {}
 
