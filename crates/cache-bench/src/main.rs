@@ -194,7 +194,7 @@ fn setup_section(what: &str, quick: bool, python: Option<&Python>, took: Duratio
          | `cargo x bench generations` | a `get` with namespace generations vs a plain `get` (memory, Redis), and `clear()` among five million keys on a private Redis, with and without generations |\n\
          | `cargo x bench redis` | Redis: stratacache vs raw fred vs aiocache |\n\
          | `cargo x bench memcached` | Memcached: stratacache vs raw async-memcached vs aiocache |\n\
-         | `cargo x bench profile` | instructions per operation under callgrind, stratacache vs raw fred, step by step (needs `valgrind`) |\n\
+         | `cargo x bench profile` | instructions per operation under callgrind: stratacache vs raw fred step by step, and vs raw async-memcached (needs `valgrind`) |\n\
          | `cargo x bench stampede` | `get_or_set` with 1,000 concurrent callers per cold key, every backend, and across 4 processes × 250 callers on Redis and Memcached (`ReadThrough::lease`); `get_or_set` with fail-safe through a 5 s outage of a private Redis and Memcached |\n\
          | `cargo x bench serde` | serializer size and speed (no server) |\n\
          | `cargo x bench all --quick` | smoke test of the harness with tiny sizes; writes `target/bench-quick/`, never this page |\n\n\
@@ -365,9 +365,14 @@ fn main() {
     }
 
     if (all && !quick) || what == "profile" {
-        report
-            .sections
-            .push(("profile", profile::section(&redis_url())));
+        report.sections.push((
+            "profile",
+            format!(
+                "{}\n{}",
+                profile::section(&redis_url()),
+                profile::memcached_section(&memcached_url())
+            ),
+        ));
         eprintln!(
             "profile done after {:.0} s",
             started.elapsed().as_secs_f64()

@@ -198,35 +198,9 @@ pub(crate) fn section(redis_url: &str) -> String {
          free run; the counts are the CPU work per operation, not throughput. Each row adds one \
          thing to the row above.\n\n",
     );
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        let _ = writeln!(
-            out,
-            "Not measured: `valgrind` is not installed (`apt install valgrind`)."
-        );
+    let Some(binary) = built("mix_profile", &mut out) else {
         return out;
-    }
-    let root = workspace_root();
-    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "cache-bench",
-            "--example",
-            "mix_profile",
-        ])
-        .status();
-    if !matches!(build, Ok(s) if s.success()) {
-        let _ = writeln!(out, "Not measured: `mix_profile` did not build.");
-        return out;
-    }
-    let binary = root
-        .join("target")
-        .join("release")
-        .join("examples")
-        .join("mix_profile");
+    };
     let run = |steps: &[Step]| -> Result<Vec<f64>, String> {
         steps
             .iter()
@@ -256,4 +230,172 @@ pub(crate) fn section(redis_url: &str) -> String {
         }
     }
     out
+}
+
+/// One Memcached workload of `examples/mc_profile.rs`: its name, the two counts (operations,
+/// or calls of 100 keys), whether it runs on one thread, and what a row says.
+struct McWorkload {
+    name: &'static str,
+    few: usize,
+    many: usize,
+    one_thread: bool,
+    what: &'static str,
+}
+
+const MC_WORKLOADS: [McWorkload; 5] = [
+    McWorkload {
+        name: "get",
+        few: 1_000,
+        many: 3_000,
+        one_thread: true,
+        what: "sequential `get`, per op",
+    },
+    McWorkload {
+        name: "set",
+        few: 1_000,
+        many: 3_000,
+        one_thread: true,
+        what: "sequential `set`, per op",
+    },
+    McWorkload {
+        name: "mix",
+        few: 3_200,
+        many: 9_600,
+        one_thread: false,
+        what: "64 tasks, 90 % `get` / 10 % `set`, per op",
+    },
+    McWorkload {
+        name: "mget",
+        few: 100,
+        many: 300,
+        one_thread: true,
+        what: "`multi_get` of 100 keys, per call",
+    },
+    McWorkload {
+        name: "mset",
+        few: 100,
+        many: 300,
+        one_thread: true,
+        what: "`multi_set` of 100 keys, per call",
+    },
+];
+
+/// Instructions of one `mc_profile` run.
+fn mc_instructions(
+    binary: &PathBuf,
+    url: &str,
+    who: &str,
+    w: &McWorkload,
+    ops: usize,
+) -> Result<u64, String> {
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(binary)
+        .args([who, w.name, &ops.to_string()])
+        .env("CACHE_TEST_MEMCACHED_URL", url);
+    if w.one_thread {
+        cmd.env("MC_PROFILE_RUNTIME", "current");
+    }
+    let out = cmd.output().map_err(|e| format!("valgrind: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("{who} {} {ops}: {}", w.name, stderr.trim()));
+    }
+    stderr
+        .lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("no instruction count in: {}", stderr.trim()))
+}
+
+/// Instructions per operation (or call) of `who` on `w`: the two runs at once, the slope.
+fn mc_per_op(binary: &PathBuf, url: &str, who: &str, w: &McWorkload) -> Result<f64, String> {
+    let (few, many) = std::thread::scope(|s| {
+        let few = s.spawn(|| mc_instructions(binary, url, who, w, w.few));
+        let many = s.spawn(|| mc_instructions(binary, url, who, w, w.many));
+        (few.join(), many.join())
+    });
+    let few = few.map_err(|_| "a callgrind run panicked".to_owned())??;
+    let many = many.map_err(|_| "a callgrind run panicked".to_owned())??;
+    Ok((many as f64 - few as f64) / (w.many - w.few) as f64)
+}
+
+/// The Memcached section: raw async-memcached, the backend alone, the cache over it.
+pub(crate) fn memcached_section(memcached_url: &str) -> String {
+    let mut out = String::from(
+        "## Instructions per operation (Memcached)\n\nCommand: `cargo x bench profile`. \
+         `crates/cache-bench/examples/mc_profile.rs` under callgrind, as above: raw \
+         async-memcached (`Client`s behind a semaphore pool of 8, keys pre-built), \
+         `MemcachedBackend` called through the `Backend` trait with built keys and no deadline \
+         (the backend's own cost; for calls of 100 keys it also builds the `String` keys and \
+         entries the trait takes), and `Cache<RawBytes>` over it (defaults: 5 s deadline, pool \
+         of 8). One server, 1,000 keys, values as bytes; the sequential workloads and the calls \
+         of 100 keys run on one thread (steadier counts), the mix on two. Per operation = the \
+         difference of two runs (1,000 and 3,000 operations; 3,200 and 9,600 for the mix; 100 \
+         and 300 calls) divided by the difference of their counts.\n\n",
+    );
+    let Some(binary) = built("mc_profile", &mut out) else {
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "| workload | raw async-memcached | `MemcachedBackend` alone | `Cache<RawBytes>` | cache vs raw |\n|---|---|---|---|---|"
+    );
+    for w in &MC_WORKLOADS {
+        let row: Result<Vec<f64>, String> = ["raw", "backend", "ours"]
+            .iter()
+            .map(|who| mc_per_op(&binary, memcached_url, who, w))
+            .collect();
+        match row {
+            Ok(n) => {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {:.0} | {:.0} | {:.2}× |",
+                    w.what,
+                    n[0],
+                    n[1],
+                    n[2],
+                    n[2] / n[0]
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "| {} | not measured: {e} | | | |", w.what);
+            }
+        }
+    }
+    out
+}
+
+/// Builds the example `name` (release) and returns its path, or says in `out` why not.
+fn built(name: &str, out: &mut String) -> Option<PathBuf> {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        let _ = writeln!(
+            out,
+            "Not measured: `valgrind` is not installed (`apt install valgrind`)."
+        );
+        return None;
+    }
+    let root = workspace_root();
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "cache-bench",
+            "--example",
+            name,
+        ])
+        .status();
+    if !matches!(build, Ok(s) if s.success()) {
+        let _ = writeln!(out, "Not measured: `{name}` did not build.");
+        return None;
+    }
+    Some(
+        root.join("target")
+            .join("release")
+            .join("examples")
+            .join(name),
+    )
 }
