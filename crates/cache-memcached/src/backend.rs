@@ -953,8 +953,6 @@ impl Inner {
     }
 }
 
-/// One server's part of a multi-key read: its index, the positions of its keys among the keys
-/// asked, and its answers to them in that order.
 /// What a multi-key read answers per key: the value (`multi_get`) or the value with its
 /// lifetime (`multi_get_with_ttl`), and how one server is asked for a batch of keys.
 trait ReadMany: Sized + Send {
@@ -1011,6 +1009,8 @@ fn misses<T>(n: usize) -> Vec<Option<T>> {
     std::iter::repeat_with(|| None).take(n).collect()
 }
 
+/// One server's part of a multi-key read: its index, the positions of its keys among the keys
+/// asked, and its answers to them in that order.
 type ServerAnswers<T> = (usize, Vec<usize>, Result<Vec<Option<T>>, McError>);
 
 /// A key as memcached stores it ([`Inner::wire_key`]), handed to the client as it is: one per
