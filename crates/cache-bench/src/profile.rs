@@ -7,7 +7,7 @@
 //! before.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::aiocache::workspace_root;
@@ -114,25 +114,22 @@ const MULTI: [Step; 6] = [
     },
 ];
 
-/// Total instructions of one run, from callgrind's summary line.
-fn instructions(binary: &PathBuf, url: &str, step: &Step, ops: usize) -> Result<u64, String> {
+/// `valgrind --tool=callgrind` on `binary`, its output discarded: add the arguments and the
+/// environment, then [`instructions`].
+fn callgrind(binary: &Path) -> Command {
     let mut cmd = Command::new("valgrind");
     cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-        .arg(binary)
-        .arg(step.who)
-        .arg(ops.to_string());
-    if !step.mode.is_empty() {
-        cmd.arg(step.mode);
-    }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    cmd.env(
-        "CACHE_TEST_REDIS_URL",
-        format!("{url}{sep}protocol={}", step.protocol),
-    );
+        .arg(binary);
+    cmd
+}
+
+/// Total instructions of the run `cmd` (from [`callgrind`]), from its summary line; `what`
+/// names the run in errors.
+fn instructions(mut cmd: Command, what: &str) -> Result<u64, String> {
     let out = cmd.output().map_err(|e| format!("valgrind: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        return Err(format!("{} {ops}: {}", step.who, stderr.trim()));
+        return Err(format!("{what}: {}", stderr.trim()));
     }
     stderr
         .lines()
@@ -141,22 +138,43 @@ fn instructions(binary: &PathBuf, url: &str, step: &Step, ops: usize) -> Result<
         .ok_or_else(|| format!("no instruction count in: {}", stderr.trim()))
 }
 
-/// Instructions per operation of `step`: its two runs at once (two cores), then the slope.
-fn per_op(binary: &PathBuf, url: &str, step: &Step) -> Result<f64, String> {
-    let (few, many) = std::thread::scope(|s| {
-        let few = s.spawn(|| instructions(binary, url, step, FEW));
-        let many = s.spawn(|| instructions(binary, url, step, MANY));
-        (few.join(), many.join())
+/// Instructions per operation: the runs of `few` and `many` operations at once (two cores),
+/// their difference divided by the difference of the operations `done` counts for each.
+fn slope(
+    few: usize,
+    many: usize,
+    done: impl Fn(usize) -> f64,
+    run: impl Fn(usize) -> Result<u64, String> + Sync,
+) -> Result<f64, String> {
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(few));
+        let b = s.spawn(|| run(many));
+        (a.join(), b.join())
     });
-    let few = few.map_err(|_| "a callgrind run panicked".to_owned())??;
-    let many = many.map_err(|_| "a callgrind run panicked".to_owned())??;
+    let a = a.map_err(|_| "a callgrind run panicked".to_owned())??;
+    let b = b.map_err(|_| "a callgrind run panicked".to_owned())??;
+    Ok((b as f64 - a as f64) / (done(many) - done(few)))
+}
+
+/// Instructions per operation of `step`.
+fn per_op(binary: &Path, url: &str, step: &Step) -> Result<f64, String> {
     // mix_profile runs 64 tasks of ops / 64 each, or ops / 100 calls of 100 keys; a
     // multi-key call is counted as one operation
     let done = |n: usize| match step.mode {
         "mget" | "mset" => (n / 100) as f64,
         _ => (n / 64 * 64) as f64,
     };
-    Ok((many as f64 - few as f64) / (done(MANY) - done(FEW)))
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}protocol={}", step.protocol);
+    slope(FEW, MANY, done, |ops| {
+        let mut cmd = callgrind(binary);
+        cmd.args([step.who, &ops.to_string()])
+            .env("CACHE_TEST_REDIS_URL", &url);
+        if !step.mode.is_empty() {
+            cmd.arg(step.mode);
+        }
+        instructions(cmd, &format!("{} {ops}", step.who))
+    })
 }
 
 /// A table of `steps`, each against the row above and against the raw client of its group
@@ -280,44 +298,22 @@ const MC_WORKLOADS: [McWorkload; 5] = [
     },
 ];
 
-/// Instructions of one `mc_profile` run.
-fn mc_instructions(
-    binary: &PathBuf,
-    url: &str,
-    who: &str,
-    w: &McWorkload,
-    ops: usize,
-) -> Result<u64, String> {
-    let mut cmd = Command::new("valgrind");
-    cmd.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-        .arg(binary)
-        .args([who, w.name, &ops.to_string()])
-        .env("CACHE_TEST_MEMCACHED_URL", url);
-    if w.one_thread {
-        cmd.env("MC_PROFILE_RUNTIME", "current");
-    }
-    let out = cmd.output().map_err(|e| format!("valgrind: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        return Err(format!("{who} {} {ops}: {}", w.name, stderr.trim()));
-    }
-    stderr
-        .lines()
-        .find_map(|l| l.split("Collected :").nth(1))
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| format!("no instruction count in: {}", stderr.trim()))
-}
-
-/// Instructions per operation (or call) of `who` on `w`: the two runs at once, the slope.
-fn mc_per_op(binary: &PathBuf, url: &str, who: &str, w: &McWorkload) -> Result<f64, String> {
-    let (few, many) = std::thread::scope(|s| {
-        let few = s.spawn(|| mc_instructions(binary, url, who, w, w.few));
-        let many = s.spawn(|| mc_instructions(binary, url, who, w, w.many));
-        (few.join(), many.join())
-    });
-    let few = few.map_err(|_| "a callgrind run panicked".to_owned())??;
-    let many = many.map_err(|_| "a callgrind run panicked".to_owned())??;
-    Ok((many as f64 - few as f64) / (w.many - w.few) as f64)
+/// Instructions per operation (or call) of `who` on `w`.
+fn mc_per_op(binary: &Path, url: &str, who: &str, w: &McWorkload) -> Result<f64, String> {
+    slope(
+        w.few,
+        w.many,
+        |n| n as f64,
+        |ops| {
+            let mut cmd = callgrind(binary);
+            cmd.args([who, w.name, &ops.to_string()])
+                .env("CACHE_TEST_MEMCACHED_URL", url);
+            if w.one_thread {
+                cmd.env("MC_PROFILE_RUNTIME", "current");
+            }
+            instructions(cmd, &format!("{who} {} {ops}", w.name))
+        },
+    )
 }
 
 /// The Memcached section: raw async-memcached, the backend alone, the cache over it.
