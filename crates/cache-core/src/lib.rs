@@ -21,6 +21,7 @@ mod read_through;
 pub mod serializer;
 pub mod tags;
 pub mod tier;
+mod timer;
 mod ttl;
 pub mod url;
 

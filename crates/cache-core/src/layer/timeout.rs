@@ -47,7 +47,7 @@ impl Around for TimeoutLayer {
 
 /// Runs `fut` until `deadline`; a [`ErrorKind::Timeout`] error after it.
 pub(crate) async fn within<F: Future>(deadline: Deadline, fut: F) -> Result<F::Output> {
-    tokio::time::timeout_at(deadline.instant(), fut)
+    crate::timer::run_until(deadline.instant(), fut)
         .await
-        .map_err(|_| timeout_error(deadline.budget()))
+        .ok_or_else(|| timeout_error(deadline.budget()))
 }
