@@ -63,6 +63,30 @@ impl Entry {
     }
 }
 
+/// The future of a [`Backend`] command, as the trait's methods return it.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Boxes the future that `make` returns, built in place on the heap.
+///
+/// The methods of [`Backend`] return boxed futures. `Box::pin(future)`, what
+/// `#[async_trait]` writes, builds the future on the stack and then copies all of it into the
+/// box; a command whose future nests a client's own futures is kilobytes, and that copy is then
+/// the largest cost the call adds. A backend writes its hot commands by hand with this instead,
+/// so the future is built where it stays (see `cache-redis` for the signature to write):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use cache_core::{BoxFuture, box_in_place};
+/// let call: BoxFuture<'_, u32> = box_in_place(|| async { 7 });
+/// assert_eq!(call.await, 7);
+/// # }
+/// ```
+#[inline(always)]
+pub fn box_in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
 /// A storage backend: what the [`Cache`](crate::Cache) calls after it has built keys and
 /// encoded values.
 ///

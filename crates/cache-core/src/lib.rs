@@ -29,7 +29,8 @@ pub mod url;
 pub mod testkit;
 
 pub use backend::{
-    Backend, ClearScope, ConnectionCounters, ConnectionStats, Endpoint, Entry, IntoBackend, OpSet,
+    Backend, BoxFuture, ClearScope, ConnectionCounters, ConnectionStats, Endpoint, Entry,
+    IntoBackend, OpSet, box_in_place,
 };
 pub use cache::{
     Cache, CacheBuilder, DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock, LockGuard, OptimisticLock, Scoped,

@@ -11,8 +11,8 @@ use async_memcached::{AsciiProtocol, Error as ClientError, MetaProtocol, MetaVal
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, CallContext, Capability, ClearScope, ConnectionCounters, ConnectionStats, Deadline,
-    Endpoint, Entry, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
+    Backend, BoxFuture, CallContext, Capability, ClearScope, ConnectionCounters, ConnectionStats,
+    Deadline, Endpoint, Entry, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result, box_in_place,
 };
 use futures_util::future::join_all;
 
@@ -1097,6 +1097,8 @@ fn parse_generation(data: Option<&[u8]>) -> Result<u64, McError> {
         .ok_or_else(|| McError::Unexpected("a namespace generation record is not a number".into()))
 }
 
+// The hot commands are written out so that their futures are built in their box:
+// `#[async_trait]` would build each on the stack and copy it.
 #[async_trait]
 impl Backend for MemcachedBackend {
     fn name(&self) -> &'static str {
@@ -1111,24 +1113,37 @@ impl Backend for MemcachedBackend {
         self.inner.endpoint.clone()
     }
 
-    async fn get(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
-        let inner = &*self.inner;
-        inner.check_open()?;
-        let server = inner.server_for(key);
-        let wire = match inner.wire_key(key, ctx.deadline()).await {
-            Ok(w) => w,
-            Err(u) => return inner.read_failed(u.server, u.error, None),
-        };
-        let r = inner
-            .timed(ctx.deadline(), async {
-                let mut c = server.conn().await?;
-                Ok(c.get(wire.as_bytes()).await?)
-            })
-            .await;
-        match r {
-            Ok(v) => Ok(v.map(|v| Bytes::from(v.data.unwrap_or_default()))),
-            Err(e) => inner.read_failed(server, e, None),
-        }
+    fn get<'s, 'c, 'x, 'k, 'f>(
+        &'s self,
+        ctx: &'c CallContext<'x>,
+        key: &'k str,
+    ) -> BoxFuture<'f, Result<Option<Bytes>>>
+    where
+        's: 'f,
+        'c: 'f,
+        'x: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        box_in_place(move || async move {
+            let inner = &*self.inner;
+            inner.check_open()?;
+            let server = inner.server_for(key);
+            let wire = match inner.wire_key(key, ctx.deadline()).await {
+                Ok(w) => w,
+                Err(u) => return inner.read_failed(u.server, u.error, None),
+            };
+            let r = inner
+                .timed(ctx.deadline(), async {
+                    let mut c = server.conn().await?;
+                    Ok(c.get(wire.as_bytes()).await?)
+                })
+                .await;
+            match r {
+                Ok(v) => Ok(v.map(|v| Bytes::from(v.data.unwrap_or_default()))),
+                Err(e) => inner.read_failed(server, e, None),
+            }
+        })
     }
 
     async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
@@ -1163,32 +1178,54 @@ impl Backend for MemcachedBackend {
         self.inner.multi_read(ctx, keys).await
     }
 
-    async fn multi_get(
-        &self,
-        ctx: &CallContext<'_>,
-        keys: &[String],
-    ) -> Result<Vec<Option<Bytes>>> {
-        self.inner.multi_read(ctx, keys).await
+    fn multi_get<'s, 'c, 'x, 'k, 'f>(
+        &'s self,
+        ctx: &'c CallContext<'x>,
+        keys: &'k [String],
+    ) -> BoxFuture<'f, Result<Vec<Option<Bytes>>>>
+    where
+        's: 'f,
+        'c: 'f,
+        'x: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        box_in_place(move || async move { self.inner.multi_read(ctx, keys).await })
     }
 
-    async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
-        let inner = &*self.inner;
-        inner.check_open()?;
-        let server = inner.server_for(key);
-        let wire = inner
-            .wire_key(key, ctx.deadline())
-            .await
-            .map_err(|u| inner.unread(u))?;
-        inner
-            .timed(ctx.deadline(), async {
-                let mut c = server.conn().await?;
-                Ok(
-                    c.set(wire.as_bytes(), &value[..], Some(exptime(op.ttl)), None)
-                        .await?,
-                )
-            })
-            .await
-            .map_err(|e| inner.fail(server, e))
+    fn set<'s, 'c, 'x, 'k, 'f>(
+        &'s self,
+        ctx: &'c CallContext<'x>,
+        key: &'k str,
+        value: Bytes,
+        op: OpSet,
+    ) -> BoxFuture<'f, Result<()>>
+    where
+        's: 'f,
+        'c: 'f,
+        'x: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        box_in_place(move || async move {
+            let inner = &*self.inner;
+            inner.check_open()?;
+            let server = inner.server_for(key);
+            let wire = inner
+                .wire_key(key, ctx.deadline())
+                .await
+                .map_err(|u| inner.unread(u))?;
+            inner
+                .timed(ctx.deadline(), async {
+                    let mut c = server.conn().await?;
+                    Ok(
+                        c.set(wire.as_bytes(), &value[..], Some(exptime(op.ttl)), None)
+                            .await?,
+                    )
+                })
+                .await
+                .map_err(|e| inner.fail(server, e))
+        })
     }
 
     async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
@@ -1215,47 +1252,56 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    async fn multi_set(
-        &self,
-        ctx: &CallContext<'_>,
-        entries: &[(String, Bytes)],
+    fn multi_set<'s, 'c, 'x, 'k, 'f>(
+        &'s self,
+        ctx: &'c CallContext<'x>,
+        entries: &'k [(String, Bytes)],
         op: OpSet,
-    ) -> Result<()> {
-        let inner = &*self.inner;
-        inner.check_open()?;
-        if entries.is_empty() {
-            return Ok(());
-        }
-        // no `T` flag without a TTL: `ms` then stores with exptime 0 (no expiry), as `T0`
-        // would, and sends two writes less per item
-        let ttl = op.ttl.map(|_| format!("T{}", exptime(op.ttl)));
-        let flag = [ttl.as_deref().unwrap_or_default()];
-        let flags = ttl.is_some().then_some(&flag[..]);
-        if inner.servers.len() == 1 && inner.generations.is_none() {
-            // one server, keys known without I/O: one pipeline, no grouping
-            let items: Vec<(Wire<'_>, &[u8])> = entries
-                .iter()
-                .map(|(k, v)| (Wire(keys::encode(k)), &v[..]))
-                .collect();
-            let server = &inner.servers[0];
-            return inner
-                .timed(ctx.deadline(), set_items(server, &items, flags))
+    ) -> BoxFuture<'f, Result<()>>
+    where
+        's: 'f,
+        'c: 'f,
+        'x: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        box_in_place(move || async move {
+            let inner = &*self.inner;
+            inner.check_open()?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            // no `T` flag without a TTL: `ms` then stores with exptime 0 (no expiry), as `T0`
+            // would, and sends two writes less per item
+            let ttl = op.ttl.map(|_| format!("T{}", exptime(op.ttl)));
+            let flag = [ttl.as_deref().unwrap_or_default()];
+            let flags = ttl.is_some().then_some(&flag[..]);
+            if inner.servers.len() == 1 && inner.generations.is_none() {
+                // one server, keys known without I/O: one pipeline, no grouping
+                let items: Vec<(Wire<'_>, &[u8])> = entries
+                    .iter()
+                    .map(|(k, v)| (Wire(keys::encode(k)), &v[..]))
+                    .collect();
+                let server = &inner.servers[0];
+                return inner
+                    .timed(ctx.deadline(), set_items(server, &items, flags))
+                    .await
+                    .map_err(|e| inner.fail(server, e));
+            }
+            let built: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+            let wires = inner
+                .wire_keys(&built, ctx.deadline())
                 .await
-                .map_err(|e| inner.fail(server, e));
-        }
-        let built: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-        let wires = inner
-            .wire_keys(&built, ctx.deadline())
-            .await
-            .map_err(|u| inner.unread(u))?;
-        let groups = inner.split(&built);
-        let calls: Vec<_> = groups
-            .into_iter()
-            .map(|(s, positions)| {
-                inner.set_group(ctx.deadline(), s, positions, &wires, entries, flags)
-            })
-            .collect();
-        inner.first_error(join_all(calls).await).map(|_| ())
+                .map_err(|u| inner.unread(u))?;
+            let groups = inner.split(&built);
+            let calls: Vec<_> = groups
+                .into_iter()
+                .map(|(s, positions)| {
+                    inner.set_group(ctx.deadline(), s, positions, &wires, entries, flags)
+                })
+                .collect();
+            inner.first_error(join_all(calls).await).map(|_| ())
+        })
     }
 
     async fn delete(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {
@@ -1321,25 +1367,39 @@ impl Backend for MemcachedBackend {
         }
     }
 
-    async fn increment(&self, ctx: &CallContext<'_>, key: &str, delta: i64) -> Result<i64> {
-        let inner = &*self.inner;
-        inner.check_open()?;
-        let server = inner.server_for(key);
-        let wire = inner
-            .wire_key(key, ctx.deadline())
-            .await
-            .map_err(|u| inner.unread(u))?;
-        inner
-            .timed(ctx.deadline(), async {
-                // the counter's memory first, then a connection: an increment waiting for
-                // another one of the same key holds no connection
-                let slot = server.counter_slot(&wire);
-                let mut memory = slot.lock().await;
-                let mut c = server.conn().await?;
-                inner.increment_on(&mut c, &wire, delta, &mut memory).await
-            })
-            .await
-            .map_err(|e| inner.fail(server, e))
+    fn increment<'s, 'c, 'x, 'k, 'f>(
+        &'s self,
+        ctx: &'c CallContext<'x>,
+        key: &'k str,
+        delta: i64,
+    ) -> BoxFuture<'f, Result<i64>>
+    where
+        's: 'f,
+        'c: 'f,
+        'x: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        box_in_place(move || async move {
+            let inner = &*self.inner;
+            inner.check_open()?;
+            let server = inner.server_for(key);
+            let wire = inner
+                .wire_key(key, ctx.deadline())
+                .await
+                .map_err(|u| inner.unread(u))?;
+            inner
+                .timed(ctx.deadline(), async {
+                    // the counter's memory first, then a connection: an increment waiting for
+                    // another one of the same key holds no connection
+                    let slot = server.counter_slot(&wire);
+                    let mut memory = slot.lock().await;
+                    let mut c = server.conn().await?;
+                    inner.increment_on(&mut c, &wire, delta, &mut memory).await
+                })
+                .await
+                .map_err(|e| inner.fail(server, e))
+        })
     }
 
     async fn expire(

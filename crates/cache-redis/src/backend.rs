@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, CallContext, Capability, ClearScope, Entry, Error, KeyTtl, OpSet, RawValue, Result,
+    Backend, BoxFuture, CallContext, Capability, ClearScope, Entry, Error, KeyTtl, OpSet, RawValue,
+    Result, box_in_place,
 };
 use fred::clients::WithOptions;
 use fred::error::Error as FredError;
@@ -728,12 +729,27 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn get(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Bytes>> {
-        if self.generations.is_some() {
-            return self.maybe_gen_get(key).await;
-        }
-        self.read_key(key, |c| async move { c.get::<Option<Bytes>, _>(key).await })
-            .await
+    // The hot commands are written out so that their futures (fred's are kilobytes) are
+    // built in their box: `#[async_trait]` would build each on the stack and copy it.
+    fn get<'s, 'c, 'x, 'k, 'f>(
+        &'s self,
+        _ctx: &'c CallContext<'x>,
+        key: &'k str,
+    ) -> BoxFuture<'f, Result<Option<Bytes>>>
+    where
+        's: 'f,
+        'c: 'f,
+        'x: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        box_in_place(move || async move {
+            if self.generations.is_some() {
+                return self.maybe_gen_get(key).await;
+            }
+            self.read_key(key, |c| async move { c.get::<Option<Bytes>, _>(key).await })
+                .await
+        })
     }
 
     async fn get_with_ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
@@ -763,37 +779,61 @@ impl Backend for RedisBackend {
         self.plain_multi_entries(keys).await
     }
 
-    async fn multi_get(
-        &self,
-        _ctx: &CallContext<'_>,
-        keys: &[String],
-    ) -> Result<Vec<Option<Bytes>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        if self.generations.is_some() {
-            return self.gen_multi_get(keys).await;
-        }
-        self.plain_multi_get(keys).await
+    fn multi_get<'s, 'c, 'x, 'k, 'f>(
+        &'s self,
+        _ctx: &'c CallContext<'x>,
+        keys: &'k [String],
+    ) -> BoxFuture<'f, Result<Vec<Option<Bytes>>>>
+    where
+        's: 'f,
+        'c: 'f,
+        'x: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        box_in_place(move || async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            if self.generations.is_some() {
+                return self.gen_multi_get(keys).await;
+            }
+            self.plain_multi_get(keys).await
+        })
     }
 
-    async fn set(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<()> {
-        if let Some(group) = self.generation_group(key)? {
-            return self
-                .gen_set(ctx, group, key, value, op, false)
-                .await
-                .map(|_| ());
-        }
-        let client = self.key_writer(ctx, key)?;
-        self.settle(
-            key,
-            unsent_again!(async {
-                client
-                    .set::<(), _, _>(key, value.clone(), op.ttl.map(px), None, false)
+    fn set<'s, 'c, 'x, 'k, 'f>(
+        &'s self,
+        ctx: &'c CallContext<'x>,
+        key: &'k str,
+        value: Bytes,
+        op: OpSet,
+    ) -> BoxFuture<'f, Result<()>>
+    where
+        's: 'f,
+        'c: 'f,
+        'x: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        box_in_place(move || async move {
+            if let Some(group) = self.generation_group(key)? {
+                return self
+                    .gen_set(ctx, group, key, value, op, false)
                     .await
-                    .map_err(|e| self.fail(e))
-            }),
-        )
+                    .map(|_| ());
+            }
+            let client = self.key_writer(ctx, key)?;
+            self.settle(
+                key,
+                unsent_again!(async {
+                    client
+                        .set::<(), _, _>(key, value.clone(), op.ttl.map(px), None, false)
+                        .await
+                        .map_err(|e| self.fail(e))
+                }),
+            )
+        })
     }
 
     async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
@@ -819,19 +859,28 @@ impl Backend for RedisBackend {
         Ok(!reply.is_null())
     }
 
-    async fn multi_set(
-        &self,
-        ctx: &CallContext<'_>,
-        entries: &[(String, Bytes)],
+    fn multi_set<'s, 'c, 'x, 'e, 'f>(
+        &'s self,
+        ctx: &'c CallContext<'x>,
+        entries: &'e [(String, Bytes)],
         op: OpSet,
-    ) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        if self.generations.is_some() {
-            return self.gen_multi_set(ctx, entries, op).await;
-        }
-        self.plain_multi_set(ctx, entries, op).await
+    ) -> BoxFuture<'f, Result<()>>
+    where
+        's: 'f,
+        'c: 'f,
+        'x: 'f,
+        'e: 'f,
+        Self: 'f,
+    {
+        box_in_place(move || async move {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            if self.generations.is_some() {
+                return self.gen_multi_set(ctx, entries, op).await;
+            }
+            self.plain_multi_set(ctx, entries, op).await
+        })
     }
 
     async fn delete(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {
