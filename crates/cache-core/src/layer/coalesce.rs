@@ -260,6 +260,9 @@ impl Shared {
 /// `keys` without repeats, and for each key of `keys` its index in them — `None` when no key
 /// repeats (the common case: `keys` is sent as it is, no map built).
 fn dedupe(mut keys: Vec<String>) -> (Vec<String>, Option<Vec<usize>>) {
+    if !may_repeat(&keys) {
+        return (keys, None);
+    }
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_unstable_by(|&a, &b| keys[a].cmp(&keys[b]));
     if !order.windows(2).any(|w| keys[w[0]] == keys[w[1]]) {
@@ -275,6 +278,20 @@ fn dedupe(mut keys: Vec<String>) -> (Vec<String>, Option<Vec<usize>>) {
         slot[i] = unique.len() - 1;
     }
     (unique, Some(slot))
+}
+
+/// Whether two of `keys` have the same hash: `false` proves that no key repeats, with a sort
+/// of numbers instead of strings (the common case, checked for every batch).
+fn may_repeat(keys: &[String]) -> bool {
+    // FNV-1a: a few instructions per byte, enough to tell keys apart
+    let hash = |k: &String| {
+        k.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    let mut hashes: Vec<u64> = keys.iter().map(hash).collect();
+    hashes.sort_unstable();
+    hashes.windows(2).any(|w| w[0] == w[1])
 }
 
 /// The error of a read whose batch ended without answering (its task was stopped, as when
@@ -378,5 +395,18 @@ mod tests {
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(&unique[slot[i]], key, "reader {i}");
         }
+    }
+
+    #[test]
+    fn one_repeat_among_many_keys_is_found() {
+        let mut keys: Vec<String> = (0..1000).map(|i| format!("user:{i}")).collect();
+        let (unique, slot) = dedupe(keys.clone());
+        assert_eq!((unique.len(), slot), (1000, None));
+        keys.push("user:517".into());
+        let (unique, slot) = dedupe(keys.clone());
+        let slot = slot.expect("a repeat");
+        assert_eq!(unique.len(), 1000);
+        assert_eq!(&unique[slot[1000]], "user:517");
+        assert_eq!(slot[517], slot[1000]);
     }
 }
