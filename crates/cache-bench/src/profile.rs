@@ -43,8 +43,8 @@ const MIX: [Step; 4] = [
         who: "ours",
         protocol: "resp2",
         mode: "",
-        what: "+ the 5 s deadline (one Tokio timer armed and dropped per call): the defaults, \
-               what the throughput tables run",
+        what: "+ the 5 s deadline (a slot taken and given back in the runtime's table of \
+               deadlines per call): the defaults, what the throughput tables run",
     },
     Step {
         who: "ours",
