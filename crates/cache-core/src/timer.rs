@@ -389,6 +389,16 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(30));
     }
 
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn deadlines_follow_a_paused_test_clock() {
+        let start = Instant::now();
+        let out = run_until(start + Duration::from_secs(600), pending::<()>()).await;
+        assert_eq!(out, None);
+        // the clock jumped to the deadline: nothing waited ten minutes
+        assert!(start.elapsed() >= Duration::from_secs(600));
+        assert!(std::time::Instant::now() - start.into_std() < Duration::from_secs(60));
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn an_answer_before_the_deadline_wins() {
         let out = run_until(after(5_000), async {
