@@ -72,7 +72,7 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// `#[async_trait]` writes, builds the future on the stack and then copies all of it into the
 /// box; a command whose future nests a client's own futures is kilobytes, and that copy is then
 /// the largest cost the call adds. A backend writes its hot commands by hand with this instead,
-/// so the future is built where it stays (see `cache-redis` for the signature to write):
+/// so the future is built where it stays ([`in_place!`](crate::in_place) writes the signature):
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -85,6 +85,111 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 #[inline(always)]
 pub fn box_in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
     Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
+/// Writes a hot method of a [`Backend`] implementation with its future built in place
+/// ([`box_in_place`]): the signature `#[async_trait]` would write, around the body given.
+///
+/// One arm per hot command: `get`, `multi_get`, `set`, `multi_set`, `increment`. Inside an
+/// `#[async_trait] impl Backend for …` block:
+///
+/// ```
+/// use bytes::Bytes;
+/// use cache_core::testkit::MapBackend;
+/// use cache_core::{Backend, CallContext, Command, Result, async_trait, forward_backend};
+///
+/// #[derive(Debug)]
+/// struct Logged {
+///     inner: MapBackend,
+/// }
+///
+/// #[async_trait]
+/// impl Backend for Logged {
+///     forward_backend!(inner: name, capability, endpoint, multi_get, get_with_ttl,
+///         multi_get_with_ttl, set, add, multi_set, delete, multi_delete, exists, increment,
+///         expire, ttl, compare_and_set, compare_and_delete, clear, raw, close);
+///
+///     cache_core::in_place! {
+///         fn get(&self, ctx, key) -> Result<Option<Bytes>> {
+///             let value = self.inner.get(ctx, key).await?;
+///             println!("get {key}: {}", if value.is_some() { "hit" } else { "miss" });
+///             Ok(value)
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<()> {
+/// let backend = Logged { inner: MapBackend::new() };
+/// assert_eq!(backend.get(&CallContext::new(Command::Get), "k").await?, None);
+/// # Ok(()) }
+/// ```
+#[macro_export]
+macro_rules! in_place {
+    (fn get(&$s:ident, $ctx:ident, $key:ident) -> $out:ty $body:block) => {
+        fn get<'s, 'c, 'x, 'k, 'f>(
+            &'s $s,
+            $ctx: &'c $crate::CallContext<'x>,
+            $key: &'k str,
+        ) -> $crate::BoxFuture<'f, $out>
+        where
+            's: 'f, 'c: 'f, 'x: 'f, 'k: 'f, Self: 'f,
+        {
+            $crate::box_in_place(move || async move $body)
+        }
+    };
+    (fn multi_get(&$s:ident, $ctx:ident, $keys:ident) -> $out:ty $body:block) => {
+        fn multi_get<'s, 'c, 'x, 'k, 'f>(
+            &'s $s,
+            $ctx: &'c $crate::CallContext<'x>,
+            $keys: &'k [String],
+        ) -> $crate::BoxFuture<'f, $out>
+        where
+            's: 'f, 'c: 'f, 'x: 'f, 'k: 'f, Self: 'f,
+        {
+            $crate::box_in_place(move || async move $body)
+        }
+    };
+    (fn set(&$s:ident, $ctx:ident, $key:ident, $value:ident, $op:ident) -> $out:ty $body:block) => {
+        fn set<'s, 'c, 'x, 'k, 'f>(
+            &'s $s,
+            $ctx: &'c $crate::CallContext<'x>,
+            $key: &'k str,
+            $value: $crate::__Bytes,
+            $op: $crate::OpSet,
+        ) -> $crate::BoxFuture<'f, $out>
+        where
+            's: 'f, 'c: 'f, 'x: 'f, 'k: 'f, Self: 'f,
+        {
+            $crate::box_in_place(move || async move $body)
+        }
+    };
+    (fn multi_set(&$s:ident, $ctx:ident, $entries:ident, $op:ident) -> $out:ty $body:block) => {
+        fn multi_set<'s, 'c, 'x, 'e, 'f>(
+            &'s $s,
+            $ctx: &'c $crate::CallContext<'x>,
+            $entries: &'e [(String, $crate::__Bytes)],
+            $op: $crate::OpSet,
+        ) -> $crate::BoxFuture<'f, $out>
+        where
+            's: 'f, 'c: 'f, 'x: 'f, 'e: 'f, Self: 'f,
+        {
+            $crate::box_in_place(move || async move $body)
+        }
+    };
+    (fn increment(&$s:ident, $ctx:ident, $key:ident, $delta:ident) -> $out:ty $body:block) => {
+        fn increment<'s, 'c, 'x, 'k, 'f>(
+            &'s $s,
+            $ctx: &'c $crate::CallContext<'x>,
+            $key: &'k str,
+            $delta: i64,
+        ) -> $crate::BoxFuture<'f, $out>
+        where
+            's: 'f, 'c: 'f, 'x: 'f, 'k: 'f, Self: 'f,
+        {
+            $crate::box_in_place(move || async move $body)
+        }
+    };
 }
 
 /// A storage backend: what the [`Cache`](crate::Cache) calls after it has built keys and

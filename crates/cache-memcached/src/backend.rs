@@ -11,8 +11,8 @@ use async_memcached::{AsciiProtocol, Error as ClientError, MetaProtocol, MetaVal
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, BoxFuture, CallContext, Capability, ClearScope, ConnectionCounters, ConnectionStats,
-    Deadline, Endpoint, Entry, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result, box_in_place,
+    Backend, CallContext, Capability, ClearScope, ConnectionCounters, ConnectionStats, Deadline,
+    Endpoint, Entry, Error, ErrorKind, KeyTtl, OpSet, RawValue, Result,
 };
 use futures_util::future::join_all;
 
@@ -1113,19 +1113,8 @@ impl Backend for MemcachedBackend {
         self.inner.endpoint.clone()
     }
 
-    fn get<'s, 'c, 'x, 'k, 'f>(
-        &'s self,
-        ctx: &'c CallContext<'x>,
-        key: &'k str,
-    ) -> BoxFuture<'f, Result<Option<Bytes>>>
-    where
-        's: 'f,
-        'c: 'f,
-        'x: 'f,
-        'k: 'f,
-        Self: 'f,
-    {
-        box_in_place(move || async move {
+    cache_core::in_place! {
+        fn get(&self, ctx, key) -> Result<Option<Bytes>> {
             let inner = &*self.inner;
             inner.check_open()?;
             let server = inner.server_for(key);
@@ -1143,7 +1132,7 @@ impl Backend for MemcachedBackend {
                 Ok(v) => Ok(v.map(|v| Bytes::from(v.data.unwrap_or_default()))),
                 Err(e) => inner.read_failed(server, e, None),
             }
-        })
+        }
     }
 
     async fn get_with_ttl(&self, ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
@@ -1178,36 +1167,14 @@ impl Backend for MemcachedBackend {
         self.inner.multi_read(ctx, keys).await
     }
 
-    fn multi_get<'s, 'c, 'x, 'k, 'f>(
-        &'s self,
-        ctx: &'c CallContext<'x>,
-        keys: &'k [String],
-    ) -> BoxFuture<'f, Result<Vec<Option<Bytes>>>>
-    where
-        's: 'f,
-        'c: 'f,
-        'x: 'f,
-        'k: 'f,
-        Self: 'f,
-    {
-        box_in_place(move || async move { self.inner.multi_read(ctx, keys).await })
+    cache_core::in_place! {
+        fn multi_get(&self, ctx, keys) -> Result<Vec<Option<Bytes>>> {
+            self.inner.multi_read(ctx, keys).await
+        }
     }
 
-    fn set<'s, 'c, 'x, 'k, 'f>(
-        &'s self,
-        ctx: &'c CallContext<'x>,
-        key: &'k str,
-        value: Bytes,
-        op: OpSet,
-    ) -> BoxFuture<'f, Result<()>>
-    where
-        's: 'f,
-        'c: 'f,
-        'x: 'f,
-        'k: 'f,
-        Self: 'f,
-    {
-        box_in_place(move || async move {
+    cache_core::in_place! {
+        fn set(&self, ctx, key, value, op) -> Result<()> {
             let inner = &*self.inner;
             inner.check_open()?;
             let server = inner.server_for(key);
@@ -1225,7 +1192,7 @@ impl Backend for MemcachedBackend {
                 })
                 .await
                 .map_err(|e| inner.fail(server, e))
-        })
+        }
     }
 
     async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
@@ -1252,20 +1219,8 @@ impl Backend for MemcachedBackend {
             .map_err(|e| inner.fail(server, e))
     }
 
-    fn multi_set<'s, 'c, 'x, 'k, 'f>(
-        &'s self,
-        ctx: &'c CallContext<'x>,
-        entries: &'k [(String, Bytes)],
-        op: OpSet,
-    ) -> BoxFuture<'f, Result<()>>
-    where
-        's: 'f,
-        'c: 'f,
-        'x: 'f,
-        'k: 'f,
-        Self: 'f,
-    {
-        box_in_place(move || async move {
+    cache_core::in_place! {
+        fn multi_set(&self, ctx, entries, op) -> Result<()> {
             let inner = &*self.inner;
             inner.check_open()?;
             if entries.is_empty() {
@@ -1301,7 +1256,7 @@ impl Backend for MemcachedBackend {
                 })
                 .collect();
             inner.first_error(join_all(calls).await).map(|_| ())
-        })
+        }
     }
 
     async fn delete(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {
@@ -1367,20 +1322,8 @@ impl Backend for MemcachedBackend {
         }
     }
 
-    fn increment<'s, 'c, 'x, 'k, 'f>(
-        &'s self,
-        ctx: &'c CallContext<'x>,
-        key: &'k str,
-        delta: i64,
-    ) -> BoxFuture<'f, Result<i64>>
-    where
-        's: 'f,
-        'c: 'f,
-        'x: 'f,
-        'k: 'f,
-        Self: 'f,
-    {
-        box_in_place(move || async move {
+    cache_core::in_place! {
+        fn increment(&self, ctx, key, delta) -> Result<i64> {
             let inner = &*self.inner;
             inner.check_open()?;
             let server = inner.server_for(key);
@@ -1399,7 +1342,7 @@ impl Backend for MemcachedBackend {
                 })
                 .await
                 .map_err(|e| inner.fail(server, e))
-        })
+        }
     }
 
     async fn expire(

@@ -9,8 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Backend, BoxFuture, CallContext, Capability, ClearScope, Entry, Error, KeyTtl, OpSet, RawValue,
-    Result, box_in_place,
+    Backend, CallContext, Capability, ClearScope, Entry, Error, KeyTtl, OpSet, RawValue, Result,
 };
 use fred::clients::WithOptions;
 use fred::error::Error as FredError;
@@ -731,25 +730,14 @@ impl Backend for RedisBackend {
 
     // The hot commands are written out so that their futures (fred's are kilobytes) are
     // built in their box: `#[async_trait]` would build each on the stack and copy it.
-    fn get<'s, 'c, 'x, 'k, 'f>(
-        &'s self,
-        _ctx: &'c CallContext<'x>,
-        key: &'k str,
-    ) -> BoxFuture<'f, Result<Option<Bytes>>>
-    where
-        's: 'f,
-        'c: 'f,
-        'x: 'f,
-        'k: 'f,
-        Self: 'f,
-    {
-        box_in_place(move || async move {
+    cache_core::in_place! {
+        fn get(&self, _ctx, key) -> Result<Option<Bytes>> {
             if self.generations.is_some() {
                 return self.maybe_gen_get(key).await;
             }
             self.read_key(key, |c| async move { c.get::<Option<Bytes>, _>(key).await })
                 .await
-        })
+        }
     }
 
     async fn get_with_ttl(&self, _ctx: &CallContext<'_>, key: &str) -> Result<Option<Entry>> {
@@ -779,19 +767,8 @@ impl Backend for RedisBackend {
         self.plain_multi_entries(keys).await
     }
 
-    fn multi_get<'s, 'c, 'x, 'k, 'f>(
-        &'s self,
-        _ctx: &'c CallContext<'x>,
-        keys: &'k [String],
-    ) -> BoxFuture<'f, Result<Vec<Option<Bytes>>>>
-    where
-        's: 'f,
-        'c: 'f,
-        'x: 'f,
-        'k: 'f,
-        Self: 'f,
-    {
-        box_in_place(move || async move {
+    cache_core::in_place! {
+        fn multi_get(&self, _ctx, keys) -> Result<Vec<Option<Bytes>>> {
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
@@ -799,24 +776,11 @@ impl Backend for RedisBackend {
                 return self.gen_multi_get(keys).await;
             }
             self.plain_multi_get(keys).await
-        })
+        }
     }
 
-    fn set<'s, 'c, 'x, 'k, 'f>(
-        &'s self,
-        ctx: &'c CallContext<'x>,
-        key: &'k str,
-        value: Bytes,
-        op: OpSet,
-    ) -> BoxFuture<'f, Result<()>>
-    where
-        's: 'f,
-        'c: 'f,
-        'x: 'f,
-        'k: 'f,
-        Self: 'f,
-    {
-        box_in_place(move || async move {
+    cache_core::in_place! {
+        fn set(&self, ctx, key, value, op) -> Result<()> {
             if let Some(group) = self.generation_group(key)? {
                 return self
                     .gen_set(ctx, group, key, value, op, false)
@@ -833,7 +797,7 @@ impl Backend for RedisBackend {
                         .map_err(|e| self.fail(e))
                 }),
             )
-        })
+        }
     }
 
     async fn add(&self, ctx: &CallContext<'_>, key: &str, value: Bytes, op: OpSet) -> Result<bool> {
@@ -859,20 +823,8 @@ impl Backend for RedisBackend {
         Ok(!reply.is_null())
     }
 
-    fn multi_set<'s, 'c, 'x, 'e, 'f>(
-        &'s self,
-        ctx: &'c CallContext<'x>,
-        entries: &'e [(String, Bytes)],
-        op: OpSet,
-    ) -> BoxFuture<'f, Result<()>>
-    where
-        's: 'f,
-        'c: 'f,
-        'x: 'f,
-        'e: 'f,
-        Self: 'f,
-    {
-        box_in_place(move || async move {
+    cache_core::in_place! {
+        fn multi_set(&self, ctx, entries, op) -> Result<()> {
             if entries.is_empty() {
                 return Ok(());
             }
@@ -880,7 +832,7 @@ impl Backend for RedisBackend {
                 return self.gen_multi_set(ctx, entries, op).await;
             }
             self.plain_multi_set(ctx, entries, op).await
-        })
+        }
     }
 
     async fn delete(&self, ctx: &CallContext<'_>, key: &str) -> Result<bool> {
