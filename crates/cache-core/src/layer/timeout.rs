@@ -11,9 +11,11 @@ use crate::{Error, ErrorKind, Result};
 ///
 /// `build()` installs one on every cache, under the plugin hooks; it is the only timer of a
 /// call. It reads the deadline from the [`CallContext`], which the cache sets from its
-/// timeout (per call or per cache); a call without one passes through untouched. The timer
-/// is registered only when the stack below does not answer at once, so a call served from
-/// memory costs no timer.
+/// timeout (per call or per cache); a call without one passes through untouched. The
+/// deadline is registered only when the stack below does not answer at once, so a call served
+/// from memory costs nothing. A call that waits does not arm a Tokio timer of its own: it takes
+/// a slot in a table of deadlines kept per runtime, which one task watches, waking at the
+/// earliest deadline in it, and gives the slot back when it answers.
 ///
 /// When the deadline passes, the call below is dropped: a write may or may not have reached
 /// the backend, and the backend stays usable for the next call.
