@@ -63,9 +63,6 @@ impl Entry {
     }
 }
 
-/// The future of a [`Backend`] command, as the trait's methods return it.
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
 /// Boxes the future that `make` returns, built in place on the heap.
 ///
 /// The methods of [`Backend`] return boxed futures. `Box::pin(future)`, what
@@ -77,7 +74,8 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use cache_core::{BoxFuture, box_in_place};
+/// use cache_core::box_in_place;
+/// use cache_core::layer::BoxFuture;
 /// let call: BoxFuture<'_, u32> = box_in_place(|| async { 7 });
 /// assert_eq!(call.await, 7);
 /// # }
@@ -131,7 +129,7 @@ macro_rules! in_place {
             &'s $s,
             $ctx: &'c $crate::CallContext<'x>,
             $key: &'k str,
-        ) -> $crate::BoxFuture<'f, $out>
+        ) -> $crate::layer::BoxFuture<'f, $out>
         where
             's: 'f, 'c: 'f, 'x: 'f, 'k: 'f, Self: 'f,
         {
@@ -143,7 +141,7 @@ macro_rules! in_place {
             &'s $s,
             $ctx: &'c $crate::CallContext<'x>,
             $keys: &'k [String],
-        ) -> $crate::BoxFuture<'f, $out>
+        ) -> $crate::layer::BoxFuture<'f, $out>
         where
             's: 'f, 'c: 'f, 'x: 'f, 'k: 'f, Self: 'f,
         {
@@ -157,7 +155,7 @@ macro_rules! in_place {
             $key: &'k str,
             $value: $crate::__Bytes,
             $op: $crate::OpSet,
-        ) -> $crate::BoxFuture<'f, $out>
+        ) -> $crate::layer::BoxFuture<'f, $out>
         where
             's: 'f, 'c: 'f, 'x: 'f, 'k: 'f, Self: 'f,
         {
@@ -170,7 +168,7 @@ macro_rules! in_place {
             $ctx: &'c $crate::CallContext<'x>,
             $entries: &'e [(String, $crate::__Bytes)],
             $op: $crate::OpSet,
-        ) -> $crate::BoxFuture<'f, $out>
+        ) -> $crate::layer::BoxFuture<'f, $out>
         where
             's: 'f, 'c: 'f, 'x: 'f, 'e: 'f, Self: 'f,
         {
@@ -183,7 +181,7 @@ macro_rules! in_place {
             $ctx: &'c $crate::CallContext<'x>,
             $key: &'k str,
             $delta: i64,
-        ) -> $crate::BoxFuture<'f, $out>
+        ) -> $crate::layer::BoxFuture<'f, $out>
         where
             's: 'f, 'c: 'f, 'x: 'f, 'k: 'f, Self: 'f,
         {

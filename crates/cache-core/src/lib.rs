@@ -29,8 +29,8 @@ pub mod url;
 pub mod testkit;
 
 pub use backend::{
-    Backend, BoxFuture, ClearScope, ConnectionCounters, ConnectionStats, Endpoint, Entry,
-    IntoBackend, OpSet, box_in_place,
+    Backend, ClearScope, ConnectionCounters, ConnectionStats, Endpoint, Entry, IntoBackend, OpSet,
+    box_in_place,
 };
 pub use cache::{
     Cache, CacheBuilder, DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock, LockGuard, OptimisticLock, Scoped,

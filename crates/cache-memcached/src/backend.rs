@@ -1097,8 +1097,8 @@ fn parse_generation(data: Option<&[u8]>) -> Result<u64, McError> {
         .ok_or_else(|| McError::Unexpected("a namespace generation record is not a number".into()))
 }
 
-// The hot commands are written out so that their futures are built in their box:
-// `#[async_trait]` would build each on the stack and copy it.
+// The hot commands are written with `cache_core::in_place!`, so that their futures are built
+// in their box: `#[async_trait]` would build each on the stack and copy it.
 #[async_trait]
 impl Backend for MemcachedBackend {
     fn name(&self) -> &'static str {

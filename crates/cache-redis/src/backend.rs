@@ -728,8 +728,9 @@ impl Backend for RedisBackend {
         }
     }
 
-    // The hot commands are written out so that their futures (fred's are kilobytes) are
-    // built in their box: `#[async_trait]` would build each on the stack and copy it.
+    // The hot commands are written with `cache_core::in_place!`, so that their futures
+    // (fred's are kilobytes) are built in their box: `#[async_trait]` would build each on the
+    // stack and copy it.
     cache_core::in_place! {
         fn get(&self, _ctx, key) -> Result<Option<Bytes>> {
             if self.generations.is_some() {

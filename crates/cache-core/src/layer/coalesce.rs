@@ -283,13 +283,10 @@ fn dedupe(mut keys: Vec<String>) -> (Vec<String>, Option<Vec<usize>>) {
 /// Whether two of `keys` have the same hash: `false` proves that no key repeats, with a sort
 /// of numbers instead of strings (the common case, checked for every batch).
 fn may_repeat(keys: &[String]) -> bool {
-    // FNV-1a: a few instructions per byte, enough to tell keys apart
-    let hash = |k: &String| {
-        k.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-    };
-    let mut hashes: Vec<u64> = keys.iter().map(hash).collect();
+    let mut hashes: Vec<u64> = keys
+        .iter()
+        .map(|k| crate::plugins::fnv1a64(k.as_bytes()))
+        .collect();
     hashes.sort_unstable();
     hashes.windows(2).any(|w| w[0] == w[1])
 }

@@ -79,6 +79,7 @@ pub use self::hit_miss::{HitMissCounts, HitMissRatioPlugin};
 #[cfg(feature = "metrics")]
 pub use self::metrics::MetricsPlugin;
 pub use self::timing::{CommandTiming, TimingPlugin};
+pub(crate) use self::tracing::fnv1a64;
 pub use self::tracing::{KeyMode, TracingPlugin};
 use crate::{CommandInfo, ErrorKind, Outcome, Plugin};
 

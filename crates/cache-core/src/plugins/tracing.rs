@@ -368,8 +368,9 @@ impl fmt::Display for Keys<'_> {
     }
 }
 
-/// 64-bit FNV-1a: small, fast and stable, which is all a log correlation hash needs.
-const fn fnv1a64(bytes: &[u8]) -> u64 {
+/// 64-bit FNV-1a: small, fast and stable, which is all a log correlation hash needs (and
+/// all the coalescing layer needs to tell keys apart).
+pub(crate) const fn fnv1a64(bytes: &[u8]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = OFFSET_BASIS;
